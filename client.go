@@ -1,0 +1,182 @@
+package pampa
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/pampa-go/pampa/internal/notify"
+	"github.com/pampa-go/pampa/internal/store"
+)
+
+// Client is a cluster connected to its database: the handle dispatchers,
+// workers, reports and setup work through. It is safe for concurrent use;
+// dispatchers and workers made from one Client (the `pampa run` mode) wake
+// each other directly instead of waiting for their next poll.
+type Client struct {
+	cluster *Cluster
+	store   *store.Store
+	jobs    []*jobRuntime
+	bus     *notify.Bus
+}
+
+// jobRuntime is a job with its generated SQL.
+type jobRuntime struct {
+	*Job
+	sql *store.JobSQL
+}
+
+// Open connects to the cluster's database, checks that every job's table
+// has its key and tracking columns with the right types, and creates
+// Pampa's own tables if they are missing. A bad definition is reported
+// before anything is written.
+func Open(ctx context.Context, c *Cluster) (*Client, error) {
+	cl, err := connect(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	for _, j := range cl.jobs {
+		if err := cl.checkColumns(ctx, j); err != nil {
+			cl.Close()
+			return nil, err
+		}
+	}
+	if err := cl.store.Migrate(ctx); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	return cl, nil
+}
+
+// connect opens the database and generates each job's SQL, without
+// checking the tables (setup runs before the columns exist).
+func connect(ctx context.Context, c *Cluster) (*Client, error) {
+	db := c.Database.WithDefaults()
+	if err := db.Validate(); err != nil {
+		return nil, err
+	}
+	st, err := store.Open(ctx, db.Driver, db.URL)
+	if err != nil {
+		return nil, err
+	}
+	cl := &Client{cluster: c, store: st, bus: notify.NewBus()}
+	for _, j := range c.jobs {
+		cl.jobs = append(cl.jobs, &jobRuntime{Job: j, sql: st.Job(specOf(j))})
+	}
+	return cl, nil
+}
+
+func specOf(j *Job) store.JobSpec {
+	f := j.Fields
+	return store.JobSpec{
+		Table: store.ParseIdent(j.Table), PrimaryKey: j.PrimaryKey,
+		ID: f.ReservationID, Time: f.ReservationTime, Times: f.ReservationTimes,
+		Start: f.StartTime, End: f.EndTime, Success: f.Success, Error: f.ErrorDescription,
+		MaxTryTimes: j.MaxTryTimes,
+	}
+}
+
+// Close closes the database connections.
+func (c *Client) Close() error { return c.store.Close() }
+
+// DB is the connection pool, for the user's own queries.
+func (c *Client) DB() *sql.DB { return c.store.DB }
+
+// Cluster returns the definitions the client was opened with.
+func (c *Client) Cluster() *Cluster { return c.cluster }
+
+// Driver returns the database driver name ("sqlite", "postgres", "crdb").
+func (c *Client) Driver() string { return c.store.Dialect.Name() }
+
+func (c *Client) job(name string) (*jobRuntime, error) {
+	for _, j := range c.jobs {
+		if j.Name == name {
+			return j, nil
+		}
+	}
+	return nil, fmt.Errorf("job %q: %w", name, ErrNotFound)
+}
+
+// checkColumns verifies the job's table, key and tracking columns.
+func (c *Client) checkColumns(ctx context.Context, j *jobRuntime) error {
+	cols, ok, err := c.store.Dialect.Columns(ctx, c.store.DB, store.ParseIdent(j.Table))
+	if err != nil {
+		return fmt.Errorf("job %q: read columns of table %q: %w", j.Name, j.Table, err)
+	}
+	if !ok {
+		return &ConfigError{Job: j.Name, Field: "table", Value: j.Table, Reason: "no such table in the database"}
+	}
+	types := map[string]string{}
+	for _, col := range cols {
+		types[col.Name] = col.Type
+	}
+	if _, ok := types[j.PrimaryKey]; !ok {
+		return &ConfigError{Job: j.Name, Field: "field_primary_key", Value: j.PrimaryKey,
+			Reason: fmt.Sprintf("table %q has no such column", j.Table)}
+	}
+	var missing []string
+	for _, f := range j.Fields.fields() {
+		typ, ok := types[f.column]
+		if !ok {
+			missing = append(missing, f.option+" = "+f.column)
+			continue
+		}
+		if !kindAccepts(c.store.Dialect.Name(), f.kind, typ) {
+			return &ConfigError{Job: j.Name, Field: f.option, Value: f.column,
+				Reason: fmt.Sprintf("column has type %s, want %s", typ, f.kind)}
+		}
+	}
+	if len(missing) > 0 {
+		return &ConfigError{Job: j.Name, Field: "tracking columns", Value: strings.Join(missing, ", "),
+			Reason: fmt.Sprintf("missing from table %q; run `pampa setup` to add them", j.Table)}
+	}
+	return nil
+}
+
+// kindAccepts says whether a column's declared type can hold a kind.
+// SQLite types are affinities, so the check follows its naming rules.
+func kindAccepts(dialect string, kind ColumnKind, typ string) bool {
+	t := strings.ToLower(typ)
+	has := func(subs ...string) bool {
+		for _, s := range subs {
+			if strings.Contains(t, s) {
+				return true
+			}
+		}
+		return false
+	}
+	if dialect == "sqlite" {
+		switch kind {
+		case KindText:
+			return t == "" || has("char", "text", "clob")
+		case KindTime:
+			return t == "" || has("date", "time", "text")
+		case KindInt:
+			return t == "" || has("int")
+		case KindBool:
+			return t == "" || has("bool", "int")
+		}
+		return false
+	}
+	switch kind {
+	case KindText:
+		return t == "text" || has("character")
+	case KindTime:
+		return strings.HasPrefix(t, "timestamp")
+	case KindInt:
+		return t == "integer" || t == "bigint" || t == "smallint"
+	case KindBool:
+		return t == "boolean"
+	}
+	return false
+}
+
+// Querier returns the database as hooks see it.
+func (c *Client) querier() Querier { return c.store.DB }
+
+// errorsIsRetryable reports whether err is a passing database condition.
+func (c *Client) retryable(err error) bool {
+	return err != nil && !errors.Is(err, context.Canceled) && c.store.Dialect.Retryable(err)
+}

@@ -1,0 +1,63 @@
+// Package notify wakes Pampa's loops without waiting for their next poll.
+//
+// A Bus carries empty signals on named topics: "dispatch" wakes the
+// dispatcher when a worker's queue runs low, "worker:<id>" wakes a worker
+// when rows were reserved for it. Signals coalesce (a waiting loop is woken
+// once however many arrive) and may be lost; every loop still polls, so a
+// lost signal costs one poll interval, never a task.
+package notify
+
+import "sync"
+
+// Topics.
+const Dispatch = "dispatch"
+
+// WorkerTopic is the topic that wakes one worker.
+func WorkerTopic(id string) string { return "worker:" + id }
+
+// Bus delivers signals between loops of one process.
+type Bus struct {
+	mu   sync.Mutex
+	subs map[string]map[chan struct{}]struct{}
+}
+
+// NewBus returns an empty bus.
+func NewBus() *Bus { return &Bus{subs: map[string]map[chan struct{}]struct{}{}} }
+
+// Notify wakes every subscriber of topic; it never blocks.
+func (b *Bus) Notify(topic string) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for ch := range b.subs[topic] {
+		select {
+		case ch <- struct{}{}:
+		default: // already signalled
+		}
+	}
+}
+
+// Subscribe returns a channel that receives a value after Notify(topic),
+// and a function that ends the subscription.
+func (b *Bus) Subscribe(topic string) (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	if b == nil {
+		return ch, func() {}
+	}
+	b.mu.Lock()
+	if b.subs[topic] == nil {
+		b.subs[topic] = map[chan struct{}]struct{}{}
+	}
+	b.subs[topic][ch] = struct{}{}
+	b.mu.Unlock()
+	return ch, func() {
+		b.mu.Lock()
+		delete(b.subs[topic], ch)
+		if len(b.subs[topic]) == 0 {
+			delete(b.subs, topic)
+		}
+		b.mu.Unlock()
+	}
+}

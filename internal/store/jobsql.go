@@ -1,0 +1,413 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// JobSpec is what the store needs to know of a job: its table, key and
+// tracking columns, and its try limit.
+type JobSpec struct {
+	Table       Ident
+	PrimaryKey  string
+	ID          string // reserved for (worker id)
+	Time        string // reserved at
+	Times       string // tries
+	Start       string // started at
+	End         string // ended at
+	Success     string // outcome
+	Error       string // last failure's description
+	MaxTryTimes int
+}
+
+// JobSQL holds a job's statements, generated once with quoted identifiers.
+// Methods take a Querier so callers can run several in one transaction
+// (and user hooks beside them).
+type JobSQL struct {
+	s    *Store
+	spec JobSpec
+
+	t, pk, id, tm, times, start, end, success, errc string
+
+	pending, reset, reserve, claim, occupied, inflight, countPending, report string
+}
+
+// Job generates the statements of one job.
+func (s *Store) Job(spec JobSpec) *JobSQL {
+	j := &JobSQL{s: s, spec: spec,
+		t: spec.Table.Quoted(), pk: Quote(spec.PrimaryKey), id: Quote(spec.ID), tm: Quote(spec.Time),
+		times: Quote(spec.Times), start: Quote(spec.Start), end: Quote(spec.End),
+		success: Quote(spec.Success), errc: Quote(spec.Error),
+	}
+	d := s.Dialect
+	now := d.Now()
+	j.pending = fmt.Sprintf("%s IS NULL AND %s IS NULL AND COALESCE(%s, 0) < ?", j.id, j.start, j.times)
+	j.reset = fmt.Sprintf("%s = NULL, %s = NULL, %s = NULL, %s = NULL, %s = NULL", j.id, j.tm, j.start, j.end, j.success)
+	j.reserve = s.q(fmt.Sprintf(`UPDATE %[1]s SET %[2]s = ?, %[3]s = %[4]s
+		WHERE %[5]s IN (SELECT %[5]s FROM %[1]s WHERE %[6]s ORDER BY %[5]s LIMIT ?%[7]s) AND %[2]s IS NULL
+		RETURNING %[5]s`, j.t, j.id, j.tm, now, j.pk, j.pending, d.SkipLocked()))
+	j.claim = s.q(fmt.Sprintf(`UPDATE %[1]s SET %[2]s = %[3]s, %[4]s = COALESCE(%[4]s, 0) + 1, %[5]s = NULL, %[6]s = NULL
+		WHERE %[7]s IN (SELECT %[7]s FROM %[1]s WHERE %[8]s = ? AND %[2]s IS NULL AND %[5]s IS NULL ORDER BY %[9]s, %[7]s LIMIT ?%[10]s)
+		AND %[8]s = ? AND %[2]s IS NULL
+		RETURNING *`, j.t, j.start, now, j.times, j.end, j.success, j.pk, j.id, j.tm, d.SkipLocked()))
+	j.occupied = s.q(fmt.Sprintf(`SELECT %[2]s, COUNT(*) FROM %[1]s WHERE %[2]s IS NOT NULL AND %[3]s IS NULL AND %[4]s IS NULL GROUP BY %[2]s`,
+		j.t, j.id, j.start, j.end))
+	j.inflight = s.q(fmt.Sprintf(`SELECT DISTINCT %[2]s FROM %[1]s WHERE %[2]s IS NOT NULL AND %[3]s IS NULL`, j.t, j.id, j.end))
+	j.countPending = s.q(fmt.Sprintf(`SELECT COUNT(*) FROM (SELECT 1 FROM %s WHERE %s LIMIT ?) p`, j.t, j.pending))
+	j.report = s.q(fmt.Sprintf(`SELECT COUNT(*),
+		COALESCE(SUM(CASE WHEN %[2]s = TRUE THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN %[2]s = FALSE AND COALESCE(%[3]s, 0) >= ? THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN %[4]s IS NOT NULL AND %[5]s IS NULL THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN %[4]s IS NOT NULL AND %[5]s IS NOT NULL AND %[6]s IS NULL THEN 1 ELSE 0 END), 0)
+		FROM %[1]s`, j.t, j.success, j.times, j.id, j.start, j.end))
+	return j
+}
+
+// Spec returns the job's spec.
+func (j *JobSQL) Spec() JobSpec { return j.spec }
+
+// Reserve reserves up to n pending rows (not reserved, not started, tried
+// fewer than MaxTryTimes) for worker, in key order, and returns their keys.
+// Rows locked by a concurrent reserve are skipped, never taken twice.
+func (j *JobSQL) Reserve(ctx context.Context, q Querier, worker string, n int) ([]any, error) {
+	return queryKeys(ctx, q, j.reserve, worker, j.spec.MaxTryTimes, n)
+}
+
+// ReserveKeys reserves the given rows for worker, skipping any that are
+// already reserved, and returns the keys it reserved.
+func (j *JobSQL) ReserveKeys(ctx context.Context, q Querier, worker string, keys []any) ([]any, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	query := j.s.q(fmt.Sprintf(`UPDATE %[1]s SET %[2]s = ?, %[3]s = %[4]s WHERE %[5]s IN (%[6]s) AND %[2]s IS NULL RETURNING %[5]s`,
+		j.t, j.id, j.tm, j.s.Dialect.Now(), j.pk, placeholders(len(keys))))
+	return queryKeys(ctx, q, query, append([]any{worker}, keys...)...)
+}
+
+// Row is a task row as RETURNING * gave it.
+type Row struct {
+	Columns []string
+	Values  []any
+}
+
+// Get returns a column's value and whether the row has that column.
+func (r Row) Get(col string) (any, bool) {
+	for i, c := range r.Columns {
+		if c == col {
+			return r.Values[i], true
+		}
+	}
+	return nil, false
+}
+
+// Claim starts up to n of worker's reserved rows, oldest reservation first:
+// sets the start time, counts the try and clears the last outcome. It
+// returns the rows as they are after the update.
+func (j *JobSQL) Claim(ctx context.Context, q Querier, worker string, n int) ([]Row, error) {
+	rows, err := q.QueryContext(ctx, j.claim, worker, n, worker)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	var out []Row
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		for i, v := range vals {
+			if b, ok := v.([]byte); ok {
+				vals[i] = append([]byte(nil), b...)
+			}
+		}
+		out = append(out, Row{Columns: cols, Values: vals})
+	}
+	return out, rows.Err()
+}
+
+// Fence identifies one try of one task by one worker. A write carrying a
+// fence lands only while the row is still that try: reserved for that
+// worker, started, not ended, with that try count.
+type Fence struct {
+	Key    any
+	Worker string
+	Try    int64
+}
+
+// Outcome is what a finished try wrote.
+type Outcome struct {
+	Success bool
+	Error   string         // stored when !Success; cleared on success
+	Set     map[string]any // user columns written in the same statement
+}
+
+// Finish records a try's outcome. applied is false when the fence no
+// longer matches (the task was relaunched or handed to another worker):
+// nothing is written then.
+func (j *JobSQL) Finish(ctx context.Context, q Querier, f Fence, o Outcome) (applied bool, err error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "UPDATE %s SET %s = %s, %s = ?, %s = ?", j.t, j.end, j.s.Dialect.Now(), j.success, j.errc)
+	var errArg any
+	if !o.Success {
+		errArg = o.Error
+	}
+	args := []any{o.Success, errArg}
+	for _, col := range sortedKeys(o.Set) {
+		fmt.Fprintf(&b, ", %s = ?", Quote(col))
+		args = append(args, o.Set[col])
+	}
+	fmt.Fprintf(&b, " WHERE %s = ? AND %s = ? AND %s = ? AND %s IS NOT NULL AND %s IS NULL",
+		j.pk, j.id, j.times, j.start, j.end)
+	args = append(args, f.Key, f.Worker, f.Try)
+	res, err := q.ExecContext(ctx, j.s.q(b.String()), args...)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// HandBack returns worker's unstarted reservations to the pending pool; no
+// try is counted.
+func (j *JobSQL) HandBack(ctx context.Context, q Querier, workers ...string) (int64, error) {
+	if len(workers) == 0 {
+		return 0, nil
+	}
+	query := fmt.Sprintf(`UPDATE %s SET %s = NULL, %s = NULL WHERE %s IN (%s) AND %s IS NULL AND %s IS NULL`,
+		j.t, j.id, j.tm, j.id, placeholders(len(workers)), j.start, j.end)
+	res, err := q.ExecContext(ctx, j.s.q(query), toAny(workers)...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// RecoverRunning deals with tries that will never report back, chosen by
+// cond (SQL over the job's columns) and its args: a try with tries left is
+// reset to pending (relaunched keys are returned); one that used its last
+// try is failed for good with reason (failed keys are returned).
+func (j *JobSQL) recoverRunning(ctx context.Context, q Querier, cond string, reason string, args ...any) (relaunched, failed []any, err error) {
+	inflight := fmt.Sprintf("%s IS NOT NULL AND %s IS NOT NULL AND %s IS NULL AND (%s)", j.id, j.start, j.end, cond)
+	resetQ := fmt.Sprintf(`UPDATE %s SET %s WHERE %s AND COALESCE(%s, 0) < ? RETURNING %s`, j.t, j.reset, inflight, j.times, j.pk)
+	relaunched, err = queryKeys(ctx, q, j.s.q(resetQ), append(append([]any{}, args...), j.spec.MaxTryTimes)...)
+	if err != nil {
+		return nil, nil, err
+	}
+	failQ := fmt.Sprintf(`UPDATE %s SET %s = FALSE, %s = %s, %s = ? WHERE %s AND COALESCE(%s, 0) >= ? RETURNING %s`,
+		j.t, j.success, j.end, j.s.Dialect.Now(), j.errc, inflight, j.times, j.pk)
+	failed, err = queryKeys(ctx, q, j.s.q(failQ), append(append([]any{reason}, args...), j.spec.MaxTryTimes)...)
+	return relaunched, failed, err
+}
+
+// RecoverWorkers hands on the tasks of workers that are gone: unstarted
+// reservations go back to pending at once, running tries are relaunched
+// (or failed for good when that was the last try).
+func (j *JobSQL) RecoverWorkers(ctx context.Context, q Querier, workers []string, reason string) (released int64, relaunched, failed []any, err error) {
+	if len(workers) == 0 {
+		return 0, nil, nil, nil
+	}
+	if released, err = j.HandBack(ctx, q, workers...); err != nil {
+		return 0, nil, nil, err
+	}
+	cond := fmt.Sprintf("%s IN (%s)", j.id, placeholders(len(workers)))
+	relaunched, failed, err = j.recoverRunning(ctx, q, cond, reason, toAny(workers)...)
+	return released, relaunched, failed, err
+}
+
+// RecoverExpired relaunches tries running longer than maxRun.
+func (j *JobSQL) RecoverExpired(ctx context.Context, q Querier, maxRun time.Duration, reason string) (relaunched, failed []any, err error) {
+	cond := fmt.Sprintf("%s < %s", j.start, j.s.Dialect.Ago())
+	return j.recoverRunning(ctx, q, cond, reason, j.s.Dialect.AgoArg(maxRun))
+}
+
+// RelaunchFailed returns failed tries that have tries left, and ended at
+// least backoff ago, to pending.
+func (j *JobSQL) RelaunchFailed(ctx context.Context, q Querier, backoff time.Duration) ([]any, error) {
+	query := fmt.Sprintf(`UPDATE %s SET %s WHERE %s = FALSE AND COALESCE(%s, 0) < ? AND %s IS NOT NULL AND %s < %s RETURNING %s`,
+		j.t, j.reset, j.success, j.times, j.end, j.end, j.s.Dialect.Ago(), j.pk)
+	return queryKeys(ctx, q, j.s.q(query), j.spec.MaxTryTimes, j.s.Dialect.AgoArg(backoff))
+}
+
+// RelaunchKeys resets finished (or never reserved) rows to pending so they
+// run again; rows still reserved or running are left alone. A succeeded
+// row starts a new cycle of tries; a failed one keeps its count.
+func (j *JobSQL) RelaunchKeys(ctx context.Context, q Querier, keys []any) ([]any, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	query := fmt.Sprintf(`UPDATE %[1]s SET %[2]s = CASE WHEN %[3]s = TRUE THEN 0 ELSE %[2]s END, %[4]s
+		WHERE %[5]s IN (%[6]s) AND (%[7]s IS NULL OR %[8]s IS NOT NULL) RETURNING %[5]s`,
+		j.t, j.times, j.success, j.reset, j.pk, placeholders(len(keys)), j.id, j.end)
+	return queryKeys(ctx, q, j.s.q(query), keys...)
+}
+
+// QueueLengths counts each worker's reserved, unstarted rows.
+func (j *JobSQL) QueueLengths(ctx context.Context, q Querier) (map[string]int, error) {
+	rows, err := q.QueryContext(ctx, j.occupied)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, err
+		}
+		out[id] = n
+	}
+	return out, rows.Err()
+}
+
+// InFlightWorkers lists the workers holding reserved or running rows.
+func (j *JobSQL) InFlightWorkers(ctx context.Context, q Querier) ([]string, error) {
+	rows, err := q.QueryContext(ctx, j.inflight)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// CountPending counts pending rows, stopping at limit so a large backlog
+// costs no more than a small one.
+func (j *JobSQL) CountPending(ctx context.Context, q Querier, limit int) (int, error) {
+	var n int
+	err := q.QueryRowContext(ctx, j.countPending, j.spec.MaxTryTimes, limit).Scan(&n)
+	return n, err
+}
+
+// Counts are a job's tasks by state.
+type Counts struct {
+	Total, Succeeded, Failed, Reserved, Running int64
+}
+
+// Pending is what is neither done nor in flight: never tried, or waiting
+// for another try.
+func (c Counts) Pending() int64 {
+	return c.Total - c.Succeeded - c.Failed - c.Reserved - c.Running
+}
+
+// Count counts the job's rows by state in one pass.
+func (j *JobSQL) Count(ctx context.Context, q Querier) (Counts, error) {
+	var c Counts
+	err := q.QueryRowContext(ctx, j.report, j.spec.MaxTryTimes).Scan(&c.Total, &c.Succeeded, &c.Failed, &c.Reserved, &c.Running)
+	return c, err
+}
+
+// KeysFromQuery runs a user's selecting or relaunching query and returns
+// the primary key column of each row.
+func (j *JobSQL) KeysFromQuery(ctx context.Context, q Querier, query string, named map[string]any) ([]any, error) {
+	rows, err := q.QueryContext(ctx, query, j.s.Dialect.NamedArgs(named)...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	idx := -1
+	for i, c := range cols {
+		if strings.EqualFold(c, j.spec.PrimaryKey) {
+			idx = i
+			break
+		}
+	}
+	if idx < 0 {
+		return nil, fmt.Errorf("the query returns no %q column (the primary key); columns: %s", j.spec.PrimaryKey, strings.Join(cols, ", "))
+	}
+	var keys []any
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		keys = append(keys, normalizeKey(vals[idx]))
+	}
+	return keys, rows.Err()
+}
+
+func queryKeys(ctx context.Context, q Querier, query string, args ...any) ([]any, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var keys []any
+	for rows.Next() {
+		var k any
+		if err := rows.Scan(&k); err != nil {
+			return nil, err
+		}
+		keys = append(keys, normalizeKey(k))
+	}
+	return keys, rows.Err()
+}
+
+// normalizeKey copies driver-owned bytes so keys outlive their rows.
+func normalizeKey(k any) any {
+	if b, ok := k.([]byte); ok {
+		return string(b)
+	}
+	return k
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	for i := 1; i < len(keys); i++ {
+		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
+			keys[j], keys[j-1] = keys[j-1], keys[j]
+		}
+	}
+	return keys
+}
+
+// Scalar runs a user's query that returns one value (a count or a
+// boolean), binding named parameters.
+func (s *Store) Scalar(ctx context.Context, q Querier, query string, named map[string]any, dest any) error {
+	err := q.QueryRowContext(ctx, query, s.Dialect.NamedArgs(named)...).Scan(dest)
+	if err == sql.ErrNoRows {
+		return fmt.Errorf("the query returned no row")
+	}
+	return err
+}

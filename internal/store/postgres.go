@@ -1,0 +1,159 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+)
+
+// Postgres is the production dialect (pgx v5 behind database/sql).
+type Postgres struct{}
+
+// Name implements Dialect.
+func (Postgres) Name() string { return "postgres" }
+
+// Open implements Dialect.
+func (Postgres) Open(url string) (*sql.DB, error) { return openPgx(url, 20) }
+
+func openPgx(url string, conns int) (*sql.DB, error) {
+	if _, err := pgx.ParseConfig(url); err != nil {
+		// pgx's message may quote the URL, password included; say less.
+		return nil, errors.New("postgres: cannot parse the connection URL (check its syntax)")
+	}
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(conns)
+	db.SetMaxIdleConns(conns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	return db, nil
+}
+
+// Rebind implements Dialect.
+func (Postgres) Rebind(q string) string { return rebindDollar(q) }
+
+// Now implements Dialect.
+func (Postgres) Now() string { return "now()" }
+
+// Ago implements Dialect.
+func (Postgres) Ago() string { return "(now() - make_interval(secs => ?))" }
+
+// AgoArg implements Dialect.
+func (Postgres) AgoArg(d time.Duration) any { return d.Seconds() }
+
+// SecondsSince implements Dialect.
+func (Postgres) SecondsSince(col string) string {
+	return "EXTRACT(EPOCH FROM (now() - " + col + "))::float8"
+}
+
+// SkipLocked implements Dialect.
+func (Postgres) SkipLocked() string { return " FOR UPDATE SKIP LOCKED" }
+
+// Types implements Dialect.
+func (Postgres) Types() ColumnTypes {
+	return ColumnTypes{Text: "text", Time: "timestamptz", Int: "integer", Bool: "boolean"}
+}
+
+// Columns implements Dialect.
+func (Postgres) Columns(ctx context.Context, db Querier, t Ident) ([]Column, bool, error) {
+	rows, err := db.QueryContext(ctx, `
+		SELECT column_name, data_type FROM information_schema.columns
+		WHERE table_schema = COALESCE(NULLIF($1, ''), current_schema()) AND table_name = $2
+		ORDER BY ordinal_position`, t.Schema, t.Name)
+	if err != nil {
+		return nil, false, err
+	}
+	defer rows.Close()
+	var cols []Column
+	for rows.Next() {
+		var c Column
+		if err := rows.Scan(&c.Name, &c.Type); err != nil {
+			return nil, false, err
+		}
+		c.Type = strings.ToLower(c.Type)
+		cols = append(cols, c)
+	}
+	return cols, len(cols) > 0, rows.Err()
+}
+
+// NamedArgs implements Dialect.
+func (Postgres) NamedArgs(args map[string]any) []any { return []any{pgx.NamedArgs(args)} }
+
+// Retryable implements Dialect.
+func (Postgres) Retryable(err error) bool { return pgRetryable(err) }
+
+func pgRetryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case pe.Code == "40001", pe.Code == "40P01": // serialization failure, deadlock
+			return true
+		case strings.HasPrefix(pe.Code, "08"), strings.HasPrefix(pe.Code, "57P"): // connection, shutdown
+			return true
+		}
+		return false
+	}
+	if errors.Is(err, driver.ErrBadConn) || pgconn.SafeToRetry(err) {
+		return true
+	}
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce)
+}
+
+// Cockroach is CockroachDB: PostgreSQL's protocol, every transaction
+// SERIALIZABLE, no LISTEN/NOTIFY and no dependable SKIP LOCKED. Rows are
+// claimed by conditional UPDATEs and serialization failures are retried.
+type Cockroach struct{ Postgres }
+
+// Name implements Dialect.
+func (Cockroach) Name() string { return "crdb" }
+
+// Open implements Dialect. Sessions default to SERIALIZABLE, which is what
+// CockroachDB always runs and how PostgreSQL stands in for it in tests.
+func (Cockroach) Open(raw string) (*sql.DB, error) {
+	return openPgx(withRuntimeParam(raw, "default_transaction_isolation", "serializable"), 20)
+}
+
+// SkipLocked implements Dialect.
+func (Cockroach) SkipLocked() string { return "" }
+
+func withRuntimeParam(raw, key, value string) string {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		if strings.Contains(raw, key) {
+			return raw
+		}
+		return raw + " " + key + "=" + value // keyword/value form
+	}
+	q := u.Query()
+	if q.Get(key) == "" {
+		q.Set(key, value)
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// ByName returns the dialect for a driver name.
+func ByName(name string) (Dialect, error) {
+	switch name {
+	case "sqlite":
+		return SQLite{}, nil
+	case "postgres":
+		return Postgres{}, nil
+	case "crdb":
+		return Cockroach{}, nil
+	}
+	return nil, errors.New("unknown database driver " + `"` + name + `"` + " (want sqlite, postgres or crdb)")
+}

@@ -1,0 +1,214 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Worker states in the registry.
+const (
+	StateRunning  = "running"  // heartbeating, may take tasks
+	StateStopping = "stopping" // finishing in-flight tasks, takes no new ones
+	StateStopped  = "stopped"  // left gracefully
+	StateDead     = "dead"     // its heartbeat lapsed; its tasks were handed on
+)
+
+// ErrWorkerRunning is returned when a worker registers under an id that a
+// live process already holds.
+var ErrWorkerRunning = errors.New("a live worker already holds this id")
+
+// WorkerInfo is one row of the worker registry.
+type WorkerInfo struct {
+	ID, Node, Host  string
+	PID             int
+	Version         string
+	Instance        string   // random per process start; fences a replaced process
+	Jobs            []string // jobs this worker's program can process
+	Job             string   // assigned job, "" for none
+	State           string
+	HeartbeatAgeSec float64
+	UptimeSec       float64
+	Alive           bool // running and heartbeat younger than the TTL: may get tasks
+	Fresh           bool // running or stopping, heartbeat younger than the TTL: its tasks are not orphans
+}
+
+// RegisterWorker records a worker process. It takes over the id when the
+// previous holder stopped, died or let its heartbeat lapse past ttl; the
+// job assignment is kept. Otherwise it returns ErrWorkerRunning.
+func (s *Store) RegisterWorker(ctx context.Context, w WorkerInfo, ttl time.Duration) error {
+	d := s.Dialect
+	now := d.Now()
+	n, err := s.Exec(ctx, `INSERT INTO pampa_workers (id, node, host, pid, version, instance, jobs, started_at, heartbeat_at, job, state)
+		VALUES (?, ?, ?, ?, ?, ?, ?, `+now+`, `+now+`, NULL, 'running')
+		ON CONFLICT (id) DO UPDATE SET node = excluded.node, host = excluded.host, pid = excluded.pid,
+			version = excluded.version, instance = excluded.instance, jobs = excluded.jobs,
+			started_at = `+now+`, heartbeat_at = `+now+`, state = 'running'
+		WHERE pampa_workers.state NOT IN ('running', 'stopping') OR pampa_workers.heartbeat_at < `+d.Ago(),
+		w.ID, w.Node, w.Host, w.PID, w.Version, w.Instance, strings.Join(w.Jobs, ","), d.AgoArg(ttl))
+	if err != nil {
+		return fmt.Errorf("register worker %s: %w", w.ID, err)
+	}
+	if n == 0 {
+		cur, err := s.Worker(ctx, w.ID, ttl)
+		if err != nil {
+			return fmt.Errorf("register worker %s: %w", w.ID, ErrWorkerRunning)
+		}
+		return fmt.Errorf("register worker %s: %w (pid %d on %q, heartbeat %.1fs ago)", w.ID, ErrWorkerRunning, cur.PID, cur.Host, cur.HeartbeatAgeSec)
+	}
+	return nil
+}
+
+// Heartbeat refreshes a worker's heartbeat and returns its assigned job.
+// ok is false when the registry no longer knows this process as the
+// worker: it was declared dead, or another process took the id.
+func (s *Store) Heartbeat(ctx context.Context, id, instance string) (job string, ok bool, err error) {
+	err = s.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var j sql.NullString
+		err := tx.QueryRowContext(ctx, s.q(`UPDATE pampa_workers SET heartbeat_at = `+s.Dialect.Now()+`
+			WHERE id = ? AND instance = ? AND state IN ('running', 'stopping') RETURNING job`), id, instance).Scan(&j)
+		if errors.Is(err, sql.ErrNoRows) {
+			ok = false
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		job, ok = j.String, true
+		return nil
+	})
+	return job, ok, err
+}
+
+// SetWorkerState moves this process's registry row to a state; stopping
+// keeps the assignment so a restarted worker resumes its job.
+func (s *Store) SetWorkerState(ctx context.Context, id, instance, state string) error {
+	_, err := s.Exec(ctx, `UPDATE pampa_workers SET state = ? WHERE id = ? AND instance = ?`, state, id, instance)
+	return err
+}
+
+const workerColumns = `id, node, host, pid, version, instance, jobs, COALESCE(job, ''), state`
+
+func (s *Store) scanWorker(sc interface{ Scan(...any) error }) (WorkerInfo, error) {
+	var w WorkerInfo
+	var jobs string
+	var fresh int
+	err := sc.Scan(&w.ID, &w.Node, &w.Host, &w.PID, &w.Version, &w.Instance, &jobs, &w.Job, &w.State,
+		&w.HeartbeatAgeSec, &w.UptimeSec, &fresh)
+	if jobs != "" {
+		w.Jobs = strings.Split(jobs, ",")
+	}
+	w.Fresh = fresh == 1
+	w.Alive = w.Fresh && w.State == StateRunning
+	return w, err
+}
+
+func (s *Store) workerSelect() string {
+	d := s.Dialect
+	return `SELECT ` + workerColumns + `, ` + d.SecondsSince("heartbeat_at") + `, ` + d.SecondsSince("started_at") + `,
+		CASE WHEN state IN ('running', 'stopping') AND heartbeat_at >= ` + d.Ago() + ` THEN 1 ELSE 0 END FROM pampa_workers`
+}
+
+// Workers lists the registry; Alive uses ttl. Ordered by node, then worker
+// number (local.2 before local.10).
+func (s *Store) Workers(ctx context.Context, ttl time.Duration) ([]WorkerInfo, error) {
+	var out []WorkerInfo
+	err := s.retry(ctx, func(ctx context.Context) error {
+		out = out[:0]
+		rows, err := s.DB.QueryContext(ctx, s.q(s.workerSelect()), s.Dialect.AgoArg(ttl))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			w, err := s.scanWorker(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, w)
+		}
+		return rows.Err()
+	})
+	SortWorkers(out)
+	return out, err
+}
+
+// Worker returns one registry row, or sql.ErrNoRows.
+func (s *Store) Worker(ctx context.Context, id string, ttl time.Duration) (WorkerInfo, error) {
+	row := s.DB.QueryRowContext(ctx, s.q(s.workerSelect()+` WHERE id = ?`), s.Dialect.AgoArg(ttl), id)
+	return s.scanWorker(row)
+}
+
+// MarkDead declares dead the workers whose heartbeat is older than ttl and
+// drops their assignments. It returns their ids.
+func (s *Store) MarkDead(ctx context.Context, ttl time.Duration) ([]string, error) {
+	var ids []string
+	err := s.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		ids = ids[:0]
+		rows, err := tx.QueryContext(ctx, s.q(`UPDATE pampa_workers SET state = 'dead', job = NULL
+			WHERE state IN ('running', 'stopping') AND heartbeat_at < `+s.Dialect.Ago()+` RETURNING id`), s.Dialect.AgoArg(ttl))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return rows.Err()
+	})
+	return ids, err
+}
+
+// Assign moves a worker from job `from` ("" = unassigned) to job `to`
+// ("" = unassign). It does nothing, and returns false, when the worker's
+// assignment changed meanwhile.
+func (s *Store) Assign(ctx context.Context, id, from, to string) (bool, error) {
+	var toArg any
+	if to != "" {
+		toArg = to
+	}
+	n, err := s.Exec(ctx, `UPDATE pampa_workers SET job = ? WHERE id = ? AND COALESCE(job, '') = ?`, toArg, id, from)
+	return n == 1, err
+}
+
+// SortWorkers orders workers by node name, then by worker number.
+func SortWorkers(ws []WorkerInfo) {
+	less := func(a, b string) bool {
+		an, ai := splitID(a)
+		bn, bi := splitID(b)
+		if an != bn {
+			return an < bn
+		}
+		if ai != bi {
+			return ai < bi
+		}
+		return a < b
+	}
+	for i := 1; i < len(ws); i++ {
+		for j := i; j > 0 && less(ws[j].ID, ws[j-1].ID); j-- {
+			ws[j], ws[j-1] = ws[j-1], ws[j]
+		}
+	}
+}
+
+func splitID(id string) (string, int) {
+	i := strings.LastIndexByte(id, '.')
+	if i < 0 {
+		return id, 0
+	}
+	n := 0
+	for _, c := range id[i+1:] {
+		if c < '0' || c > '9' {
+			return id, 0
+		}
+		n = n*10 + int(c-'0')
+	}
+	return id[:i], n
+}

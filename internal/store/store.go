@@ -1,0 +1,155 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+)
+
+// Store is a database connection with its dialect.
+type Store struct {
+	DB      *sql.DB
+	Dialect Dialect
+	// OpTimeout bounds each statement Pampa runs for itself. Default 30s.
+	OpTimeout time.Duration
+}
+
+// Open connects with the named driver and checks the database answers.
+// Errors never quote the URL, which may hold a password.
+func Open(ctx context.Context, driver, url string) (*Store, error) {
+	d, err := ByName(driver)
+	if err != nil {
+		return nil, err
+	}
+	db, err := d.Open(url)
+	if err != nil {
+		return nil, fmt.Errorf("open %s database: %w", driver, err)
+	}
+	s := &Store{DB: db, Dialect: d}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := db.PingContext(pingCtx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to %s database: %w", driver, redact(err, url))
+	}
+	return s, nil
+}
+
+// redact removes a connection URL from an error message.
+func redact(err error, url string) error {
+	if url == "" || !strings.Contains(err.Error(), url) {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), url, "<database url>"))
+}
+
+// Close closes the connection pool.
+func (s *Store) Close() error { return s.DB.Close() }
+
+func (s *Store) timeout() time.Duration {
+	if s.OpTimeout > 0 {
+		return s.OpTimeout
+	}
+	return 30 * time.Second
+}
+
+// q rebinds shared SQL for the dialect.
+func (s *Store) q(query string) string { return s.Dialect.Rebind(query) }
+
+// retry runs fn until it succeeds, fails with an error not worth retrying,
+// or ctx ends. Each attempt gets the store's statement timeout.
+func (s *Store) retry(ctx context.Context, fn func(ctx context.Context) error) error {
+	delay := 5 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		opCtx, cancel := context.WithTimeout(ctx, s.timeout())
+		err := fn(opCtx)
+		cancel()
+		if err == nil || !s.Dialect.Retryable(err) || ctx.Err() != nil || attempt >= 8 {
+			return err
+		}
+		jitter := time.Duration(rand.Int64N(int64(delay)))
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay + jitter):
+		}
+		delay = min(delay*2, time.Second)
+	}
+}
+
+// Tx runs fn in a write transaction (BEGIN IMMEDIATE on SQLite), retrying
+// the whole transaction on retryable errors. fn may run more than once.
+func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	return s.retry(ctx, func(ctx context.Context) error {
+		tx, err := s.DB.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if err := fn(ctx, tx); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	})
+}
+
+// Exec runs one write statement in its own transaction, with retries, and
+// returns the rows affected.
+func (s *Store) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	var n int64
+	err := s.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.q(query), args...)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return n, err
+}
+
+// migrations create Pampa's own tables. They are idempotent and run on
+// every start; a new one is appended, never edited.
+func (s *Store) migrations() []string {
+	t := s.Dialect.Types()
+	return []string{
+		`CREATE TABLE IF NOT EXISTS pampa_workers (
+			id ` + t.Text + ` PRIMARY KEY,
+			node ` + t.Text + ` NOT NULL,
+			host ` + t.Text + ` NOT NULL DEFAULT '',
+			pid ` + t.Int + ` NOT NULL DEFAULT 0,
+			version ` + t.Text + ` NOT NULL DEFAULT '',
+			instance ` + t.Text + ` NOT NULL,
+			jobs ` + t.Text + ` NOT NULL DEFAULT '',
+			started_at ` + t.Time + ` NOT NULL,
+			heartbeat_at ` + t.Time + ` NOT NULL,
+			job ` + t.Text + `,
+			state ` + t.Text + ` NOT NULL
+		)`,
+		`CREATE TABLE IF NOT EXISTS pampa_leader (
+			name ` + t.Text + ` PRIMARY KEY,
+			holder ` + t.Text + `,
+			term ` + t.Int + ` NOT NULL DEFAULT 0,
+			expires_at ` + t.Time + `
+		)`,
+	}
+}
+
+// Migrate creates Pampa's own tables when they are missing.
+func (s *Store) Migrate(ctx context.Context) error {
+	for _, m := range s.migrations() {
+		if _, err := s.Exec(ctx, m); err != nil {
+			// Two processes creating the same table at once on PostgreSQL
+			// may collide on the catalog; the table exists either way.
+			if strings.Contains(err.Error(), "already exists") || strings.Contains(err.Error(), "23505") {
+				continue
+			}
+			return fmt.Errorf("create pampa tables: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,299 @@
+package pampa
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Job defaults, applied by [Job.WithDefaults] to fields left at their zero value.
+const (
+	DefaultQueueSize       = 5
+	DefaultMaxJobDuration  = 15 * time.Minute
+	DefaultMaxTryTimes     = 3
+	DefaultMaxPendingTasks = 100
+	DefaultFilterWorkerID  = ".*"
+)
+
+// TrackingFields names the columns, on the job's own table, that record a
+// task's progress. Every field is required; `pampa setup` adds the missing
+// ones with the right types.
+type TrackingFields struct {
+	// ReservationID holds the id of the worker the row is reserved for
+	// (text). NULL means not reserved. The original's :field_id.
+	ReservationID string `yaml:"field_id"`
+	// ReservationTime is when the row was reserved (timestamp). :field_time.
+	ReservationTime string `yaml:"field_time"`
+	// ReservationTimes counts the tries: it goes up by one each time a
+	// worker starts the task (integer). :field_times.
+	ReservationTimes string `yaml:"field_times"`
+	// StartTime is when the current try started (timestamp). :field_start_time.
+	StartTime string `yaml:"field_start_time"`
+	// EndTime is when the current try ended (timestamp). :field_end_time.
+	EndTime string `yaml:"field_end_time"`
+	// Success is true when the task succeeded, false when its last try
+	// failed (boolean). :field_success.
+	Success string `yaml:"field_success"`
+	// ErrorDescription holds why the last try failed (text).
+	// :field_error_description.
+	ErrorDescription string `yaml:"field_error_description"`
+}
+
+// fields returns each tracking field with its config name, in a stable order.
+func (f TrackingFields) fields() []namedField {
+	return []namedField{
+		{"field_id", f.ReservationID, KindText},
+		{"field_time", f.ReservationTime, KindTime},
+		{"field_times", f.ReservationTimes, KindInt},
+		{"field_start_time", f.StartTime, KindTime},
+		{"field_end_time", f.EndTime, KindTime},
+		{"field_success", f.Success, KindBool},
+		{"field_error_description", f.ErrorDescription, KindText},
+	}
+}
+
+type namedField struct {
+	option string
+	column string
+	kind   ColumnKind
+}
+
+// ColumnKind is the SQL type family a tracking column must have.
+type ColumnKind string
+
+// Column kinds of tracking columns.
+const (
+	KindText ColumnKind = "text"
+	KindTime ColumnKind = "timestamp"
+	KindInt  ColumnKind = "integer"
+	KindBool ColumnKind = "boolean"
+)
+
+// ProcessFunc processes one task. The context carries the job's
+// MaxJobDuration as its deadline and is cancelled when the worker stops hard.
+// Returning an error, or panicking, records a failed try with its
+// description; the worker goes on with the rest of its queue.
+type ProcessFunc func(ctx context.Context, task *Task) error
+
+// Querier is what hooks get to run their own SQL: a *sql.DB or a *sql.Tx.
+type Querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Hooks customise how a job picks, starts, finishes, relaunches and counts
+// its tasks. Every hook is optional; nil keeps the default described on each
+// field. Where a hook exists both as SQL and as a Go function, set one.
+//
+// SQL hooks are plain queries in the database's own dialect. They may use
+// the named parameters @n (how many rows are wanted) and @worker (a worker's
+// id); Pampa binds them, it never pastes values into SQL.
+type Hooks struct {
+	// Selecting picks up to n rows to reserve, returning their primary keys.
+	// Default: rows not reserved, not started, tried fewer than MaxTryTimes
+	// times, in primary-key order. Rows already reserved are skipped whatever
+	// the hook returns, so two dispatchers never reserve one row twice.
+	Selecting func(ctx context.Context, db Querier, n int) ([]any, error) `yaml:"-"`
+	// SelectingSQL is Selecting as a query; it must return the primary key
+	// column (SELECT * is fine) and should honour LIMIT @n.
+	SelectingSQL string `yaml:"selecting_sql"`
+
+	// Relaunching picks up to n finished rows to run again (the original's
+	// periodic re-check). Pampa's own recovery of expired, failed and
+	// orphaned tasks always runs as well; rows still reserved or running are
+	// never touched by this hook.
+	Relaunching func(ctx context.Context, db Querier, n int) ([]any, error) `yaml:"-"`
+	// RelaunchingSQL is Relaunching as a query returning the primary key.
+	RelaunchingSQL string `yaml:"relaunching_sql"`
+
+	// Relauncher runs, in the same transaction, after Pampa has reset a row
+	// for relaunch (reservation, start, end and success cleared).
+	Relauncher func(ctx context.Context, tx Querier, key any) error `yaml:"-"`
+	// Starter runs, in the same transaction, after Pampa has marked a task
+	// started (start time set, tries counted). An error leaves the task
+	// reserved and unstarted; the worker tries it again later.
+	Starter func(ctx context.Context, tx Querier, task *Task) error `yaml:"-"`
+	// Finisher runs, in the same transaction, after Pampa has recorded a
+	// task's outcome; taskErr is nil on success. It does not run for a late
+	// result that the fence dropped.
+	Finisher func(ctx context.Context, tx Querier, task *Task, taskErr error) error `yaml:"-"`
+
+	// Occupied counts the tasks waiting in a worker's queue. Default: rows
+	// reserved for the worker and not started.
+	Occupied func(ctx context.Context, db Querier, workerID string) (int, error) `yaml:"-"`
+	// OccupiedSQL is Occupied as a query returning one integer; @worker is bound.
+	OccupiedSQL string `yaml:"occupied_sql"`
+
+	// Allowing decides whether the dispatcher may give this worker more
+	// tasks of the job now (say, while a customer still has credits).
+	// Default: always.
+	Allowing func(ctx context.Context, db Querier, workerID string) (bool, error) `yaml:"-"`
+	// AllowingSQL is Allowing as a query returning one boolean; @worker is bound.
+	AllowingSQL string `yaml:"allowing_sql"`
+
+	// Reporting hooks replace one figure of [Report] each; write them when a
+	// custom Selecting or Relaunching makes the default counts meaningless.
+	Total     func(ctx context.Context, db Querier) (int64, error) `yaml:"-"`
+	Completed func(ctx context.Context, db Querier) (int64, error) `yaml:"-"`
+	Pending   func(ctx context.Context, db Querier) (int64, error) `yaml:"-"`
+	Failed    func(ctx context.Context, db Querier) (int64, error) `yaml:"-"`
+	// The same reporting hooks as queries returning one integer.
+	TotalSQL     string `yaml:"total_sql"`
+	CompletedSQL string `yaml:"completed_sql"`
+	PendingSQL   string `yaml:"pending_sql"`
+	FailedSQL    string `yaml:"failed_sql"`
+}
+
+// Job is a kind of work: a function run over the rows of one table.
+type Job struct {
+	// Name identifies the job; it must be unique in a cluster.
+	Name string
+	// Table holds the tasks, one per row. "schema.table" is allowed.
+	Table string
+	// PrimaryKey is the column that identifies a row. :field_primary_key.
+	PrimaryKey string
+	// Fields names the tracking columns.
+	Fields TrackingFields
+
+	// QueueSize is how many unstarted tasks the dispatcher keeps reserved
+	// for each assigned worker. Default 5.
+	QueueSize int
+	// MaxJobDuration is how long one try may run; its context is cancelled
+	// then and the try fails. Default 15 minutes.
+	MaxJobDuration time.Duration
+	// MaxTryTimes is how many times a task is tried before it is failed for
+	// good. Default 3.
+	MaxTryTimes int
+	// RetryBackoff is how long a failed try waits before it is relaunched.
+	// Default 0: on the dispatcher's next relaunch pass.
+	RetryBackoff time.Duration
+	// FilterWorkerID is a regular expression; only workers whose id matches
+	// may be assigned to the job. Default ".*" (any worker).
+	FilterWorkerID string
+	// MaxAssignedWorkers caps how many workers the job may hold at once.
+	// Default 0: no cap.
+	MaxAssignedWorkers int
+	// MaxPendingTasks is the backlog per worker above which the dispatcher
+	// assigns more workers to the job. Default 100.
+	MaxPendingTasks int
+
+	// Process is the processing function. A job without one can still be
+	// dispatched and reported on, but only a program that registers the
+	// function can run workers for it.
+	Process ProcessFunc
+	// Hooks customise selection, relaunch, start, finish and counting.
+	Hooks Hooks
+
+	filter *regexp.Regexp
+}
+
+// WithDefaults returns a copy of j with defaults filled in for unset fields.
+func (j Job) WithDefaults() Job {
+	if j.QueueSize == 0 {
+		j.QueueSize = DefaultQueueSize
+	}
+	if j.MaxJobDuration == 0 {
+		j.MaxJobDuration = DefaultMaxJobDuration
+	}
+	if j.MaxTryTimes == 0 {
+		j.MaxTryTimes = DefaultMaxTryTimes
+	}
+	if j.MaxPendingTasks == 0 {
+		j.MaxPendingTasks = DefaultMaxPendingTasks
+	}
+	if j.FilterWorkerID == "" {
+		j.FilterWorkerID = DefaultFilterWorkerID
+	}
+	return j
+}
+
+// Validate checks a job after defaults; the error names the job, the field
+// and the bad value.
+func (j *Job) Validate() error {
+	bad := func(field string, value any, why string) error {
+		return &ConfigError{Job: j.Name, Field: field, Value: fmt.Sprint(value), Reason: why}
+	}
+	if j.Name == "" {
+		return bad("name", "", "a job needs a name")
+	}
+	if j.Table == "" {
+		return bad("table", "", "a job needs a table")
+	}
+	if err := checkIdentifier(j.Table, true); err != nil {
+		return bad("table", j.Table, err.Error())
+	}
+	if j.PrimaryKey == "" {
+		return bad("field_primary_key", "", "a job needs its table's primary key column")
+	}
+	if err := checkIdentifier(j.PrimaryKey, false); err != nil {
+		return bad("field_primary_key", j.PrimaryKey, err.Error())
+	}
+	seen := map[string]string{j.PrimaryKey: "field_primary_key"}
+	for _, f := range j.Fields.fields() {
+		if f.column == "" {
+			return bad(f.option, "", "tracking column is not set")
+		}
+		if err := checkIdentifier(f.column, false); err != nil {
+			return bad(f.option, f.column, err.Error())
+		}
+		if other, dup := seen[f.column]; dup {
+			return bad(f.option, f.column, "same column as "+other)
+		}
+		seen[f.column] = f.option
+	}
+	if j.QueueSize < 1 {
+		return bad("queue_size", j.QueueSize, "must be at least 1")
+	}
+	if j.MaxJobDuration <= 0 {
+		return bad("max_job_duration", j.MaxJobDuration, "must be positive")
+	}
+	if j.MaxTryTimes < 1 {
+		return bad("max_try_times", j.MaxTryTimes, "must be at least 1")
+	}
+	if j.RetryBackoff < 0 {
+		return bad("retry_backoff", j.RetryBackoff, "must not be negative")
+	}
+	if j.MaxAssignedWorkers < 0 {
+		return bad("max_assigned_workers", j.MaxAssignedWorkers, "must not be negative (0 means no cap)")
+	}
+	if j.MaxPendingTasks < 1 {
+		return bad("max_pending_tasks", j.MaxPendingTasks, "must be at least 1")
+	}
+	re, err := regexp.Compile(j.FilterWorkerID)
+	if err != nil {
+		return bad("filter_worker_id", j.FilterWorkerID, "not a regular expression: "+err.Error())
+	}
+	j.filter = re
+	h := j.Hooks
+	for _, pair := range []struct {
+		name string
+		fn   bool
+		sql  string
+	}{
+		{"selecting", h.Selecting != nil, h.SelectingSQL},
+		{"relaunching", h.Relaunching != nil, h.RelaunchingSQL},
+		{"occupied", h.Occupied != nil, h.OccupiedSQL},
+		{"allowing", h.Allowing != nil, h.AllowingSQL},
+		{"total", h.Total != nil, h.TotalSQL},
+		{"completed", h.Completed != nil, h.CompletedSQL},
+		{"pending", h.Pending != nil, h.PendingSQL},
+		{"failed", h.Failed != nil, h.FailedSQL},
+	} {
+		if pair.fn && pair.sql != "" {
+			return bad(pair.name+"_sql", pair.sql, "set either the Go hook or the SQL hook, not both")
+		}
+	}
+	return nil
+}
+
+// AcceptsWorker reports whether a worker id matches the job's FilterWorkerID.
+// It is only meaningful on a validated job.
+func (j *Job) AcceptsWorker(workerID string) bool {
+	if j.filter == nil {
+		return false
+	}
+	return j.filter.MatchString(workerID)
+}

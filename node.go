@@ -1,0 +1,95 @@
+package pampa
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Node is a machine that runs workers, reached over SSH. Its workers are
+// named "<name>.1" .. "<name>.<MaxWorkers>".
+type Node struct {
+	// Name identifies the node; worker ids start with it.
+	Name string `yaml:"name"`
+	// Host is the SSH address. :net_remote_ip.
+	Host string `yaml:"net_remote_ip"`
+	// Port is the SSH port. Default 22. :ssh_port.
+	Port int `yaml:"ssh_port"`
+	// User is the SSH user. :ssh_username.
+	User string `yaml:"ssh_username"`
+	// Password authenticates the SSH user. Prefer PasswordEnv: a secret in a
+	// config file is a secret in every copy of it. :ssh_password.
+	Password string `yaml:"ssh_password"`
+	// PasswordEnv names an environment variable holding the password.
+	PasswordEnv string `yaml:"ssh_password_env"`
+	// KeyFile is a private key file. :ssh_private_key_file.
+	KeyFile string `yaml:"ssh_private_key_file"`
+	// MaxWorkers is how many worker processes the node runs. Required, ≥ 1.
+	MaxWorkers int `yaml:"max_workers"`
+	// Per-worker limits; 0 means none. :max_ram, :max_cpu, :max_disk_io, :max_net_io.
+	MaxRAMMB      int `yaml:"max_ram"`
+	MaxCPUPercent int `yaml:"max_cpu"`
+	MaxDiskIOMbps int `yaml:"max_disk_io"`
+	MaxNetIOMbps  int `yaml:"max_net_io"`
+}
+
+// WithDefaults returns a copy of n with defaults filled in.
+func (n Node) WithDefaults() Node {
+	if n.Port == 0 {
+		n.Port = 22
+	}
+	return n
+}
+
+// Validate checks a node after defaults.
+func (n *Node) Validate() error {
+	bad := func(field string, value any, why string) error {
+		return &ConfigError{Node: n.Name, Field: field, Value: fmt.Sprint(value), Reason: why}
+	}
+	if n.Name == "" {
+		return bad("name", "", "a node needs a name")
+	}
+	if err := checkIdentifier(n.Name, false); err != nil {
+		return bad("name", n.Name, err.Error())
+	}
+	if n.MaxWorkers < 1 {
+		return bad("max_workers", n.MaxWorkers, "must be at least 1")
+	}
+	if n.Port < 1 || n.Port > 65535 {
+		return bad("ssh_port", n.Port, "must be between 1 and 65535")
+	}
+	for _, l := range []struct {
+		field string
+		v     int
+	}{{"max_ram", n.MaxRAMMB}, {"max_cpu", n.MaxCPUPercent}, {"max_disk_io", n.MaxDiskIOMbps}, {"max_net_io", n.MaxNetIOMbps}} {
+		if l.v < 0 {
+			return bad(l.field, l.v, "must not be negative (0 means no limit)")
+		}
+	}
+	return nil
+}
+
+// WorkerIDs lists the ids of the node's workers, "<name>.1" first.
+func (n *Node) WorkerIDs() []string {
+	ids := make([]string, n.MaxWorkers)
+	for i := range ids {
+		ids[i] = WorkerID(n.Name, i+1)
+	}
+	return ids
+}
+
+// WorkerID builds the id of a node's n-th worker.
+func WorkerID(node string, n int) string { return node + "." + strconv.Itoa(n) }
+
+// ParseWorkerID splits "<node>.<n>" into its node name and number.
+func ParseWorkerID(id string) (node string, n int, err error) {
+	i := strings.LastIndexByte(id, '.')
+	if i <= 0 || i == len(id)-1 {
+		return "", 0, fmt.Errorf("worker id %q: want <node>.<number>, such as local.1", id)
+	}
+	n, err = strconv.Atoi(id[i+1:])
+	if err != nil || n < 1 || strconv.Itoa(n) != id[i+1:] {
+		return "", 0, fmt.Errorf("worker id %q: %q is not a worker number ≥ 1", id, id[i+1:])
+	}
+	return id[:i], n, nil
+}

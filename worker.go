@@ -1,0 +1,590 @@
+package pampa
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pampa-go/pampa/internal/notify"
+	"github.com/pampa-go/pampa/internal/store"
+)
+
+// WorkerOptions tune a worker. Zero values take the defaults given.
+type WorkerOptions struct {
+	// Concurrency is how many tasks the worker runs at once. Default 1,
+	// the original's behaviour; raise it for I/O-bound work.
+	Concurrency int
+	// Delay is how often an idle worker looks for tasks when nothing wakes
+	// it. Default 1s.
+	Delay time.Duration
+	// HeartbeatInterval is how often the worker reports it is alive.
+	// Default 5s.
+	HeartbeatInterval time.Duration
+	// HeartbeatTTL is how long the registry may go without a heartbeat
+	// before the worker counts as dead. A worker that cannot heartbeat for
+	// this long stops taking tasks and cancels its running ones, since the
+	// dispatcher will hand them on. Default 3 × HeartbeatInterval.
+	HeartbeatTTL time.Duration
+	// GracePeriod is how long a graceful stop lets running tasks finish
+	// before cancelling them. Default 30s.
+	GracePeriod time.Duration
+	// OverrunGrace is how long the worker waits, after a task's deadline,
+	// for a processing function that ignores its context. The try is then
+	// recorded as failed and the worker moves on. Default 5s.
+	OverrunGrace time.Duration
+	// Logger receives the worker's log. Default: discard.
+	Logger *slog.Logger
+	// Version is recorded in the registry (the program's version).
+	Version string
+}
+
+func (o WorkerOptions) withDefaults() WorkerOptions {
+	if o.Concurrency == 0 {
+		o.Concurrency = 1
+	}
+	if o.Delay == 0 {
+		o.Delay = time.Second
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = 5 * time.Second
+	}
+	if o.HeartbeatTTL == 0 {
+		o.HeartbeatTTL = 3 * o.HeartbeatInterval
+	}
+	if o.GracePeriod == 0 {
+		o.GracePeriod = 30 * time.Second
+	}
+	if o.OverrunGrace == 0 {
+		o.OverrunGrace = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Worker processes the tasks the dispatcher reserves for its id.
+type Worker struct {
+	c        *Client
+	id, node string
+	opts     WorkerOptions
+	jobs     []*jobRuntime
+	log      *slog.Logger
+
+	instance atomic.Pointer[string]
+	assigned atomic.Pointer[string]
+	fenced   atomic.Bool // heartbeat lost: take no tasks
+
+	hardCtx    context.Context // cancelled by Kill
+	hardCancel context.CancelFunc
+
+	runMu     sync.Mutex
+	runCtx    context.Context // parent of running tasks; replaced when they are cancelled
+	runCancel context.CancelFunc
+
+	stats WorkerStats
+}
+
+// WorkerStats are a worker's counters since it started.
+type WorkerStats struct {
+	Succeeded, Failed, Dropped atomic.Int64
+}
+
+// NewWorker prepares a worker. The id must belong to a defined node, and
+// the worker must be able to run at least one job: a job whose processing
+// function is registered and whose filter_worker_id matches the id.
+func (c *Client) NewWorker(id string, opts WorkerOptions) (*Worker, error) {
+	if err := c.cluster.CheckWorkerID(id); err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	if opts.Concurrency < 1 {
+		return nil, fmt.Errorf("worker %s: concurrency = %d: must be at least 1", id, opts.Concurrency)
+	}
+	node, _, _ := ParseWorkerID(id)
+	w := &Worker{c: c, id: id, node: node, opts: opts, log: opts.Logger.With("worker", id)}
+	var skipped []string
+	for _, j := range c.jobs {
+		switch {
+		case j.Process == nil:
+			skipped = append(skipped, j.Name+" (no processing function registered)")
+		case !j.AcceptsWorker(id):
+			skipped = append(skipped, j.Name+" (filter_worker_id "+j.FilterWorkerID+" excludes it)")
+		default:
+			w.jobs = append(w.jobs, j)
+		}
+	}
+	if len(w.jobs) == 0 {
+		return nil, fmt.Errorf("worker %s: no job it can run: %s", id, strings.Join(skipped, "; "))
+	}
+	w.hardCtx, w.hardCancel = context.WithCancel(context.Background())
+	w.runCtx, w.runCancel = context.WithCancel(w.hardCtx)
+	none := ""
+	w.assigned.Store(&none)
+	return w, nil
+}
+
+// ID returns the worker's id.
+func (w *Worker) ID() string { return w.id }
+
+// Stats returns the worker's counters.
+func (w *Worker) Stats() *WorkerStats { return &w.stats }
+
+// Kill stops the worker at once: running tasks have their contexts
+// cancelled and their tries are recorded as failed (or relaunched by the
+// dispatcher if the worker cannot record them).
+func (w *Worker) Kill() { w.hardCancel() }
+
+func newInstance() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (w *Worker) register(ctx context.Context) error {
+	inst := newInstance()
+	host, _ := os.Hostname()
+	names := make([]string, len(w.jobs))
+	for i, j := range w.jobs {
+		names[i] = j.Name
+	}
+	err := w.c.store.RegisterWorker(ctx, store.WorkerInfo{
+		ID: w.id, Node: w.node, Host: host, PID: os.Getpid(), Version: w.opts.Version,
+		Instance: inst, Jobs: names,
+	}, w.opts.HeartbeatTTL)
+	if err != nil {
+		return err
+	}
+	w.instance.Store(&inst)
+	return nil
+}
+
+// Run registers the worker and processes its tasks until ctx is cancelled,
+// then stops gracefully: it takes no new tasks, lets running ones finish
+// within GracePeriod (then cancels them), hands its unstarted reservations
+// back and leaves the registry. Call Kill to stop at once.
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.register(ctx); err != nil {
+		return err
+	}
+	w.log.Info("worker started", "jobs", len(w.jobs), "concurrency", w.opts.Concurrency)
+	if w.c.cluster.OnWorkerStart != nil {
+		if err := w.c.cluster.OnWorkerStart(ctx, w.log, w.id); err != nil {
+			w.leave()
+			return fmt.Errorf("worker %s: start-up snippet: %w", w.id, err)
+		}
+	}
+	loopCtx, stopLoops := context.WithCancel(ctx)
+	hbDone := make(chan error, 1)
+	go func() { hbDone <- w.heartbeatLoop(loopCtx) }()
+
+	err := w.mainLoop(loopCtx, hbDone)
+	stopLoops()
+	if hbErr := <-hbDone; err == nil {
+		err = hbErr
+	}
+	w.leave()
+	w.log.Info("worker stopped", "succeeded", w.stats.Succeeded.Load(), "failed", w.stats.Failed.Load())
+	return err
+}
+
+// mainLoop claims and runs tasks until ctx ends, then waits for running
+// tasks within the grace period.
+func (w *Worker) mainLoop(ctx context.Context, hbDone <-chan error) error {
+	wake, unsubscribe := w.c.bus.Subscribe(notify.WorkerTopic(w.id))
+	defer unsubscribe()
+	done := make(chan struct{}, w.opts.Concurrency)
+	inflight := 0
+	var fatal error
+
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for ctx.Err() == nil && fatal == nil {
+		free := w.opts.Concurrency - inflight
+		claimed := 0
+		if free > 0 && !w.fenced.Load() {
+			tasks, err := w.claim(ctx, free)
+			if err != nil && ctx.Err() == nil {
+				w.log.Warn("claim tasks", "err", err)
+			}
+			for _, t := range tasks {
+				inflight++
+				go func() {
+					w.run(t)
+					done <- struct{}{}
+				}()
+			}
+			claimed = len(tasks)
+			if claimed < free {
+				// The queue ran dry: ask the dispatcher for more.
+				w.c.bus.Notify(notify.Dispatch)
+			}
+		}
+		if claimed > 0 && claimed == free {
+			// Every slot busy: wait for one to free up.
+			select {
+			case <-done:
+				inflight--
+			case <-ctx.Done():
+			}
+			continue
+		}
+		if claimed > 0 {
+			continue // look again right away for the slots still free
+		}
+		resetTimer(timer, w.opts.Delay)
+		select {
+		case <-ctx.Done():
+		case <-done:
+			inflight--
+		case <-wake:
+		case <-timer.C:
+		case err := <-hbDone:
+			fatal = err
+			if fatal == nil {
+				fatal = errors.New("heartbeat stopped")
+			}
+		}
+	}
+	// Graceful stop: let running tasks finish, within the grace period.
+	if inflight > 0 {
+		w.log.Info("stopping: waiting for running tasks", "running", inflight, "grace", w.opts.GracePeriod)
+		grace := time.NewTimer(w.opts.GracePeriod)
+		defer grace.Stop()
+		for inflight > 0 {
+			select {
+			case <-done:
+				inflight--
+			case <-grace.C:
+				w.log.Warn("grace period over: cancelling running tasks", "running", inflight)
+				w.hardCancel()
+			case <-w.hardCtx.Done():
+				// Killed: tasks are cancelled; wait for their outcome to be
+				// recorded, but not for functions that ignore their context.
+				drain := time.NewTimer(w.opts.OverrunGrace + time.Second)
+				for inflight > 0 {
+					select {
+					case <-done:
+						inflight--
+					case <-drain.C:
+						w.log.Warn("tasks still running after cancel; leaving them to be relaunched", "running", inflight)
+						return fatal
+					}
+				}
+				drain.Stop()
+			}
+		}
+	}
+	return fatal
+}
+
+func resetTimer(t *time.Timer, d time.Duration) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(d)
+}
+
+// leave hands unstarted reservations back and marks the worker stopped.
+func (w *Worker) leave() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, j := range w.jobs {
+		err := w.c.store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			n, err := j.sql.HandBack(ctx, tx, w.id)
+			if n > 0 {
+				w.log.Info("handed back unstarted tasks", "job", j.Name, "n", n)
+			}
+			return err
+		})
+		if err != nil {
+			w.log.Warn("hand back unstarted tasks", "job", j.Name, "err", err)
+		}
+	}
+	if inst := w.instance.Load(); inst != nil {
+		if err := w.c.store.SetWorkerState(ctx, w.id, *inst, store.StateStopped); err != nil {
+			w.log.Warn("leave registry", "err", err)
+		}
+	}
+}
+
+// heartbeatLoop keeps the registry row fresh and learns the assigned job.
+// It returns an error only when the worker must stop: another process
+// took its id.
+func (w *Worker) heartbeatLoop(ctx context.Context) error {
+	t := time.NewTicker(w.opts.HeartbeatInterval)
+	defer t.Stop()
+	lastOK := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		hbCtx, cancel := context.WithTimeout(ctx, w.opts.HeartbeatInterval)
+		job, ok, err := w.c.store.Heartbeat(hbCtx, w.id, *w.instance.Load())
+		cancel()
+		switch {
+		case err != nil:
+			if ctx.Err() != nil {
+				return nil
+			}
+			w.log.Warn("heartbeat failed", "err", err, "since_last_ok", time.Since(lastOK).Round(time.Millisecond))
+			if time.Since(lastOK) > w.opts.HeartbeatTTL && !w.fenced.Swap(true) {
+				w.log.Error("no heartbeat for longer than the TTL: taking no tasks and cancelling running ones, which the dispatcher hands on",
+					"ttl", w.opts.HeartbeatTTL)
+				w.cancelRunning()
+			}
+		case !ok:
+			// Declared dead (say, after a long pause): our running tasks
+			// were relaunched elsewhere. Drop them and join again.
+			w.log.Warn("the registry declared this worker dead; cancelling running tasks and registering again")
+			w.cancelRunning()
+			if err := w.register(ctx); err != nil {
+				if errors.Is(err, store.ErrWorkerRunning) {
+					return fmt.Errorf("worker %s: %w", w.id, err)
+				}
+				w.log.Warn("register again", "err", err)
+				continue
+			}
+			lastOK = time.Now()
+			w.fenced.Store(false)
+		default:
+			lastOK = time.Now()
+			if w.fenced.Swap(false) {
+				w.log.Info("heartbeat back: taking tasks again")
+			}
+			w.assigned.Store(&job)
+		}
+	}
+}
+
+// cancelRunning cancels the contexts of running tasks; later tasks get a
+// fresh parent.
+func (w *Worker) cancelRunning() {
+	w.runMu.Lock()
+	defer w.runMu.Unlock()
+	w.runCancel()
+	w.runCtx, w.runCancel = context.WithCancel(w.hardCtx)
+}
+
+func (w *Worker) taskParent() context.Context {
+	w.runMu.Lock()
+	defer w.runMu.Unlock()
+	return w.runCtx
+}
+
+// claim starts up to n reserved tasks, from the assigned job first.
+func (w *Worker) claim(ctx context.Context, n int) ([]*Task, error) {
+	assigned := *w.assigned.Load()
+	order := make([]*jobRuntime, 0, len(w.jobs))
+	for _, j := range w.jobs {
+		if j.Name == assigned {
+			order = append([]*jobRuntime{j}, order...)
+		} else {
+			order = append(order, j)
+		}
+	}
+	var out []*Task
+	for _, j := range order {
+		if n-len(out) == 0 {
+			break
+		}
+		var rows []store.Row
+		err := w.c.store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			var err error
+			rows, err = j.sql.Claim(ctx, tx, w.id, n-len(out))
+			return err
+		})
+		if err != nil {
+			return out, fmt.Errorf("job %s: %w", j.Name, err)
+		}
+		for _, r := range rows {
+			out = append(out, w.newTask(j, r))
+		}
+	}
+	return out, nil
+}
+
+func (w *Worker) newTask(j *jobRuntime, r store.Row) *Task {
+	key, _ := r.Get(j.PrimaryKey)
+	t := &Task{job: j.Job, worker: w.id, row: r, key: key, db: w.c.store.DB}
+	if v, ok := r.Get(j.Fields.ReservationTimes); ok {
+		t.try, _ = t.Int64(j.Fields.ReservationTimes)
+		_ = v
+	}
+	t.log = w.log.With("job", j.Name, "task", key, "try", t.try)
+	return t
+}
+
+// run processes one task and records its outcome.
+func (w *Worker) run(t *Task) {
+	j := w.jobFor(t)
+	var err error
+	if j.Hooks.Starter != nil {
+		err = w.c.store.Tx(w.hardCtx, func(ctx context.Context, tx *sql.Tx) error {
+			return j.Hooks.Starter(ctx, tx, t)
+		})
+		if err != nil {
+			err = fmt.Errorf("starter hook: %w", err)
+		}
+	}
+	if err == nil {
+		err = w.process(j, t)
+	}
+	w.finish(j, t, err)
+}
+
+func (w *Worker) jobFor(t *Task) *jobRuntime {
+	for _, j := range w.jobs {
+		if j.Job == t.job {
+			return j
+		}
+	}
+	panic("pampa: task of an unknown job")
+}
+
+// process calls the processing function with the job's deadline,
+// recovering panics and not waiting forever for a function that ignores
+// its context.
+func (w *Worker) process(j *jobRuntime, t *Task) error {
+	ctx, cancel := context.WithTimeout(w.taskParent(), j.MaxJobDuration)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				done <- &PanicError{Value: p, Stack: string(debug.Stack())}
+			}
+		}()
+		done <- j.Process(ctx, t)
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		select {
+		case err = <-done:
+		case <-time.After(w.opts.OverrunGrace):
+			err = fmt.Errorf("the processing function did not return within %s of its context ending (%v); abandoned", w.opts.OverrunGrace, context.Cause(ctx))
+		}
+	}
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("timed out after max_job_duration %s: %w", j.MaxJobDuration, err)
+	}
+	return err
+}
+
+// PanicError is a panic in a processing function, recorded as the try's
+// failure.
+type PanicError struct {
+	Value any
+	Stack string
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v\n%s", e.Value, e.Stack) }
+
+// maxErrorLen caps a stored error description.
+const maxErrorLen = 8 << 10
+
+// describe turns an error into text any database column accepts: valid
+// UTF-8, no NUL bytes, at most maxErrorLen bytes.
+func describe(err error) string {
+	s := strings.ToValidUTF8(err.Error(), "\uFFFD")
+	s = strings.ReplaceAll(s, "\x00", "\\0")
+	if len(s) > maxErrorLen {
+		cut := maxErrorLen
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = fmt.Sprintf("%s… (%d more bytes)", s[:cut], len(s)-cut)
+	}
+	return s
+}
+
+type finisherError struct{ err error }
+
+func (e finisherError) Error() string { return "finisher hook: " + e.err.Error() }
+
+// finish records the outcome, fenced by (key, worker, try). It retries
+// while the database is unreachable; a result it cannot write is left for
+// the dispatcher to relaunch, never reported as done.
+func (w *Worker) finish(j *jobRuntime, t *Task, taskErr error) {
+	out := store.Outcome{Success: taskErr == nil, Set: t.set}
+	if taskErr == nil && t.setErr != nil {
+		taskErr = t.setErr
+		out = store.Outcome{Success: false}
+	}
+	if taskErr != nil {
+		out.Error = describe(taskErr)
+	}
+	fence := store.Fence{Key: t.key, Worker: w.id, Try: t.try}
+	// Finishing outlives a graceful stop's cancel, but not a Kill.
+	ctx := w.hardCtx
+	useFinisher := j.Hooks.Finisher != nil
+	for attempt := 0; ; attempt++ {
+		var applied bool
+		err := w.c.store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			var err error
+			applied, err = j.sql.Finish(ctx, tx, fence, out)
+			if err != nil || !applied || !useFinisher {
+				return err
+			}
+			if ferr := j.Hooks.Finisher(ctx, tx, t, taskErr); ferr != nil {
+				return finisherError{ferr}
+			}
+			return nil
+		})
+		var fe finisherError
+		switch {
+		case err == nil && !applied:
+			w.stats.Dropped.Add(1)
+			t.log.Warn("late result dropped: the task was relaunched or handed to another worker", "success", out.Success)
+			return
+		case err == nil:
+			if out.Success {
+				w.stats.Succeeded.Add(1)
+				t.log.Debug("task succeeded")
+			} else {
+				w.stats.Failed.Add(1)
+				t.log.Info("task failed", "err", out.Error)
+			}
+			return
+		case errors.As(err, &fe):
+			useFinisher = false
+			taskErr = fe
+			out = store.Outcome{Success: false, Error: describe(fe)}
+		case len(out.Set) > 0 && !w.c.retryable(err):
+			// A column the function set cannot be written: record that
+			// as the failure instead.
+			taskErr = fmt.Errorf("writing back columns set by the processing function: %w", err)
+			out = store.Outcome{Success: false, Error: describe(taskErr)}
+		case ctx.Err() != nil:
+			t.log.Warn("worker killed before the outcome was recorded; the dispatcher will relaunch the task", "err", err)
+			return
+		case w.c.retryable(err):
+			t.log.Warn("cannot record outcome yet; retrying", "err", err, "attempt", attempt+1)
+			select {
+			case <-ctx.Done():
+			case <-time.After(min(time.Duration(attempt+1)*200*time.Millisecond, 5*time.Second)):
+			}
+		default:
+			t.log.Error("cannot record outcome; the dispatcher will relaunch the task", "err", err)
+			return
+		}
+	}
+}
