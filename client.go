@@ -50,6 +50,11 @@ func Open(ctx context.Context, c *Cluster) (*Client, error) {
 	return cl, nil
 }
 
+// Connect connects to the cluster's database without checking the jobs'
+// tables or creating Pampa's own: for programs that create or seed their
+// tables before running `pampa setup`. Dispatchers and workers need Open.
+func Connect(ctx context.Context, c *Cluster) (*Client, error) { return connect(ctx, c) }
+
 // connect opens the database and generates each job's SQL, without
 // checking the tables (setup runs before the columns exist).
 func connect(ctx context.Context, c *Cluster) (*Client, error) {

@@ -36,8 +36,8 @@ func (SQLite) Open(raw string) (*sql.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	// One writer at a time anyway; a few connections let readers go on
-	// while a write waits.
+	// Readers run beside the one writer (WAL); writers of this process
+	// queue on Store's write lock rather than in SQLite's busy handler.
 	db.SetMaxOpenConns(8)
 	db.SetMaxIdleConns(8)
 	return db, nil

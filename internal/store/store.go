@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -16,6 +17,12 @@ type Store struct {
 	Dialect Dialect
 	// OpTimeout bounds each statement Pampa runs for itself. Default 30s.
 	OpTimeout time.Duration
+
+	// writeMu serialises this process's write transactions on SQLite,
+	// which admits one writer at a time: waiting here is far cheaper than
+	// in SQLite's busy handler, which sleeps in steps of up to 100 ms.
+	// Other processes sharing the file still wait through busy_timeout.
+	writeMu sync.Mutex
 }
 
 // Open connects with the named driver and checks the database answers.
@@ -85,6 +92,10 @@ func (s *Store) retry(ctx context.Context, fn func(ctx context.Context) error) e
 // the whole transaction on retryable errors. fn may run more than once.
 func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	return s.retry(ctx, func(ctx context.Context) error {
+		if s.Dialect.Name() == "sqlite" {
+			s.writeMu.Lock()
+			defer s.writeMu.Unlock()
+		}
 		tx, err := s.DB.BeginTx(ctx, nil)
 		if err != nil {
 			return err

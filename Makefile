@@ -1,0 +1,34 @@
+# Run `make` or `make help` for the list of targets. Extra go test flags go
+# in GOTESTFLAGS, e.g. make test GOTESTFLAGS='-run TestQueue -v'.
+
+.DEFAULT_GOAL := help
+
+GO ?= go
+
+.PHONY: help test test-race lint build demo bench
+
+help: ## List the targets
+	@echo "Targets:"
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
+
+test: ## Run all tests against a throwaway PostgreSQL (or the server in PAMPA_TEST_DATABASE_URL)
+	bash scripts/test.sh
+
+test-race: ## Same as test, with the race detector
+	GOTESTFLAGS="-race $(GOTESTFLAGS)" bash scripts/test.sh
+
+lint: ## Check formatting (gofmt) and run go vet
+	@unformatted="$$(gofmt -l .)"; \
+	if [ -n "$$unformatted" ]; then \
+		echo "These files need gofmt -w:"; echo "$$unformatted"; exit 1; \
+	fi
+	$(GO) vet ./...
+
+build: ## Build the pampa command into bin/pampa
+	$(GO) build -o bin/pampa ./cmd/pampa
+
+demo: ## Quick start on embedded SQLite: 100,000 tasks on 10 workers, then the report
+	$(GO) run ./examples/quickstart demo
+
+bench: ## Run the benchmarks (no tests)
+	$(GO) test -run '^$$' -bench . ./...

@@ -1,0 +1,309 @@
+// Package cli is Pampa's command line. The stock `pampa` binary is a thin
+// main around it; a program that compiles in its own processing functions
+// hands control to it the same way:
+//
+//	func main() {
+//		cli.Main(&cli.Program{
+//			Handlers: map[string]pampa.ProcessFunc{"search_odd_numbers": checkOdd},
+//		})
+//	}
+//
+// Every command takes Go-style flags (--delay 30s --log=false) and also the
+// original's key=value arguments (delay=30 log=no).
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/pampa-go/pampa"
+)
+
+// Program is what a program hands to the command line.
+type Program struct {
+	// Name is the program's name in usage lines. Default "pampa".
+	Name string
+	// Version is printed by `version` and recorded in the worker registry.
+	// Default: the module version from the build, or "dev".
+	Version string
+	// Cluster defines the cluster in Go. When nil, it is read from the
+	// --config file (default: pampa.yaml in the working directory).
+	Cluster *pampa.Cluster
+	// Handlers are processing functions by job name, for jobs defined in
+	// the config file (or in Cluster without a Process).
+	Handlers map[string]pampa.ProcessFunc
+	// Configure, if set, is called with the loaded cluster before any
+	// command runs, to add hooks or start-up snippets in Go.
+	Configure func(*pampa.Cluster) error
+}
+
+// Main runs the command line with os.Args and exits with its status. The
+// first SIGINT or SIGTERM stops gracefully; a second stops at once.
+func Main(p *Program) {
+	ctx, stop := signalContext()
+	code := Run(ctx, p, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// hardStop is closed on the second signal; long-running commands select on
+// it to stop at once.
+var hardStop = make(chan struct{})
+
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		n := 0
+		for range sigs {
+			n++
+			if n == 1 {
+				fmt.Fprintln(os.Stderr, "pampa: stopping gracefully (signal again to stop at once)")
+				cancel()
+				continue
+			}
+			fmt.Fprintln(os.Stderr, "pampa: stopping at once")
+			close(hardStop)
+			return
+		}
+	}()
+	return ctx, func() { signal.Stop(sigs); cancel() }
+}
+
+// command is one subcommand.
+type command struct {
+	name, args, summary string
+	run                 func(ctx context.Context, e *env, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"run", "[--workers N] [--until-done]", "run a dispatcher and N workers in this process (single-machine mode)", runCmd},
+		{"dispatcher", "", "run a dispatcher: reserve tasks for workers (one leads, others stand by)", dispatcherCmd},
+		{"worker", "--id NODE.N", "run one worker: process the tasks reserved for its id", workerCmd},
+		{"setup", "[JOB...]", "add missing tracking columns and indexes to the jobs' tables", setupCmd},
+		{"report", "[--json] [--job NAME]", "count each job's tasks: total, completed, pending, failed, reserved, running", reportCmd},
+		{"version", "", "print the version", versionCmd},
+	}
+}
+
+// env is what a command runs with.
+type env struct {
+	prog           *Program
+	stdout, stderr io.Writer
+}
+
+// Run runs one command line (without the program name) and returns the
+// exit status: 0 on success, 1 on failure, 2 on bad usage.
+func Run(ctx context.Context, p *Program, args []string, stdout, stderr io.Writer) int {
+	if p == nil {
+		p = &Program{}
+	}
+	e := &env{prog: p, stdout: stdout, stderr: stderr}
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+		if len(args) > 1 {
+			return e.run(ctx, []string{args[1], "--help"})
+		}
+		e.usage(stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	return e.run(ctx, args)
+}
+
+func (e *env) run(ctx context.Context, args []string) int {
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, e, args[1:])
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.As(err, new(usageError)):
+			fmt.Fprintf(e.stderr, "%s %s: %v\nRun '%s %s --help' for usage.\n", e.name(), c.name, err, e.name(), c.name)
+			return 2
+		default:
+			fmt.Fprintf(e.stderr, "%s %s: %v\n", e.name(), c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(e.stderr, "%s: unknown command %q\n\n", e.name(), args[0])
+	e.usage(e.stderr)
+	return 2
+}
+
+func (e *env) name() string {
+	if e.prog.Name != "" {
+		return e.prog.Name
+	}
+	return "pampa"
+}
+
+func (e *env) usage(w io.Writer) {
+	fmt.Fprintf(w, "Pampa runs jobs over the rows of your SQL tables, on workers spread over many machines.\n\n")
+	fmt.Fprintf(w, "Usage: %s COMMAND [flags]\n\nCommands:\n", e.name())
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nEvery command takes --help. The original's key=value arguments work too:\n")
+	fmt.Fprintf(w, "  %s worker id=local.1 delay=30 db=postgres log=no config=~/pampa.yaml\n", e.name())
+}
+
+func (e *env) version() string {
+	if e.prog.Version != "" {
+		return e.prog.Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func versionCmd(_ context.Context, e *env, args []string) error {
+	fs := e.flags("version", "", "Print the version of this program and of Go.")
+	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s %s (%s, %s/%s)\n", e.name(), e.version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return nil
+}
+
+// usageError marks errors in how a command was called (exit status 2).
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// flags makes a command's flag set with a usage text.
+func (e *env) flags(name, args, about string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintf(out, "Usage: %s %s [flags] %s\n\n%s\n\nFlags:\n", e.name(), name, args, about)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse normalises key=value arguments and parses flags. --help prints to
+// stdout.
+func (e *env) parse(fs *flag.FlagSet, args []string) error {
+	known := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) { known[f.Name] = true })
+	norm, err := NormalizeArgs(args, known)
+	if err != nil {
+		return usageError{err}
+	}
+	for _, a := range norm {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "--help" || a == "-help" {
+			fs.SetOutput(e.stdout)
+			fs.Usage()
+			return flag.ErrHelp
+		}
+	}
+	fs.SetOutput(io.Discard) // errors are reported once, by Run
+	if err := fs.Parse(norm); err != nil {
+		return usageError{err}
+	}
+	return nil
+}
+
+// clusterFlags are the flags every command that touches the database has.
+type clusterFlags struct {
+	config string
+	db     string
+	dbURL  string
+}
+
+func (c *clusterFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.config, "config", "", "config file (YAML); default pampa.yaml in the working directory when the program defines no cluster in Go")
+	fs.StringVar(&c.db, "db", "", "database driver: sqlite, postgres or crdb (overrides the config)")
+	fs.StringVar(&c.dbURL, "database-url", "", "database URL or SQLite file (overrides the config; default $PAMPA_DATABASE_URL)")
+}
+
+// load builds the cluster: from --config, else from the program, else from
+// ./pampa.yaml; then applies overrides, handlers and Configure.
+func (e *env) load(cf clusterFlags) (*pampa.Cluster, error) {
+	var c *pampa.Cluster
+	var err error
+	switch {
+	case cf.config != "":
+		c, err = pampa.LoadConfig(cf.config)
+	case e.prog.Cluster != nil:
+		c = e.prog.Cluster
+	default:
+		if _, statErr := os.Stat("pampa.yaml"); statErr != nil {
+			return nil, usagef("no cluster defined: pass --config FILE (or create pampa.yaml here)")
+		}
+		c, err = pampa.LoadConfig("pampa.yaml")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cf.db != "" {
+		if cf.db != c.Database.Driver && cf.dbURL == "" && os.Getenv("PAMPA_DATABASE_URL") == "" && c.Database.Driver != "" {
+			// A driver switch without a URL keeps the config's URL only
+			// between the two PostgreSQL-protocol drivers.
+			if !(isPG(cf.db) && isPG(c.Database.Driver)) {
+				return nil, usagef("--db %s: give the database's URL too (--database-url or $PAMPA_DATABASE_URL)", cf.db)
+			}
+		}
+		c.Database.Driver = cf.db
+	}
+	switch {
+	case cf.dbURL != "":
+		c.Database.URL = cf.dbURL
+	case os.Getenv("PAMPA_DATABASE_URL") != "":
+		c.Database.URL = os.Getenv("PAMPA_DATABASE_URL")
+	}
+	names := make([]string, 0, len(e.prog.Handlers))
+	for name := range e.prog.Handlers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := c.Handle(name, e.prog.Handlers[name]); err != nil {
+			return nil, fmt.Errorf("the program has a processing function for job %q, which the config does not define (jobs: %s)", name, jobNames(c))
+		}
+	}
+	if e.prog.Configure != nil {
+		if err := e.prog.Configure(c); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func isPG(driver string) bool {
+	return driver == pampa.DriverPostgres || driver == pampa.DriverCockroach
+}
+
+func jobNames(c *pampa.Cluster) string {
+	var names []string
+	for _, j := range c.Jobs() {
+		names = append(names, j.Name)
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,380 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pampa-go/pampa"
+	"github.com/pampa-go/pampa/internal/logging"
+)
+
+// logFlags choose where a process logs.
+type logFlags struct {
+	file    bool
+	dir     string
+	verbose bool
+}
+
+func (l *logFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&l.file, "log", true, "write a log file (dispatcher.log, worker.<id>.log) in --log-dir, rotated at 100 MB; log=no turns it off")
+	fs.StringVar(&l.dir, "log-dir", ".", "directory for log files")
+	fs.BoolVar(&l.verbose, "verbose", false, "log every task, not only failures and changes")
+}
+
+// logger makes a component's logger; console may be nil.
+func (l *logFlags) logger(component, file string, console io.Writer) (*slog.Logger, io.Closer, error) {
+	opts := logging.Options{Component: component, Console: console}
+	if l.file {
+		opts.File = filepath.Join(l.dir, file)
+	}
+	if l.verbose {
+		opts.Level = slog.LevelDebug
+	}
+	return logging.New(opts)
+}
+
+// dispatcherFlags are the dispatcher's tuning flags.
+type dispatcherFlags struct{ opts pampa.DispatcherOptions }
+
+func (d *dispatcherFlags) register(fs *flag.FlagSet) {
+	fs.DurationVar(&d.opts.Delay, "delay", time.Second, "longest wait between two dispatch rounds (workers running low wake it sooner); delay=30 means 30s")
+	fs.DurationVar(&d.opts.LeaseTTL, "lease-ttl", 10*time.Second, "leader lease duration; a standby takes over this long after the leader vanishes")
+	fs.DurationVar(&d.opts.WorkerTTL, "worker-ttl", 15*time.Second, "a worker silent this long is declared dead and its tasks handed on")
+}
+
+// workerFlags are a worker's tuning flags.
+type workerFlags struct{ opts pampa.WorkerOptions }
+
+func (w *workerFlags) register(fs *flag.FlagSet, delayToo bool) {
+	if delayToo {
+		fs.DurationVar(&w.opts.Delay, "delay", time.Second, "how often an idle worker looks for tasks when nothing wakes it; delay=30 means 30s")
+	}
+	fs.IntVar(&w.opts.Concurrency, "concurrency", 1, "tasks a worker runs at once")
+	fs.DurationVar(&w.opts.GracePeriod, "grace", 30*time.Second, "on SIGTERM/SIGINT, how long running tasks may finish before they are cancelled")
+	fs.DurationVar(&w.opts.HeartbeatInterval, "heartbeat", 5*time.Second, "heartbeat interval (the dead-after TTL is 3 heartbeats)")
+}
+
+// open loads the cluster and connects.
+func (e *env) open(ctx context.Context, cf clusterFlags) (*pampa.Client, error) {
+	c, err := e.load(cf)
+	if err != nil {
+		return nil, err
+	}
+	return pampa.Open(ctx, c)
+}
+
+func dispatcherCmd(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("dispatcher", "", "Run a dispatcher. It reserves tasks for the workers assigned to each job, assigns and\n"+
+		"releases workers as backlogs grow and shrink, and relaunches tasks of dead workers and\n"+
+		"expired or failed tries. Start several for fail-over: one leads, the others stand by.")
+	var cf clusterFlags
+	var lf logFlags
+	var df dispatcherFlags
+	cf.register(fs)
+	lf.register(fs)
+	df.register(fs)
+	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	log, closer, err := lf.logger("dispatcher", "dispatcher.log", e.stderr)
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	client, err := e.open(ctx, cf)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	df.opts.Logger = log
+	return client.NewDispatcher(df.opts).Run(ctx)
+}
+
+func workerCmd(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("worker", "--id NODE.N", "Run one worker. It registers under its id (a node's name and a number up to the node's\n"+
+		"max_workers), heartbeats, and processes the tasks the dispatcher reserves for it.\n"+
+		"SIGTERM/SIGINT stops it gracefully; a second signal stops it at once.")
+	var cf clusterFlags
+	var lf logFlags
+	var wf workerFlags
+	var id string
+	fs.StringVar(&id, "id", "", "worker id, such as local.1 (required)")
+	cf.register(fs)
+	lf.register(fs)
+	wf.register(fs, true)
+	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	if id == "" {
+		return usagef("--id is required (such as --id local.1)")
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected arguments: %v", fs.Args())
+	}
+	log, closer, err := lf.logger("worker "+id, "worker."+id+".log", e.stderr)
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	client, err := e.open(ctx, cf)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	wf.opts.Logger, wf.opts.Version = log, e.version()
+	w, err := client.NewWorker(id, wf.opts)
+	if err != nil {
+		return err
+	}
+	go func() {
+		select {
+		case <-hardStop:
+			w.Kill()
+		case <-ctx.Done():
+			select {
+			case <-hardStop:
+				w.Kill()
+			case <-time.After(wf.opts.GracePeriod + time.Minute):
+			}
+		}
+	}()
+	return w.Run(ctx)
+}
+
+func runCmd(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("run", "", "Run a dispatcher and workers in this process: the single-machine mode. The workers are\n"+
+		"the first --workers of --node; they and the dispatcher wake each other directly.")
+	var cf clusterFlags
+	var lf logFlags
+	var df dispatcherFlags
+	var wf workerFlags
+	var node string
+	var workers int
+	var untilDone, progress bool
+	fs.StringVar(&node, "node", "", "node whose workers to run (default: the node named local, else the first node)")
+	fs.IntVar(&workers, "workers", 0, "how many workers to run (default: the node's max_workers)")
+	fs.BoolVar(&untilDone, "until-done", false, "stop once no job has pending, reserved or running tasks")
+	fs.BoolVar(&progress, "progress", true, "print each job's progress every second")
+	cf.register(fs)
+	lf.register(fs)
+	df.register(fs)
+	wf.register(fs, false)
+	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	wf.opts.Delay = df.opts.Delay
+	c, err := e.load(cf)
+	if err != nil {
+		return err
+	}
+	nd, err := pickNode(c, node)
+	if err != nil {
+		return err
+	}
+	if workers == 0 {
+		workers = nd.MaxWorkers
+	}
+	if workers < 1 || workers > nd.MaxWorkers {
+		return usagef("--workers %d: node %q has max_workers = %d", workers, nd.Name, nd.MaxWorkers)
+	}
+	dlog, closer, err := lf.logger("dispatcher", "dispatcher.log", e.stderr)
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	client, err := pampa.Open(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	errs := make(chan error, workers+1)
+	var ws []*pampa.Worker
+	for i := 1; i <= workers; i++ {
+		id := pampa.WorkerID(nd.Name, i)
+		wlog, wcloser, err := lf.logger("worker "+id, "worker."+id+".log", nil)
+		if err != nil {
+			return err
+		}
+		defer wcloser.Close()
+		opts := wf.opts
+		opts.Logger, opts.Version = wlog, e.version()
+		w, err := client.NewWorker(id, opts)
+		if err != nil {
+			return err
+		}
+		ws = append(ws, w)
+	}
+	df.opts.Logger = dlog
+	d := client.NewDispatcher(df.opts)
+	wg.Add(1)
+	go func() { defer wg.Done(); errs <- d.Run(runCtx) }()
+	for _, w := range ws {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs <- w.Run(runCtx) }()
+	}
+	go func() {
+		<-hardStop
+		for _, w := range ws {
+			w.Kill()
+		}
+	}()
+	dlog.Info("running", "node", nd.Name, "workers", workers)
+	watchErr := watch(runCtx, client, e.stdout, progress, untilDone, stop)
+	stop()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return watchErr
+}
+
+func pickNode(c *pampa.Cluster, name string) (*pampa.Node, error) {
+	if name != "" {
+		if n := c.Node(name); n != nil {
+			return n, nil
+		}
+		return nil, usagef("--node %q: no such node in the config", name)
+	}
+	if n := c.Node("local"); n != nil {
+		return n, nil
+	}
+	if len(c.Nodes()) == 0 {
+		return nil, usagef("the config defines no node: add one (such as name: local, max_workers: 4)")
+	}
+	return c.Nodes()[0], nil
+}
+
+// watch prints progress every second and, with untilDone, calls stop once
+// every job is idle. It returns when ctx ends.
+func watch(ctx context.Context, client *pampa.Client, out io.Writer, progress, untilDone bool, stop func()) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last := map[string]int64{}
+	lastAt := time.Now()
+	idleRounds := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		reports, err := client.Report(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			fmt.Fprintf(out, "progress: %v\n", err)
+			continue
+		}
+		now := time.Now()
+		idle := true
+		for _, r := range reports {
+			if progress {
+				rate := float64(r.Completed-last[r.Job]) / now.Sub(lastAt).Seconds()
+				fmt.Fprintf(out, "%s: %d/%d completed (%.0f/s), %d pending, %d reserved, %d running, %d failed\n",
+					r.Job, r.Completed, r.Total, rate, r.Pending, r.Reserved, r.Running, r.Failed)
+			}
+			last[r.Job] = r.Completed
+			if r.Pending+r.Reserved+r.Running > 0 {
+				idle = false
+			}
+		}
+		lastAt = now
+		if untilDone {
+			// Two idle looks in a row: failed tries waiting for relaunch
+			// show as pending, so one look suffices in practice, but a
+			// second guards against a row caught between two states.
+			if idle {
+				idleRounds++
+			} else {
+				idleRounds = 0
+			}
+			if idleRounds >= 2 {
+				stop()
+				return nil
+			}
+		}
+	}
+}
+
+func setupCmd(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("setup", "[JOB...]", "Prepare the jobs' tables (all jobs, or those named): add the tracking columns that are\n"+
+		"missing, with the right types, and the indexes the dispatcher needs. Safe to run again:\n"+
+		"it changes only what is missing, and says what it changed. It refuses a table or primary\n"+
+		"key that does not exist, and a tracking column of the wrong type, before changing anything.")
+	var cf clusterFlags
+	cf.register(fs)
+	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	c, err := e.load(cf)
+	if err != nil {
+		return err
+	}
+	changes, err := pampa.Setup(ctx, c, fs.Args()...)
+	for _, ch := range changes {
+		fmt.Fprintln(e.stdout, ch)
+	}
+	if err != nil {
+		return err
+	}
+	if len(changes) == 0 {
+		fmt.Fprintln(e.stdout, "nothing to change: every table is ready")
+	}
+	return nil
+}
+
+func reportCmd(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("report", "", "Count each job's tasks: total, completed (succeeded), pending (never tried or waiting for\n"+
+		"another try), failed (out of tries), reserved (queued for a worker) and running.")
+	var cf clusterFlags
+	var asJSON bool
+	var job string
+	cf.register(fs)
+	fs.BoolVar(&asJSON, "json", false, "print a JSON array with one object per job")
+	fs.StringVar(&job, "job", "", "report only this job")
+	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	client, err := e.open(ctx, cf)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	var reports []pampa.JobReport
+	if job != "" {
+		r, err := client.JobReport(ctx, job)
+		if err != nil {
+			return err
+		}
+		reports = []pampa.JobReport{r}
+	} else if reports, err = client.Report(ctx); err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(reports)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "JOB\tTOTAL\tCOMPLETED\tPENDING\tFAILED\tRESERVED\tRUNNING\t")
+	for _, r := range reports {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t\n", r.Job, r.Total, r.Completed, r.Pending, r.Failed, r.Reserved, r.Running)
+	}
+	return tw.Flush()
+}
