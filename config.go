@@ -63,7 +63,8 @@ func LoadConfig(path string) (*Cluster, error) {
 //	    max_assigned_workers: 5        # default 0, no cap
 //	    max_pending_tasks: 500         # default 100
 //	    selecting_sql: |
-//	      SELECT value FROM numbers WHERE odd_checking_reservation_id IS NULL LIMIT @n
+//	      SELECT value FROM numbers
+//	      WHERE odd_checking_reservation_id IS NULL LIMIT @n
 //
 // A job takes the fields of [Job], [TrackingFields] and the SQL hooks of
 // [Hooks] (selecting_sql, relaunching_sql, occupied_sql, allowing_sql,
@@ -130,8 +131,13 @@ type configParser struct {
 	source    string
 	lookupEnv func(string) (string, bool)
 	mergeWork int
-	errs      []error
+	errs      []configFoundError
 	dropped   int
+}
+
+type configFoundError struct {
+	line int
+	err  error
 }
 
 func (p *configParser) fail(line int, err error) {
@@ -144,14 +150,20 @@ func (p *configParser) fail(line int, err error) {
 	} else {
 		err = fmt.Errorf("%s: %w", p.source, err)
 	}
-	p.errs = append(p.errs, err)
+	p.errs = append(p.errs, configFoundError{line, err})
 }
 
+// err joins the errors found, in the order of their lines in the file.
 func (p *configParser) err() error {
-	if p.dropped > 0 {
-		return errors.Join(append(p.errs, fmt.Errorf("%s: and %d more errors", p.source, p.dropped))...)
+	slices.SortStableFunc(p.errs, func(a, b configFoundError) int { return a.line - b.line })
+	errs := make([]error, 0, len(p.errs)+1)
+	for _, e := range p.errs {
+		errs = append(errs, e.err)
 	}
-	return errors.Join(p.errs...)
+	if p.dropped > 0 {
+		errs = append(errs, fmt.Errorf("%s: and %d more errors", p.source, p.dropped))
+	}
+	return errors.Join(errs...)
 }
 
 // document parses data into its single YAML document. It returns nil for an
@@ -206,7 +218,7 @@ func (p *configParser) syntaxError(err error) error {
 func (p *configParser) cluster(root *yaml.Node, c *Cluster) {
 	var database, nodes, jobs *yaml.Node
 	if root != nil {
-		pairs, err := p.pairs(root)
+		pairs, err := p.pairs(root, 0)
 		if err != nil {
 			p.fail(err.line, err)
 			return
@@ -324,8 +336,8 @@ func (p *configParser) node(i int, n *yaml.Node, c *Cluster) {
 	}
 }
 
-// configJobFile mirrors Job as written in a config file. Pointers tell an absent
-// key (default) from an explicit zero (an error).
+// configJobFile mirrors Job as written in a config file. Pointers tell an
+// absent key (default) from an explicit zero (an error).
 type configJobFile struct {
 	Name                  string         `yaml:"name"`
 	Table                 string         `yaml:"table"`
@@ -430,8 +442,8 @@ func configMinutes(m float64) (time.Duration, string) {
 	return d, ""
 }
 
-// configSection is the mapping being decoded: what errors in it are named after,
-// and the line of each of its keys.
+// configSection is the mapping being decoded: what errors in it are named
+// after, and the line of each of its keys.
 type configSection struct {
 	prefix string // prepended to key names in errors ("database.")
 	node   bool   // the mapping is a node, not a job
@@ -511,7 +523,7 @@ func (p *configParser) decode(n *yaml.Node, fields configFields, sec *configSect
 		p.fail(n.Line, fmt.Errorf("%s must be a mapping, not %s", what, yamlDescribe(n)))
 		return false
 	}
-	pairs, perr := p.pairs(n)
+	pairs, perr := p.pairs(n, 0)
 	if perr != nil {
 		p.fail(perr.line, perr)
 		return false
@@ -539,14 +551,23 @@ func (p *configParser) decode(n *yaml.Node, fields configFields, sec *configSect
 
 func (m configFields) keys() []string { return slices.Sorted(maps.Keys(m)) }
 
-// configDecodeValue decodes one value into dst; it returns why it could not, or
-// "". A null value leaves dst alone.
+// configDecodeValue decodes one value into dst; it returns why it could
+// not, or "". A null value leaves dst alone; a pointer target (**int) is
+// allocated only when there is a value.
 func configDecodeValue(v *yaml.Node, dst any) string {
 	if yamlIsNull(v) {
 		return ""
 	}
 	if v.Kind != yaml.ScalarNode {
 		return "want a single value, not " + yamlDescribe(v)
+	}
+	if pv := reflect.ValueOf(dst).Elem(); pv.Kind() == reflect.Pointer {
+		nv := reflect.New(pv.Type().Elem())
+		why := configDecodeValue(v, nv.Interface())
+		if why == "" {
+			pv.Set(nv)
+		}
+		return why
 	}
 	switch d := dst.(type) {
 	case *string:
@@ -557,28 +578,16 @@ func configDecodeValue(v *yaml.Node, dst any) string {
 			return "want a whole number"
 		}
 		*d = n
-	case **int:
-		n, ok := yamlInt(v)
-		if !ok {
-			return "want a whole number"
-		}
-		*d = &n
-	case **float64:
-		var f float64
-		if t := v.ShortTag(); (t != "!!int" && t != "!!float") || v.Decode(&f) != nil {
+	case *float64:
+		if t := v.ShortTag(); (t != "!!int" && t != "!!float") || v.Decode(d) != nil {
 			return "want a number"
 		}
-		*d = &f
-	case *time.Duration, **time.Duration:
+	case *time.Duration:
 		dur, err := time.ParseDuration(v.Value)
 		if err != nil {
 			return "want a duration such as 90s, 15m or 1h30m"
 		}
-		if pp, ok := d.(**time.Duration); ok {
-			*pp = &dur
-		} else {
-			*d.(*time.Duration) = dur
-		}
+		*d = dur
 	default:
 		if err := v.Decode(dst); err != nil {
 			return "cannot decode: " + err.Error()
@@ -619,12 +628,9 @@ func (e *configLineError) Error() string { return e.msg }
 
 // pairs lists a mapping's entries with merge keys ("<<") expanded: keys
 // written in the mapping win over merged ones, and earlier merged mappings
-// win over later ones. A key written twice is an error.
-func (p *configParser) pairs(m *yaml.Node) ([]configPair, *configLineError) {
-	return p.collect(m, 0)
-}
-
-func (p *configParser) collect(m *yaml.Node, depth int) ([]configPair, *configLineError) {
+// win over later ones. A key written twice is an error. depth counts the
+// merges that led here.
+func (p *configParser) pairs(m *yaml.Node, depth int) ([]configPair, *configLineError) {
 	var out []configPair
 	seen := map[string]int{}
 	var merges []*yaml.Node
@@ -669,7 +675,7 @@ func (p *configParser) collect(m *yaml.Node, depth int) ([]configPair, *configLi
 			if p.mergeWork--; p.mergeWork < 0 {
 				return nil, &configLineError{mv.Line, "too many merged keys; simplify the \"<<\" merges"}
 			}
-			merged, err := p.collect(src, depth+1)
+			merged, err := p.pairs(src, depth+1)
 			if err != nil {
 				return nil, err
 			}
@@ -717,7 +723,7 @@ func yamlDescribe(n *yaml.Node) string {
 	return "an empty document"
 }
 
-// yamlShortValue is a scalar's text, cut to a length that reads well in an error.
+// yamlShortValue is a scalar's text, cut to read well in an error.
 func yamlShortValue(n *yaml.Node) string {
 	if n.Kind != yaml.ScalarNode {
 		return ""
@@ -755,8 +761,8 @@ func configUnknownKey(e *ConfigError, key string, allowed []string) *ConfigError
 	return e
 }
 
-// configClosestKey returns the allowed key nearest to key when it is close enough
-// to be a typo, else "".
+// configClosestKey returns the allowed key nearest to key when it is close
+// enough to be a typo, else "".
 func configClosestKey(key string, allowed []string) string {
 	if len(key) > 64 {
 		return ""
@@ -792,9 +798,10 @@ func configEditDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// configExpandEnv replaces each ${NAME} in s with the environment variable NAME.
-// An unset variable is an error: a connection string with a silently empty
-// password fails later, and less clearly. A "$" not followed by "{" is kept.
+// configExpandEnv replaces each ${NAME} in s with the environment variable
+// NAME. An unset variable is an error: a connection string with a silently
+// empty password fails later, and less clearly. A "$" not followed by "{"
+// is kept.
 func configExpandEnv(s string, lookup func(string) (string, bool)) (string, error) {
 	if !strings.Contains(s, "${") {
 		return s, nil

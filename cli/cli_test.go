@@ -1,0 +1,203 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pampa-go/pampa"
+)
+
+// runCLI runs a command line in this process.
+func runCLI(t *testing.T, p *Program, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	code = Run(ctx, p, args, &out, &errOut)
+	return out.String(), errOut.String(), code
+}
+
+func TestHelpOnEveryCommand(t *testing.T) {
+	t.Parallel()
+	for _, c := range commands() {
+		out, errOut, code := runCLI(t, nil, c.name, "--help")
+		if code != 0 || !strings.Contains(out, "Usage: pampa "+c.name) {
+			t.Errorf("%s --help: exit %d, stdout %q, stderr %q", c.name, code, out, errOut)
+		}
+	}
+	out, _, code := runCLI(t, nil, "help")
+	if code != 0 || !strings.Contains(out, "Commands:") {
+		t.Errorf("help: exit %d, %q", code, out)
+	}
+	if _, errOut, code := runCLI(t, nil, "frobnicate"); code != 2 || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: exit %d, %q", code, errOut)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	config := writeSQLiteConfig(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"worker", "--config", config}, "--id is required"},
+		{[]string{"worker", "--config", config, "--delay", "soon"}, "invalid value"},
+		{[]string{"dispatcher", "--config", config, "colour=blue"}, `unknown argument "colour=blue"`},
+		{[]string{"dispatcher", "--config", config, "log=maybe"}, "log=maybe"},
+		{[]string{"report"}, "no cluster defined"},
+		{[]string{"run", "--config", config, "--workers", "99"}, "max_workers = 2"},
+	} {
+		_, errOut, code := runCLI(t, nil, tc.args...)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 mentioning %q", tc.args, code, errOut, tc.want)
+		}
+	}
+}
+
+// writeSQLiteConfig writes a config over a fresh SQLite file holding a
+// seeded `numbers` table.
+func writeSQLiteConfig(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	config := filepath.Join(dir, "pampa.yaml")
+	db := filepath.Join(dir, "tasks.db")
+	yaml := `database: {driver: sqlite, url: "` + db + `"}
+nodes: [{name: local, max_workers: 2}]
+jobs:
+  - name: search_odd_numbers
+    table: numbers
+    field_primary_key: value
+    field_id: rid
+    field_time: rtime
+    field_times: rtimes
+    field_start_time: started
+    field_end_time: ended
+    field_success: ok
+    field_error_description: why
+`
+	if err := os.WriteFile(config, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := pampa.LoadConfig(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := pampa.Connect(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	for _, q := range []string{
+		`CREATE TABLE numbers (value INTEGER PRIMARY KEY, is_odd BOOLEAN)`,
+		`INSERT INTO numbers (value) VALUES (1), (2), (3), (4), (5)`,
+	} {
+		if _, err := client.DB().Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return config
+}
+
+func TestSetupReportAndRun(t *testing.T) {
+	t.Parallel()
+	config := writeSQLiteConfig(t)
+	out, errOut, code := runCLI(t, nil, "setup", "config="+config)
+	if code != 0 || !strings.Contains(out, "added column rid TEXT (field_id)") || !strings.Contains(out, "created index") {
+		t.Fatalf("setup: exit %d\n%s%s", code, out, errOut)
+	}
+	if out, _, code = runCLI(t, nil, "setup", "--config", config); code != 0 || !strings.Contains(out, "nothing to change") {
+		t.Fatalf("second setup: exit %d\n%s", code, out)
+	}
+
+	// The stock program has no processing function: its workers refuse.
+	_, errOut, code = runCLI(t, nil, "worker", "--config", config, "id=local.1", "log=no")
+	if code != 1 || !strings.Contains(errOut, "no processing function registered") {
+		t.Errorf("worker without handler: exit %d, %q", code, errOut)
+	}
+	_, errOut, code = runCLI(t, nil, "worker", "--config", config, "--id", "remote.1", "--log=false")
+	if code != 1 || !strings.Contains(errOut, `no node named "remote"`) {
+		t.Errorf("worker of an unknown node: exit %d, %q", code, errOut)
+	}
+
+	prog := &Program{Handlers: map[string]pampa.ProcessFunc{
+		"search_odd_numbers": func(ctx context.Context, t *pampa.Task) error {
+			v, err := t.Int64("value")
+			t.Set("is_odd", v%2 == 1)
+			return err
+		},
+	}}
+	logDir := t.TempDir()
+	out, errOut, code = runCLI(t, prog, "run", "config="+config, "delay=0.05", "--until-done", "--log-dir", logDir, "--progress=false")
+	if code != 0 {
+		t.Fatalf("run: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, f := range []string{"dispatcher.log", "worker.local.1.log", "worker.local.2.log"} {
+		if _, err := os.Stat(filepath.Join(logDir, f)); err != nil {
+			t.Errorf("log file: %v", err)
+		}
+	}
+
+	out, _, code = runCLI(t, nil, "report", "--config", config, "--json")
+	var reports []map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &reports) != nil || len(reports) != 1 {
+		t.Fatalf("report --json: exit %d, %q", code, out)
+	}
+	want := map[string]any{"job": "search_odd_numbers", "total": 5.0, "completed": 5.0, "pending": 0.0, "failed": 0.0, "reserved": 0.0, "running": 0.0}
+	for k, v := range want {
+		if reports[0][k] != v {
+			t.Errorf("report[%s] = %v, want %v (%s)", k, reports[0][k], v, out)
+		}
+	}
+	if len(reports[0]) != len(want) {
+		t.Errorf("report keys = %v, want exactly %v", reports[0], want)
+	}
+	out, _, code = runCLI(t, nil, "report", "--config", config)
+	if code != 0 || !strings.Contains(out, "COMPLETED") || !strings.Contains(out, "search_odd_numbers") {
+		t.Errorf("report table: exit %d\n%s", code, out)
+	}
+}
+
+func TestLogOffDoesNotCrash(t *testing.T) {
+	t.Parallel()
+	config := writeSQLiteConfig(t)
+	if _, _, code := runCLI(t, nil, "setup", "--config", config); code != 0 {
+		t.Fatal("setup failed")
+	}
+	failing := &Program{Handlers: map[string]pampa.ProcessFunc{
+		"search_odd_numbers": func(ctx context.Context, t *pampa.Task) error {
+			if v, _ := t.Int64("value"); v == 3 {
+				panic("three is a crowd")
+			}
+			return nil
+		},
+	}}
+	dir := t.TempDir()
+	cwd := filepath.Join(dir, "cwd")
+	_ = os.Mkdir(cwd, 0o755)
+	out, errOut, code := runCLI(t, failing, "run", "--config", config, "log=no", "delay=0.05", "--until-done", "--progress=false", "--log-dir", cwd)
+	if code != 0 {
+		t.Fatalf("run with log=no and a panicking task: exit %d\n%s%s", code, out, errOut)
+	}
+	if entries, _ := os.ReadDir(cwd); len(entries) != 0 {
+		t.Errorf("log=no wrote files: %v", entries)
+	}
+	out, _, _ = runCLI(t, nil, "report", "--config", config, "--json")
+	if !strings.Contains(out, `"failed": 1`) || !strings.Contains(out, `"completed": 4`) {
+		t.Errorf("report after a panicking task: %s", out)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	out, _, code := runCLI(t, &Program{Version: "v1.2.3"}, "version")
+	if code != 0 || !strings.HasPrefix(out, "pampa v1.2.3 (go") {
+		t.Errorf("version: exit %d, %q", code, out)
+	}
+}
