@@ -73,7 +73,7 @@ func (j *JobSQL) Spec() JobSpec { return j.spec }
 // fewer than MaxTryTimes) for worker, in key order, and returns their keys.
 // Rows locked by a concurrent reserve are skipped, never taken twice.
 func (j *JobSQL) Reserve(ctx context.Context, q Querier, worker string, n int) ([]any, error) {
-	return queryKeys(ctx, q, j.reserve, worker, j.spec.MaxTryTimes, n)
+	return j.s.queryKeys(ctx, q, j.reserve, worker, j.spec.MaxTryTimes, n)
 }
 
 // ReserveKeys reserves the given rows for worker, skipping any that are
@@ -84,7 +84,7 @@ func (j *JobSQL) ReserveKeys(ctx context.Context, q Querier, worker string, keys
 	}
 	query := j.s.q(fmt.Sprintf(`UPDATE %[1]s SET %[2]s = ?, %[3]s = %[4]s WHERE %[5]s IN (%[6]s) AND %[2]s IS NULL RETURNING %[5]s`,
 		j.t, j.id, j.tm, j.s.Dialect.Now(), j.pk, placeholders(len(keys))))
-	return queryKeys(ctx, q, query, append([]any{worker}, keys...)...)
+	return j.s.queryKeys(ctx, q, query, append([]any{worker}, keys...)...)
 }
 
 // Row is a task row as RETURNING * gave it.
@@ -107,7 +107,7 @@ func (r Row) Get(col string) (any, bool) {
 // sets the start time, counts the try and clears the last outcome. It
 // returns the rows as they are after the update.
 func (j *JobSQL) Claim(ctx context.Context, q Querier, worker string, n int) ([]Row, error) {
-	rows, err := q.QueryContext(ctx, j.claim, worker, n, worker)
+	rows, err := j.s.query(ctx, q, j.claim, worker, n, worker)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +170,7 @@ func (j *JobSQL) Finish(ctx context.Context, q Querier, f Fence, o Outcome) (app
 	fmt.Fprintf(&b, " WHERE %s = ? AND %s = ? AND %s = ? AND %s IS NOT NULL AND %s IS NULL",
 		j.pk, j.id, j.times, j.start, j.end)
 	args = append(args, f.Key, f.Worker, f.Try)
-	res, err := q.ExecContext(ctx, j.s.q(b.String()), args...)
+	res, err := j.s.exec(ctx, q, j.s.q(b.String()), args...)
 	if err != nil {
 		return false, err
 	}
@@ -186,7 +186,7 @@ func (j *JobSQL) HandBack(ctx context.Context, q Querier, workers ...string) (in
 	}
 	query := fmt.Sprintf(`UPDATE %s SET %s = NULL, %s = NULL WHERE %s IN (%s) AND %s IS NULL AND %s IS NULL`,
 		j.t, j.id, j.tm, j.id, placeholders(len(workers)), j.start, j.end)
-	res, err := q.ExecContext(ctx, j.s.q(query), toAny(workers)...)
+	res, err := j.s.exec(ctx, q, j.s.q(query), toAny(workers)...)
 	if err != nil {
 		return 0, err
 	}
@@ -200,13 +200,13 @@ func (j *JobSQL) HandBack(ctx context.Context, q Querier, workers ...string) (in
 func (j *JobSQL) recoverRunning(ctx context.Context, q Querier, cond string, reason string, args ...any) (relaunched, failed []any, err error) {
 	inflight := fmt.Sprintf("%s IS NOT NULL AND %s IS NOT NULL AND %s IS NULL AND (%s)", j.id, j.start, j.end, cond)
 	resetQ := fmt.Sprintf(`UPDATE %s SET %s WHERE %s AND COALESCE(%s, 0) < ? RETURNING %s`, j.t, j.reset, inflight, j.times, j.pk)
-	relaunched, err = queryKeys(ctx, q, j.s.q(resetQ), append(append([]any{}, args...), j.spec.MaxTryTimes)...)
+	relaunched, err = j.s.queryKeys(ctx, q, j.s.q(resetQ), append(append([]any{}, args...), j.spec.MaxTryTimes)...)
 	if err != nil {
 		return nil, nil, err
 	}
 	failQ := fmt.Sprintf(`UPDATE %s SET %s = FALSE, %s = %s, %s = ? WHERE %s AND COALESCE(%s, 0) >= ? RETURNING %s`,
 		j.t, j.success, j.end, j.s.Dialect.Now(), j.errc, inflight, j.times, j.pk)
-	failed, err = queryKeys(ctx, q, j.s.q(failQ), append(append([]any{reason}, args...), j.spec.MaxTryTimes)...)
+	failed, err = j.s.queryKeys(ctx, q, j.s.q(failQ), append(append([]any{reason}, args...), j.spec.MaxTryTimes)...)
 	return relaunched, failed, err
 }
 
@@ -236,7 +236,7 @@ func (j *JobSQL) RecoverExpired(ctx context.Context, q Querier, maxRun time.Dura
 func (j *JobSQL) RelaunchFailed(ctx context.Context, q Querier, backoff time.Duration) ([]any, error) {
 	query := fmt.Sprintf(`UPDATE %s SET %s WHERE %s = FALSE AND COALESCE(%s, 0) < ? AND %s IS NOT NULL AND %s < %s RETURNING %s`,
 		j.t, j.reset, j.success, j.times, j.end, j.end, j.s.Dialect.Ago(), j.pk)
-	return queryKeys(ctx, q, j.s.q(query), j.spec.MaxTryTimes, j.s.Dialect.AgoArg(backoff))
+	return j.s.queryKeys(ctx, q, j.s.q(query), j.spec.MaxTryTimes, j.s.Dialect.AgoArg(backoff))
 }
 
 // RelaunchKeys resets finished (or never reserved) rows to pending so they
@@ -249,12 +249,12 @@ func (j *JobSQL) RelaunchKeys(ctx context.Context, q Querier, keys []any) ([]any
 	query := fmt.Sprintf(`UPDATE %[1]s SET %[2]s = CASE WHEN %[3]s = TRUE THEN 0 ELSE %[2]s END, %[4]s
 		WHERE %[5]s IN (%[6]s) AND (%[7]s IS NULL OR %[8]s IS NOT NULL) RETURNING %[5]s`,
 		j.t, j.times, j.success, j.reset, j.pk, placeholders(len(keys)), j.id, j.end)
-	return queryKeys(ctx, q, j.s.q(query), keys...)
+	return j.s.queryKeys(ctx, q, j.s.q(query), keys...)
 }
 
 // QueueLengths counts each worker's reserved, unstarted rows.
 func (j *JobSQL) QueueLengths(ctx context.Context, q Querier) (map[string]int, error) {
-	rows, err := q.QueryContext(ctx, j.occupied)
+	rows, err := j.s.query(ctx, q, j.occupied)
 	if err != nil {
 		return nil, err
 	}
@@ -273,7 +273,7 @@ func (j *JobSQL) QueueLengths(ctx context.Context, q Querier) (map[string]int, e
 
 // InFlightWorkers lists the workers holding reserved or running rows.
 func (j *JobSQL) InFlightWorkers(ctx context.Context, q Querier) ([]string, error) {
-	rows, err := q.QueryContext(ctx, j.inflight)
+	rows, err := j.s.query(ctx, q, j.inflight)
 	if err != nil {
 		return nil, err
 	}
@@ -293,7 +293,7 @@ func (j *JobSQL) InFlightWorkers(ctx context.Context, q Querier) ([]string, erro
 // costs no more than a small one.
 func (j *JobSQL) CountPending(ctx context.Context, q Querier, limit int) (int, error) {
 	var n int
-	err := q.QueryRowContext(ctx, j.countPending, j.spec.MaxTryTimes, limit).Scan(&n)
+	err := j.s.queryRow(ctx, q, j.countPending, j.spec.MaxTryTimes, limit).Scan(&n)
 	return n, err
 }
 
@@ -311,7 +311,7 @@ func (c Counts) Pending() int64 {
 // Count counts the job's rows by state in one pass.
 func (j *JobSQL) Count(ctx context.Context, q Querier) (Counts, error) {
 	var c Counts
-	err := q.QueryRowContext(ctx, j.report, j.spec.MaxTryTimes).Scan(&c.Total, &c.Succeeded, &c.Failed, &c.Reserved, &c.Running)
+	err := j.s.queryRow(ctx, q, j.report, j.spec.MaxTryTimes).Scan(&c.Total, &c.Succeeded, &c.Failed, &c.Reserved, &c.Running)
 	return c, err
 }
 
@@ -352,8 +352,8 @@ func (j *JobSQL) KeysFromQuery(ctx context.Context, q Querier, query string, nam
 	return keys, rows.Err()
 }
 
-func queryKeys(ctx context.Context, q Querier, query string, args ...any) ([]any, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
+func (s *Store) queryKeys(ctx context.Context, q Querier, query string, args ...any) ([]any, error) {
+	rows, err := s.query(ctx, q, query, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,6 +24,93 @@ type Store struct {
 	// in SQLite's busy handler, which sleeps in steps of up to 100 ms.
 	// Other processes sharing the file still wait through busy_timeout.
 	writeMu sync.Mutex
+
+	// stmts caches prepared statements by SQL text: parsing, not running,
+	// is most of the cost of Pampa's short statements on SQLite.
+	stmts     sync.Map // string → *sql.Stmt
+	stmtCount atomic.Int64
+}
+
+// maxCachedStmts bounds the cache; statements past it are run unprepared.
+// Pampa's own statements are a few per job, plus one per combination of
+// columns a processing function sets.
+const maxCachedStmts = 1000
+
+// stmt returns the cached prepared statement for query, or nil when it
+// cannot or should not be cached.
+func (s *Store) stmt(ctx context.Context, query string) *sql.Stmt {
+	if st, ok := s.stmts.Load(query); ok {
+		return st.(*sql.Stmt)
+	}
+	if s.stmtCount.Load() >= maxCachedStmts {
+		return nil
+	}
+	st, err := s.DB.PrepareContext(ctx, query)
+	if err != nil {
+		return nil // let the caller run it unprepared and report the error
+	}
+	if prev, loaded := s.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt)
+	}
+	s.stmtCount.Add(1)
+	return st
+}
+
+// bound returns st bound to q when q is a transaction.
+func bound(ctx context.Context, q Querier, st *sql.Stmt) interface {
+	ExecContext(ctx context.Context, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, args ...any) *sql.Row
+} {
+	if tx, ok := q.(*sql.Tx); ok {
+		return tx.StmtContext(ctx, st)
+	}
+	return st
+}
+
+// query runs a query through the statement cache.
+func (s *Store) query(ctx context.Context, q Querier, query string, args ...any) (*sql.Rows, error) {
+	if st := s.stmt(ctx, query); st != nil {
+		if _, isDB := q.(*sql.DB); isDB || isTx(q) {
+			return bound(ctx, q, st).QueryContext(ctx, args...)
+		}
+	}
+	return q.QueryContext(ctx, query, args...)
+}
+
+// exec runs a statement through the statement cache.
+func (s *Store) exec(ctx context.Context, q Querier, query string, args ...any) (sql.Result, error) {
+	if st := s.stmt(ctx, query); st != nil {
+		if _, isDB := q.(*sql.DB); isDB || isTx(q) {
+			return bound(ctx, q, st).ExecContext(ctx, args...)
+		}
+	}
+	return q.ExecContext(ctx, query, args...)
+}
+
+// queryRow runs a one-row query through the statement cache.
+func (s *Store) queryRow(ctx context.Context, q Querier, query string, args ...any) *sql.Row {
+	if st := s.stmt(ctx, query); st != nil {
+		if _, isDB := q.(*sql.DB); isDB || isTx(q) {
+			return bound(ctx, q, st).QueryRowContext(ctx, args...)
+		}
+	}
+	return q.QueryRowContext(ctx, query, args...)
+}
+
+func isTx(q Querier) bool {
+	_, ok := q.(*sql.Tx)
+	return ok
+}
+
+// Close closes cached statements and the connection pool.
+func (s *Store) Close() error {
+	s.stmts.Range(func(_, v any) bool {
+		v.(*sql.Stmt).Close()
+		return true
+	})
+	return s.DB.Close()
 }
 
 // Open connects with the named driver and checks the database answers.
@@ -53,9 +141,6 @@ func redact(err error, url string) error {
 	}
 	return errors.New(strings.ReplaceAll(err.Error(), url, "<database url>"))
 }
-
-// Close closes the connection pool.
-func (s *Store) Close() error { return s.DB.Close() }
 
 func (s *Store) timeout() time.Duration {
 	if s.OpTimeout > 0 {
