@@ -1,0 +1,332 @@
+package pampa
+
+import (
+	"fmt"
+	"maps"
+	"math"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"gopkg.in/yaml.v3"
+)
+
+// The YAML walking behind ParseConfig: binding keys to fields, decoding
+// scalars strictly, resolving aliases and merges, and naming what is wrong.
+
+// configFields binds each key a mapping accepts to the variable (a pointer) its
+// value is decoded into.
+type configFields map[string]any
+
+// configFieldsOf maps the yaml-tagged fields of the struct ptr points to,
+// descending into ",inline" structs. Untagged fields and "-" are skipped.
+func configFieldsOf(ptr any) configFields {
+	m := configFields{}
+	configAddFields(m, reflect.ValueOf(ptr).Elem())
+	return m
+}
+
+func configAddFields(m configFields, v reflect.Value) {
+	t := v.Type()
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		tag, ok := sf.Tag.Lookup("yaml")
+		if !ok || !sf.IsExported() {
+			continue
+		}
+		name, opts, _ := strings.Cut(tag, ",")
+		switch {
+		case name == "-":
+		case opts == "inline" && sf.Type.Kind() == reflect.Struct:
+			configAddFields(m, v.Field(i))
+		case name != "":
+			m[name] = v.Field(i).Addr().Interface()
+		}
+	}
+}
+
+// decode stores a mapping's values into fields. On the first problem it
+// records an error and returns false.
+func (p *configParser) decode(n *yaml.Node, fields configFields, sec *configSection) bool {
+	if n.Kind != yaml.MappingNode {
+		what := strings.TrimSuffix(sec.prefix, ".")
+		p.fail(n.Line, fmt.Errorf("%s must be a mapping, not %s", what, yamlDescribe(n)))
+		return false
+	}
+	pairs, perr := p.pairs(n, 0)
+	if perr != nil {
+		p.fail(perr.line, perr)
+		return false
+	}
+	sec.lines = make(map[string]int, len(pairs))
+	for _, kv := range pairs {
+		sec.lines[kv.name] = kv.key.Line
+		if kv.name == "name" && kv.value.Kind == yaml.ScalarNode && !yamlIsNull(kv.value) {
+			sec.name = kv.value.Value
+		}
+	}
+	for _, kv := range pairs {
+		dst, ok := fields[kv.name]
+		if !ok {
+			p.fail(kv.key.Line, configUnknownKey(sec.configError(kv.name, "", ""), kv.name, fields.keys()))
+			return false
+		}
+		if why := configDecodeValue(kv.value, dst); why != "" {
+			p.fail(kv.value.Line, sec.configError(kv.name, yamlShortValue(kv.value), why))
+			return false
+		}
+	}
+	return true
+}
+
+func (m configFields) keys() []string { return slices.Sorted(maps.Keys(m)) }
+
+// configDecodeValue decodes one value into dst; it returns why it could
+// not, or "". A null value leaves dst alone; a pointer target (**int) is
+// allocated only when there is a value.
+func configDecodeValue(v *yaml.Node, dst any) string {
+	if yamlIsNull(v) {
+		return ""
+	}
+	if v.Kind != yaml.ScalarNode {
+		return "want a single value, not " + yamlDescribe(v)
+	}
+	if pv := reflect.ValueOf(dst).Elem(); pv.Kind() == reflect.Pointer {
+		nv := reflect.New(pv.Type().Elem())
+		why := configDecodeValue(v, nv.Interface())
+		if why == "" {
+			pv.Set(nv)
+		}
+		return why
+	}
+	switch d := dst.(type) {
+	case *string:
+		*d = v.Value
+	case *int:
+		n, ok := yamlInt(v)
+		if !ok {
+			return "want a whole number"
+		}
+		*d = n
+	case *float64:
+		if t := v.ShortTag(); (t != "!!int" && t != "!!float") || v.Decode(d) != nil {
+			return "want a number"
+		}
+	case *time.Duration:
+		dur, err := time.ParseDuration(v.Value)
+		if err != nil {
+			return "want a duration such as 90s, 15m or 1h30m"
+		}
+		*d = dur
+	default:
+		if err := v.Decode(dst); err != nil {
+			return "cannot decode: " + err.Error()
+		}
+	}
+	return ""
+}
+
+// yamlInt reads an integer, refusing the fractions yaml.v3 would
+// otherwise truncate.
+func yamlInt(v *yaml.Node) (int, bool) {
+	switch v.ShortTag() {
+	case "!!int":
+		var n int
+		return n, v.Decode(&n) == nil
+	case "!!float":
+		var f float64
+		if v.Decode(&f) != nil || f != math.Trunc(f) || f < math.MinInt64 || f >= math.MaxInt64 {
+			return 0, false
+		}
+		return int(f), true
+	}
+	return 0, false
+}
+
+// configPair is one entry of a mapping, its value resolved from any alias.
+type configPair struct {
+	name       string
+	key, value *yaml.Node
+}
+
+type configLineError struct {
+	line int
+	msg  string
+}
+
+func (e *configLineError) Error() string { return e.msg }
+
+// pairs lists a mapping's entries with merge keys ("<<") expanded: keys
+// written in the mapping win over merged ones, and earlier merged mappings
+// win over later ones. A key written twice is an error. depth counts the
+// merges that led here.
+func (p *configParser) pairs(m *yaml.Node, depth int) ([]configPair, *configLineError) {
+	var out []configPair
+	seen := map[string]int{}
+	var merges []*yaml.Node
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if p.mergeWork--; p.mergeWork < 0 {
+			return nil, &configLineError{m.Line, "too many merged keys; simplify the \"<<\" merges"}
+		}
+		k, v := m.Content[i], m.Content[i+1]
+		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
+			merges = append(merges, v)
+			continue
+		}
+		kr := yamlResolve(k)
+		if kr.Kind != yaml.ScalarNode || yamlIsNull(kr) {
+			return nil, &configLineError{k.Line, "keys must be plain names, not " + yamlDescribe(kr)}
+		}
+		if first, dup := seen[kr.Value]; dup {
+			return nil, &configLineError{k.Line, fmt.Sprintf("%s is set twice (first on line %d)", strconv.Quote(kr.Value), first)}
+		}
+		seen[kr.Value] = k.Line
+		out = append(out, configPair{name: kr.Value, key: k, value: yamlResolve(v)})
+	}
+	for _, mv := range merges {
+		var sources []*yaml.Node
+		switch mv = yamlResolve(mv); mv.Kind {
+		case yaml.MappingNode:
+			sources = []*yaml.Node{mv}
+		case yaml.SequenceNode:
+			for _, s := range mv.Content {
+				sources = append(sources, yamlResolve(s))
+			}
+		default:
+			sources = []*yaml.Node{mv}
+		}
+		for _, src := range sources {
+			if src.Kind != yaml.MappingNode {
+				return nil, &configLineError{mv.Line, "\"<<\" must merge a mapping or a list of mappings, not " + yamlDescribe(src)}
+			}
+			if depth >= configMaxMergeDepth {
+				return nil, &configLineError{mv.Line, "\"<<\" merges nest too deeply (or a mapping merges itself)"}
+			}
+			if p.mergeWork--; p.mergeWork < 0 {
+				return nil, &configLineError{mv.Line, "too many merged keys; simplify the \"<<\" merges"}
+			}
+			merged, err := p.pairs(src, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			for _, kv := range merged {
+				if _, ok := seen[kv.name]; !ok {
+					seen[kv.name] = kv.key.Line
+					out = append(out, kv)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// yamlResolve follows an alias to the node it names.
+func yamlResolve(n *yaml.Node) *yaml.Node {
+	for range 4 {
+		if n.Kind != yaml.AliasNode || n.Alias == nil {
+			break
+		}
+		n = n.Alias
+	}
+	return n
+}
+
+func yamlIsNull(n *yaml.Node) bool {
+	return n == nil || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null")
+}
+
+// yamlDescribe names a node's kind for error messages.
+func yamlDescribe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
+	case yaml.ScalarNode:
+		if yamlIsNull(n) {
+			return "an empty value"
+		}
+		return "the value " + strconv.Quote(yamlShortValue(n))
+	}
+	return "an empty document"
+}
+
+// yamlShortValue is a scalar's text, cut to read well in an error.
+func yamlShortValue(n *yaml.Node) string {
+	if n.Kind != yaml.ScalarNode {
+		return ""
+	}
+	const maxLen = 60
+	if s := n.Value; len(s) > maxLen {
+		cut := maxLen
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		return s[:cut] + "…"
+	}
+	return n.Value
+}
+
+// configUnknownKey completes e into an "unknown key" error with a hint: a close
+// match, advice for the original's Ruby-only options, or the keys allowed.
+func configUnknownKey(e *ConfigError, key string, allowed []string) *ConfigError {
+	e.Reason = "unknown key"
+	if base, ok := strings.CutSuffix(key, "_function"); ok {
+		switch {
+		case base == "processing":
+			e.Reason += "; register the processing function in Go with Cluster.Handle"
+			return e
+		case slices.Contains(allowed, base+"_sql"):
+			e.Reason += fmt.Sprintf("; write the hook as SQL in %s, or set it in Go on the job's Hooks", base+"_sql")
+			return e
+		}
+	}
+	if best := configClosestKey(key, allowed); best != "" {
+		e.Reason += fmt.Sprintf("; did you mean %q?", best)
+		return e
+	}
+	e.Reason += "; expected one of " + strings.Join(allowed, ", ")
+	return e
+}
+
+// configClosestKey returns the allowed key nearest to key when it is close
+// enough to be a typo, else "".
+func configClosestKey(key string, allowed []string) string {
+	if len(key) > 64 {
+		return ""
+	}
+	key = strings.ToLower(strings.ReplaceAll(key, "-", "_"))
+	best, bestDist := "", 3
+	for _, a := range allowed {
+		if d := configEditDistance(key, a); d < bestDist {
+			best, bestDist = a, d
+		}
+	}
+	return best
+}
+
+// configEditDistance is the Levenshtein distance between two short strings.
+func configEditDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
