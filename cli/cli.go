@@ -94,6 +94,8 @@ func commands() []command {
 		{"worker", "--id NODE.N", "run one worker: process the tasks reserved for its id", workerCmd},
 		{"setup", "[JOB...]", "add missing tracking columns and indexes to the jobs' tables", setupCmd},
 		{"report", "[--json] [--job NAME]", "count each job's tasks: total, completed, pending, failed, reserved, running", reportCmd},
+		{"failed", "--job NAME [--json]", "list a job's tasks that failed for good, with their errors", failedCmd},
+		{"retry", "--job NAME (--all | KEY...)", "re-drive tasks that failed for good: pending again, with fresh tries", retryCmd},
 		{"version", "", "print the version", versionCmd},
 	}
 }

@@ -192,6 +192,23 @@ func TestLogOffDoesNotCrash(t *testing.T) {
 	if !strings.Contains(out, `"failed": 1`) || !strings.Contains(out, `"completed": 4`) {
 		t.Errorf("report after a panicking task: %s", out)
 	}
+
+	// The failed task is kept for inspection, then re-driven.
+	out, errOut, code = runCLI(t, nil, "failed", "--config", config, "--job", "search_odd_numbers")
+	if code != 0 || !strings.Contains(out, "panic: three is a crowd") || !strings.Contains(out, "3 ") {
+		t.Errorf("failed: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, errOut, code = runCLI(t, nil, "retry", "--config", config, "--job", "search_odd_numbers"); code != 2 {
+		t.Errorf("retry without keys or --all: exit %d, %s", code, errOut)
+	}
+	out, errOut, code = runCLI(t, nil, "retry", "--config", config, "--job", "search_odd_numbers", "3", "4")
+	if code != 0 || !strings.Contains(out, "1 task(s) pending again") || !strings.Contains(out, "1 key(s) were not failed") {
+		t.Errorf("retry: exit %d\n%s%s", code, out, errOut)
+	}
+	out, _, _ = runCLI(t, nil, "report", "--config", config, "--json")
+	if !strings.Contains(out, `"failed": 0`) || !strings.Contains(out, `"pending": 1`) {
+		t.Errorf("report after retry: %s", out)
+	}
 }
 
 func TestVersion(t *testing.T) {

@@ -1,0 +1,99 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+func failedCmd(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("failed", "--job NAME", "List a job's tasks that used all their tries, most recent first, with the last error.\n"+
+		"They stay as they are until `retry` re-drives them.")
+	var cf clusterFlags
+	var job string
+	var limit int
+	var asJSON bool
+	cf.register(fs)
+	fs.StringVar(&job, "job", "", "the job (required)")
+	fs.IntVar(&limit, "limit", 20, "list at most this many")
+	fs.BoolVar(&asJSON, "json", false, "print a JSON array")
+	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	if job == "" {
+		return usagef("--job is required")
+	}
+	client, err := e.open(ctx, cf)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	tasks, err := client.FailedTasks(ctx, job, limit)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(tasks)
+	}
+	if len(tasks) == 0 {
+		fmt.Fprintf(e.stdout, "job %s has no task that failed for good\n", job)
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tTRIES\tWORKER\tENDED\tERROR")
+	for _, t := range tasks {
+		msg, _, _ := strings.Cut(t.Error, "\n")
+		if len(msg) > 100 {
+			msg = msg[:100] + "…"
+		}
+		fmt.Fprintf(tw, "%v\t%d\t%s\t%.0fs ago\t%s\n", t.Key, t.Tries, t.Worker, t.EndedAgo, msg)
+	}
+	return tw.Flush()
+}
+
+func retryCmd(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("retry", "--job NAME (--all | KEY...)", "Re-drive tasks that failed for good: each becomes pending again with a fresh count of\n"+
+		"tries. Name the keys, or pass --all for every failed task of the job.")
+	var cf clusterFlags
+	var job string
+	var all bool
+	cf.register(fs)
+	fs.StringVar(&job, "job", "", "the job (required)")
+	fs.BoolVar(&all, "all", false, "retry every task of the job that failed for good")
+	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	if job == "" {
+		return usagef("--job is required")
+	}
+	if all == (fs.NArg() > 0) {
+		return usagef("name the keys to retry, or pass --all (not both)")
+	}
+	keys := make([]any, fs.NArg())
+	for i, k := range fs.Args() {
+		if n, err := strconv.ParseInt(k, 10, 64); err == nil {
+			keys[i] = n
+		} else {
+			keys[i] = k
+		}
+	}
+	client, err := e.open(ctx, cf)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	done, err := client.Retry(ctx, job, keys...)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "job %s: %d task(s) pending again\n", job, len(done))
+	if !all && len(done) < len(keys) {
+		fmt.Fprintf(e.stdout, "%d key(s) were not failed for good and were left alone\n", len(keys)-len(done))
+	}
+	return nil
+}

@@ -1,0 +1,66 @@
+package pampa
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// FailedTask is a task that used all its tries, kept for inspection until
+// it is retried with [Client.Retry].
+type FailedTask struct {
+	Key      any     `json:"key"`
+	Worker   string  `json:"worker"` // the worker of the last try
+	Tries    int64   `json:"tries"`
+	Error    string  `json:"error"` // the last try's error description
+	EndedAgo float64 `json:"ended_seconds_ago"`
+}
+
+// FailedTasks lists up to limit of a job's tasks that failed for good,
+// the most recent first.
+func (c *Client) FailedTasks(ctx context.Context, job string, limit int) ([]FailedTask, error) {
+	j, err := c.job(job)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := j.sql.Failed(ctx, c.store.DB, limit)
+	if err != nil {
+		return nil, fmt.Errorf("job %s: list failed tasks: %w", job, err)
+	}
+	out := make([]FailedTask, len(rows))
+	for i, r := range rows {
+		out[i] = FailedTask(r)
+	}
+	return out, nil
+}
+
+// Retry re-drives tasks that failed for good: they become pending again
+// with a fresh count of tries (their last error description stays until
+// the next try ends). With no keys it retries every failed task of the job.
+// It returns the keys it retried; keys that are not failed for good are
+// left alone.
+func (c *Client) Retry(ctx context.Context, job string, keys ...any) ([]any, error) {
+	j, err := c.job(job)
+	if err != nil {
+		return nil, err
+	}
+	var done []any
+	err = c.store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		if done, err = j.sql.Redrive(ctx, tx, keys); err != nil {
+			return err
+		}
+		if j.Hooks.Relauncher != nil {
+			for _, k := range done {
+				if err := j.Hooks.Relauncher(ctx, tx, k); err != nil {
+					return fmt.Errorf("relauncher hook (key %v): %w", k, err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("job %s: retry failed tasks: %w", job, err)
+	}
+	return done, nil
+}

@@ -1,0 +1,54 @@
+package store
+
+import (
+	"context"
+	"fmt"
+)
+
+// FailedRow is a task that used all its tries.
+type FailedRow struct {
+	Key      any
+	Worker   string
+	Tries    int64
+	Error    string
+	EndedAgo float64 // seconds since the last try ended
+}
+
+// Failed lists up to limit rows failed for good, most recent first.
+func (j *JobSQL) Failed(ctx context.Context, q Querier, limit int) ([]FailedRow, error) {
+	query := j.s.q(fmt.Sprintf(`SELECT %[1]s, COALESCE(%[2]s, ''), COALESCE(%[3]s, 0), COALESCE(%[4]s, ''), %[5]s
+		FROM %[6]s WHERE %[7]s = FALSE AND COALESCE(%[3]s, 0) >= ? ORDER BY %[8]s DESC LIMIT ?`,
+		j.pk, j.id, j.times, j.errc, j.s.Dialect.SecondsSince(j.end), j.t, j.success, j.end))
+	rows, err := j.s.query(ctx, q, query, j.spec.MaxTryTimes, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []FailedRow
+	for rows.Next() {
+		var f FailedRow
+		var ago *float64
+		if err := rows.Scan(&f.Key, &f.Worker, &f.Tries, &f.Error, &ago); err != nil {
+			return nil, err
+		}
+		f.Key = normalizeKey(f.Key)
+		if ago != nil {
+			f.EndedAgo = *ago
+		}
+		out = append(out, f)
+	}
+	return out, rows.Err()
+}
+
+// Redrive returns rows failed for good to pending with a fresh count of
+// tries, keeping their last error description. With no keys it takes
+// every failed row of the job. It returns the keys it reset.
+func (j *JobSQL) Redrive(ctx context.Context, q Querier, keys []any) ([]any, error) {
+	cond := ""
+	if len(keys) > 0 {
+		cond = fmt.Sprintf(" AND %s IN (%s)", j.pk, placeholders(len(keys)))
+	}
+	query := fmt.Sprintf(`UPDATE %s SET %s = 0, %s WHERE %s = FALSE AND COALESCE(%s, 0) >= ?%s RETURNING %s`,
+		j.t, j.times, j.reset, j.success, j.times, cond, j.pk)
+	return j.s.queryKeys(ctx, q, j.s.q(query), append([]any{j.spec.MaxTryTimes}, keys...)...)
+}
