@@ -24,7 +24,7 @@ type DispatcherOptions struct {
 	// re-balances workers (the stretch and relaunch steps). Default: Delay.
 	MaintenanceEvery time.Duration
 	// LeaseTTL is how long the leader's lease lasts without renewal; a
-	// standby takes over that long after the leader vanishes. Default 10s.
+	// standby takes over that long after the leader vanishes. Default 5s.
 	LeaseTTL time.Duration
 	// WorkerTTL is how long a worker may go without a heartbeat before it
 	// is declared dead and its tasks are handed on. Default 15s; keep it
@@ -48,7 +48,7 @@ func (o DispatcherOptions) withDefaults() DispatcherOptions {
 		o.MaintenanceEvery = o.Delay
 	}
 	if o.LeaseTTL == 0 {
-		o.LeaseTTL = 10 * time.Second
+		o.LeaseTTL = 5 * time.Second
 	}
 	if o.WorkerTTL == 0 {
 		o.WorkerTTL = 15 * time.Second
@@ -85,6 +85,10 @@ type Dispatcher struct {
 	term            int64
 	lastLease       time.Time
 	lastMaintenance time.Time
+	// dbTrouble is when a round last failed to reach the database. For a
+	// WorkerTTL after it, stale heartbeats say more about the outage than
+	// about the workers, so nobody is declared dead.
+	dbTrouble time.Time
 }
 
 // NewDispatcher prepares a dispatcher.
@@ -110,7 +114,14 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer timer.Stop()
 	for {
 		if _, err := d.RunOnce(ctx); err != nil && ctx.Err() == nil {
-			d.log.Warn("round failed", "err", err)
+			if d.c.retryable(err) {
+				if d.dbTrouble.IsZero() || time.Since(d.dbTrouble) > d.opts.Delay*10 {
+					d.log.Warn("database unreachable; retrying", "err", err)
+				}
+				d.dbTrouble = time.Now()
+			} else {
+				d.log.Warn("round failed", "err", err)
+			}
 		}
 		resetTimer(timer, d.opts.Delay)
 		select {
@@ -197,6 +208,11 @@ func (d *Dispatcher) lead(ctx context.Context) error {
 
 // maintain runs the stretch and relaunch steps.
 func (d *Dispatcher) maintain(ctx context.Context, st *RoundStats) error {
+	if !d.dbTrouble.IsZero() && time.Since(d.dbTrouble) < d.opts.WorkerTTL {
+		// Just back from an outage: give workers a TTL to heartbeat again
+		// before judging them; dispatching goes on meanwhile.
+		return nil
+	}
 	dead, err := d.c.store.MarkDead(ctx, d.opts.WorkerTTL)
 	if err != nil {
 		return fmt.Errorf("mark dead workers: %w", err)

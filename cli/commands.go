@@ -46,7 +46,7 @@ type dispatcherFlags struct{ opts pampa.DispatcherOptions }
 
 func (d *dispatcherFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&d.opts.Delay, "delay", time.Second, "longest wait between two dispatch rounds (workers running low wake it sooner); delay=30 means 30s")
-	fs.DurationVar(&d.opts.LeaseTTL, "lease-ttl", 10*time.Second, "leader lease duration; a standby takes over this long after the leader vanishes")
+	fs.DurationVar(&d.opts.LeaseTTL, "lease-ttl", 5*time.Second, "leader lease duration; a standby takes over this long after the leader vanishes")
 	fs.DurationVar(&d.opts.WorkerTTL, "worker-ttl", 15*time.Second, "a worker silent this long is declared dead and its tasks handed on")
 }
 
