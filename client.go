@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 
 	"github.com/pampa-go/pampa/internal/notify"
 	"github.com/pampa-go/pampa/internal/store"
@@ -20,6 +22,9 @@ type Client struct {
 	store   *store.Store
 	jobs    []*jobRuntime
 	bus     *notify.Bus
+
+	notifierOnce sync.Once
+	stopNotifier context.CancelFunc
 }
 
 // jobRuntime is a job with its generated SQL.
@@ -84,7 +89,31 @@ func specOf(j *Job) store.JobSpec {
 }
 
 // Close closes the database connections.
-func (c *Client) Close() error { return c.store.Close() }
+func (c *Client) Close() error {
+	if c.stopNotifier != nil {
+		c.stopNotifier()
+	}
+	return c.store.Close()
+}
+
+// startNotifier connects the client's bus to other processes, on
+// PostgreSQL: signals go out with pg_notify and come in on one dedicated
+// LISTEN connection. Other engines have no such channel; their loops poll.
+func (c *Client) startNotifier(log *slog.Logger) {
+	if c.store.Dialect.Name() != DriverPostgres {
+		return
+	}
+	c.notifierOnce.Do(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		c.stopNotifier = cancel
+		log = log.With("component", "notifier")
+		sender := notify.NewSender(c.store.DB, log)
+		listener := notify.NewListener(c.cluster.Database.WithDefaults().URL, c.bus, log)
+		go sender.Run(ctx)
+		go listener.Run(ctx)
+		c.bus.Connect(sender.Send, listener.Listen)
+	})
+}
 
 // DB is the connection pool, for the user's own queries.
 func (c *Client) DB() *sql.DB { return c.store.DB }

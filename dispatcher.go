@@ -94,6 +94,7 @@ type Dispatcher struct {
 // NewDispatcher prepares a dispatcher.
 func (c *Client) NewDispatcher(opts DispatcherOptions) *Dispatcher {
 	opts = opts.withDefaults()
+	c.startNotifier(opts.Logger)
 	return &Dispatcher{c: c, opts: opts, log: opts.Logger}
 }
 

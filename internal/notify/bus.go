@@ -15,17 +15,50 @@ const Dispatch = "dispatch"
 // WorkerTopic is the topic that wakes one worker.
 func WorkerTopic(id string) string { return "worker:" + id }
 
-// Bus delivers signals between loops of one process.
+// Bus delivers signals between loops of one process and, once connected
+// to a Sender and a Listener, between processes.
 type Bus struct {
-	mu   sync.Mutex
-	subs map[string]map[chan struct{}]struct{}
+	mu       sync.Mutex
+	subs     map[string]map[chan struct{}]struct{}
+	remote   func(topic string) // sends a signal to other processes
+	onListen func(topic string) // starts receiving a topic from them
+}
+
+// Connect makes the bus send every signal to other processes too, and
+// receive the topics it has subscribers for.
+func (b *Bus) Connect(send, listen func(topic string)) {
+	b.mu.Lock()
+	b.remote, b.onListen = send, listen
+	topics := make([]string, 0, len(b.subs))
+	for t := range b.subs {
+		topics = append(topics, t)
+	}
+	b.mu.Unlock()
+	for _, t := range topics {
+		listen(t)
+	}
 }
 
 // NewBus returns an empty bus.
 func NewBus() *Bus { return &Bus{subs: map[string]map[chan struct{}]struct{}{}} }
 
-// Notify wakes every subscriber of topic; it never blocks.
+// Notify wakes every subscriber of topic, in this process and in others
+// when the bus is connected; it never blocks.
 func (b *Bus) Notify(topic string) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	remote := b.remote
+	b.mu.Unlock()
+	if remote != nil {
+		remote(topic)
+	}
+	b.NotifyLocal(topic)
+}
+
+// NotifyLocal wakes the subscribers of topic in this process only.
+func (b *Bus) NotifyLocal(topic string) {
 	if b == nil {
 		return
 	}
@@ -51,7 +84,11 @@ func (b *Bus) Subscribe(topic string) (<-chan struct{}, func()) {
 		b.subs[topic] = map[chan struct{}]struct{}{}
 	}
 	b.subs[topic][ch] = struct{}{}
+	listen := b.onListen
 	b.mu.Unlock()
+	if listen != nil {
+		listen(topic)
+	}
 	return ch, func() {
 		b.mu.Lock()
 		delete(b.subs[topic], ch)

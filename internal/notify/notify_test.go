@@ -1,0 +1,126 @@
+package notify
+
+import (
+	"context"
+	"database/sql"
+	"log/slog"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/pampa-go/pampa/internal/testdb"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+func TestBusCoalescesAndUnsubscribes(t *testing.T) {
+	t.Parallel()
+	b := NewBus()
+	ch, cancel := b.Subscribe("x")
+	b.Notify("x")
+	b.Notify("x") // coalesces with the first
+	b.Notify("y") // nobody listens
+	select {
+	case <-ch:
+	default:
+		t.Fatal("no signal after Notify")
+	}
+	select {
+	case <-ch:
+		t.Fatal("two signals where one was expected")
+	default:
+	}
+	cancel()
+	b.Notify("x")
+	select {
+	case <-ch:
+		t.Fatal("signal after unsubscribing")
+	default:
+	}
+}
+
+// waitSignal waits for one signal on ch.
+func waitSignal(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no signal: %s", what)
+	}
+}
+
+// connectedPair is two buses wired to PostgreSQL as two processes would
+// be; it returns the second one's listener too.
+func connectedPair(t *testing.T, ctx context.Context, url string) (*Bus, *Bus, *Listener) {
+	a, _ := connected(t, ctx, url)
+	b, l := connected(t, ctx, url)
+	return a, b, l
+}
+
+// connected is a bus wired to PostgreSQL as a process would be.
+func connected(t *testing.T, ctx context.Context, url string) (*Bus, *Listener) {
+	t.Helper()
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	b := NewBus()
+	log := slog.New(slog.DiscardHandler)
+	s := NewSender(db, log)
+	l := NewListener(url, b, log)
+	go s.Run(ctx)
+	go l.Run(ctx)
+	b.Connect(s.Send, l.Listen)
+	return b, l
+}
+
+func TestSignalsCrossProcesses(t *testing.T) {
+	t.Parallel()
+	url := testdb.PostgresURL(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, b, bl := connectedPair(t, ctx, url)
+
+	wake, unsub := b.Subscribe("worker:local.1")
+	defer unsub()
+	waitSignal(t, wake, "the listener's first look after connecting")
+	// Wait until b listens: its first look came after LISTEN.
+	a.Notify("worker:local.1")
+	waitSignal(t, wake, "a signal sent by another bus")
+
+	// A topic subscribed later is listened to as well.
+	late, unsubLate := b.Subscribe("dispatch")
+	defer unsubLate()
+	waitSignal(t, late, "first look for the later topic")
+	a.Notify("dispatch")
+	waitSignal(t, late, "a signal on the later topic")
+
+	// The listening connection is killed: it comes back and signals.
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`SELECT pg_terminate_backend($1)`, int64(bl.pid.Load())); err != nil {
+		t.Fatal(err)
+	}
+	waitSignal(t, wake, "the look after reconnecting")
+	a.Notify("worker:local.1")
+	waitSignal(t, wake, "a signal after reconnecting")
+}
+
+func TestChannelNames(t *testing.T) {
+	t.Parallel()
+	if got := Channel("worker:local.1"); got != "pampa.worker:local.1" {
+		t.Errorf("Channel = %q", got)
+	}
+	long := Channel("worker:" + string(make([]byte, 80)))
+	if len(long) > 63 {
+		t.Errorf("long channel name %q has %d bytes", long, len(long))
+	}
+	if Channel("worker:a"+string(make([]byte, 80))) == long {
+		t.Error("two long topics share a channel")
+	}
+}
