@@ -51,7 +51,7 @@ func (o DispatcherOptions) withDefaults() DispatcherOptions {
 		o.LeaseTTL = 5 * time.Second
 	}
 	if o.WorkerTTL == 0 {
-		o.WorkerTTL = 15 * time.Second
+		o.WorkerTTL = DefaultWorkerTTL
 	}
 	if o.ExpiryGrace == 0 {
 		o.ExpiryGrace = 30 * time.Second

@@ -76,7 +76,7 @@ func newEnv(t *testing.T, driver string, rows int, jobs ...Job) *testEnv {
 		}
 	}
 	createNumbers(t, c.Database, rows)
-	if _, err := Setup(context.Background(), c); err != nil {
+	if _, err := Setup(context.Background(), c, SetupOptions{}); err != nil {
 		t.Fatalf("setup: %v", err)
 	}
 	cl, err := Open(context.Background(), c)

@@ -96,6 +96,7 @@ func commands() []command {
 		{"report", "[--json] [--job NAME]", "count each job's tasks: total, completed, pending, failed, reserved, running", reportCmd},
 		{"failed", "--job NAME [--json]", "list a job's tasks that failed for good, with their errors", failedCmd},
 		{"retry", "--job NAME (--all | KEY...)", "re-drive tasks that failed for good: pending again, with fresh tries", retryCmd},
+		{"bench", "[--db D] [--tasks N] [--processes] [--json]", "measure throughput, latency, round and report times, memory", benchCmd},
 		{"version", "", "print the version", versionCmd},
 	}
 }
@@ -127,7 +128,8 @@ func Run(ctx context.Context, p *Program, args []string, stdout, stderr io.Write
 }
 
 func (e *env) run(ctx context.Context, args []string) int {
-	for _, c := range commands() {
+	all := append(commands(), command{"bench-worker", "", "", benchWorkerCmd})
+	for _, c := range all {
 		if c.name != args[0] {
 			continue
 		}

@@ -318,7 +318,9 @@ func setupCmd(ctx context.Context, e *env, args []string) error {
 		"it changes only what is missing, and says what it changed. It refuses a table or primary\n"+
 		"key that does not exist, and a tracking column of the wrong type, before changing anything.")
 	var cf clusterFlags
+	var notify bool
 	cf.register(fs)
+	fs.BoolVar(&notify, "notify", false, "on PostgreSQL, also add a trigger so that inserts wake the dispatchers at once\n(one pg_notify per INSERT statement)")
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -326,7 +328,7 @@ func setupCmd(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	changes, err := pampa.Setup(ctx, c, fs.Args()...)
+	changes, err := pampa.Setup(ctx, c, pampa.SetupOptions{Jobs: fs.Args(), Notify: notify})
 	for _, ch := range changes {
 		fmt.Fprintln(e.stdout, ch)
 	}

@@ -25,8 +25,11 @@ type Store struct {
 	// Other processes sharing the file still wait through busy_timeout.
 	writeMu sync.Mutex
 
-	// stmts caches prepared statements by SQL text: parsing, not running,
-	// is most of the cost of Pampa's short statements on SQLite.
+	// stmts caches prepared statements by SQL text, on SQLite: parsing,
+	// not running, is most of the cost of its short statements. (pgx keeps
+	// its own per-connection cache; preparing here would also take a second
+	// connection from the pool while a transaction holds one, which can
+	// exhaust it.)
 	stmts     sync.Map // string → *sql.Stmt
 	stmtCount atomic.Int64
 }
@@ -39,6 +42,9 @@ const maxCachedStmts = 1000
 // stmt returns the cached prepared statement for query, or nil when it
 // cannot or should not be cached.
 func (s *Store) stmt(ctx context.Context, query string) *sql.Stmt {
+	if s.Dialect.Name() != "sqlite" {
+		return nil
+	}
 	if st, ok := s.stmts.Load(query); ok {
 		return st.(*sql.Stmt)
 	}

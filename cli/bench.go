@@ -1,0 +1,118 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pampa-go/pampa"
+	"github.com/pampa-go/pampa/internal/bench"
+)
+
+func benchCmd(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("bench", "", "Measure Pampa on a table of its own (bench_tasks, recreated): burn (tasks/s through\n"+
+		"N pre-inserted no-op tasks), trickle (latency from an INSERT's commit to its processing),\n"+
+		"scale (one dispatcher round and one report on a small and a large table, 99% done) and\n"+
+		"peak memory. Figures, not pass/fail.")
+	var cfg bench.Config
+	var asJSON bool
+	var dir string
+	fs.StringVar(&cfg.Driver, "db", "sqlite", "database driver: sqlite or postgres")
+	fs.StringVar(&cfg.URL, "database-url", "", "database URL (postgres; default $PAMPA_DATABASE_URL) or SQLite file (default: a new file in a temp dir)")
+	fs.IntVar(&cfg.Tasks, "tasks", 100_000, "burn: tasks")
+	fs.IntVar(&cfg.Workers, "workers", 10, "workers")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 1, "tasks each worker runs at once")
+	fs.IntVar(&cfg.QueueSize, "queue-size", 5, "the job's queue_size")
+	fs.BoolVar(&cfg.Processes, "processes", false, "run the burn's workers as separate OS processes")
+	fs.DurationVar(&cfg.TrickleEvery, "trickle-every", 10*time.Millisecond, "trickle: one insert every")
+	fs.DurationVar(&cfg.TrickleFor, "trickle", 10*time.Second, "trickle: for how long (0 skips it)")
+	fs.IntVar(&cfg.ScaleSmall, "scale-small", 100_000, "scale: rows of the small table (0 skips it)")
+	fs.IntVar(&cfg.ScaleLarge, "scale-large", 10_000_000, "scale: rows of the large table (0 skips it)")
+	fs.BoolVar(&asJSON, "json", false, "print one JSON object with the figures and settings")
+	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	if cfg.URL == "" {
+		cfg.URL = os.Getenv("PAMPA_DATABASE_URL")
+	}
+	if cfg.URL == "" {
+		if cfg.Driver != pampa.DriverSQLite {
+			return usagef("--db %s needs --database-url (or $PAMPA_DATABASE_URL)", cfg.Driver)
+		}
+		var err error
+		if dir, err = os.MkdirTemp("", "pampa-bench-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		cfg.URL = filepath.Join(dir, "bench.db")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cfg.Exe, cfg.Args = exe, []string{"bench-worker"}
+	if !asJSON {
+		cfg.Out = e.stdout
+	} else {
+		cfg.Out = e.stderr
+	}
+	r, err := bench.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		return enc.Encode(r)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "\ndatabase\t%s\n", r.Driver)
+	fmt.Fprintf(tw, "settings\t%d tasks, %d workers, concurrency %d, queue_size %d, processes %v\n", r.Tasks, r.Workers, r.Concurrency, r.QueueSize, r.Processes)
+	fmt.Fprintf(tw, "burn\t%.0f tasks/s\t(%.1fs)\n", r.BurnTasksPerS, r.BurnSeconds)
+	if r.TrickleRows > 0 {
+		fmt.Fprintf(tw, "trickle p50 / p95 / p99\t%.2f / %.2f / %.2f ms\t(%d rows)\n", r.TrickleP50ms, r.TrickleP95ms, r.TrickleP99ms, r.TrickleRows)
+	}
+	if r.ScaleSmall > 0 {
+		fmt.Fprintf(tw, "round / report, %d rows\t%.2f / %.2f ms\n", r.ScaleSmall, r.RoundMsSmall, r.ReportMsSmall)
+	}
+	if r.ScaleLarge > 0 {
+		fmt.Fprintf(tw, "round / report, %d rows\t%.2f / %.2f ms\n", r.ScaleLarge, r.RoundMsLarge, r.ReportMsLarge)
+	}
+	fmt.Fprintf(tw, "peak RSS worker / dispatcher\t%.1f / %.1f MB\n", r.WorkerRSSMB, r.DispatcherRSSMB)
+	return tw.Flush()
+}
+
+// benchWorkerCmd is a worker of `bench --processes`, run by the bench.
+func benchWorkerCmd(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("bench-worker", "", "A worker process of `pampa bench --processes` (started by it).")
+	var driver, url, id string
+	var workers, queue, concurrency int
+	fs.StringVar(&driver, "db", "sqlite", "driver")
+	fs.StringVar(&url, "database-url", "", "database")
+	fs.StringVar(&id, "id", "", "worker id")
+	fs.IntVar(&workers, "workers", 1, "workers of the bench node")
+	fs.IntVar(&queue, "queue-size", 5, "queue_size")
+	fs.IntVar(&concurrency, "concurrency", 1, "concurrency")
+	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	c, err := bench.Cluster(driver, url, workers, queue)
+	if err != nil {
+		return err
+	}
+	client, err := pampa.Open(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	w, err := client.NewWorker(id, pampa.WorkerOptions{Concurrency: concurrency, Logger: slog.New(slog.DiscardHandler),
+		Delay: 100 * time.Millisecond, GracePeriod: time.Second})
+	if err != nil {
+		return err
+	}
+	return w.Run(ctx)
+}

@@ -1,0 +1,340 @@
+// Package bench measures Pampa on a table of its own: how many tasks per
+// second a cluster burns through, how long a freshly inserted row waits
+// before its processing starts, what one dispatcher round and one report
+// cost on a small and a large table, and how much memory the processes
+// take.
+//
+// The scenarios:
+//
+//	burn     N rows inserted up front, a no-op processing function; the
+//	         clock runs from the dispatcher's start until every row
+//	         succeeded.
+//	trickle  one row inserted every Every for For, with the notify trigger
+//	         on PostgreSQL; the latency is from the INSERT's commit to the
+//	         processing function's start.
+//	scale    a table of Small and of Large rows, 99% of them done: the time
+//	         of one full dispatcher round (maintenance included) and of
+//	         one report.
+//
+// With Processes, the workers are separate OS processes (this program run
+// again, see WorkerMain), so their memory is measured apart from the
+// dispatcher's.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pampa-go/pampa"
+)
+
+// Config says what to measure and where.
+type Config struct {
+	Driver, URL string // the database; its table bench_tasks is recreated
+
+	Tasks       int  // burn: rows; default 100,000
+	Workers     int  // workers; default 10
+	Concurrency int  // tasks per worker at once; default 1
+	QueueSize   int  // the job's queue_size; default 5, the original's
+	Processes   bool // workers as separate OS processes
+
+	TrickleEvery, TrickleFor time.Duration // default 10ms for 10s; For 0 skips
+	ScaleSmall, ScaleLarge   int           // default 100,000 and 10,000,000; 0 skips
+
+	// Exe and Args re-run this program as a bench worker (Processes).
+	Exe  string
+	Args []string
+
+	Out io.Writer // progress lines; default io.Discard
+}
+
+func (c Config) withDefaults() Config {
+	if c.Tasks == 0 {
+		c.Tasks = 100_000
+	}
+	if c.Workers == 0 {
+		c.Workers = 10
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 1
+	}
+	if c.QueueSize == 0 {
+		c.QueueSize = 5
+	}
+	if c.TrickleEvery == 0 {
+		c.TrickleEvery = 10 * time.Millisecond
+	}
+	if c.Out == nil {
+		c.Out = io.Discard
+	}
+	return c
+}
+
+// Result holds the figures; the JSON keys are the ones `pampa bench --json`
+// prints.
+type Result struct {
+	Driver          string  `json:"driver"`
+	Tasks           int     `json:"tasks"`
+	Workers         int     `json:"workers"`
+	Concurrency     int     `json:"concurrency"`
+	QueueSize       int     `json:"queue_size"`
+	Processes       bool    `json:"processes"`
+	BurnSeconds     float64 `json:"burn_s"`
+	BurnTasksPerS   float64 `json:"burn_tasks_per_s"`
+	TrickleRows     int     `json:"trickle_rows"`
+	TrickleP50ms    float64 `json:"trickle_p50_ms"`
+	TrickleP95ms    float64 `json:"trickle_p95_ms"`
+	TrickleP99ms    float64 `json:"trickle_p99_ms"`
+	ScaleSmall      int     `json:"scale_small_rows"`
+	ScaleLarge      int     `json:"scale_large_rows"`
+	RoundMsSmall    float64 `json:"round_ms_small"`
+	RoundMsLarge    float64 `json:"round_ms_large"`
+	ReportMsSmall   float64 `json:"report_ms_small"`
+	ReportMsLarge   float64 `json:"report_ms_large"`
+	WorkerRSSMB     float64 `json:"worker_rss_mb"`
+	DispatcherRSSMB float64 `json:"dispatcher_rss_mb"`
+}
+
+// Table and job names the bench uses.
+const (
+	Table = "bench_tasks"
+	Job   = "bench"
+)
+
+// job is the bench job over Table: a no-op that records when it started.
+func job(queueSize int) pampa.Job {
+	return pampa.Job{
+		Name: Job, Table: Table, PrimaryKey: "id",
+		Fields: pampa.TrackingFields{
+			ReservationID: "rid", ReservationTime: "rtime", ReservationTimes: "rtimes",
+			StartTime: "started", EndTime: "ended", Success: "ok", ErrorDescription: "why",
+		},
+		QueueSize: queueSize, MaxPendingTasks: 1, MaxJobDuration: time.Minute,
+		Process: Process,
+	}
+}
+
+// Process is the bench's processing function: it notes its start time
+// (Unix nanoseconds) in the row, for the trickle latency.
+func Process(ctx context.Context, t *pampa.Task) error {
+	t.Set("began_ns", time.Now().UnixNano())
+	return nil
+}
+
+// Cluster defines the bench cluster: node "bench" with the workers.
+func Cluster(driver, url string, workers, queueSize int) (*pampa.Cluster, error) {
+	c := &pampa.Cluster{Database: pampa.Database{Driver: driver, URL: url}}
+	if err := c.AddNode(pampa.Node{Name: "bench", MaxWorkers: workers}); err != nil {
+		return nil, err
+	}
+	if err := c.AddJob(job(queueSize)); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Run runs the scenarios.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	cfg = cfg.withDefaults()
+	r := Result{Driver: cfg.Driver, Tasks: cfg.Tasks, Workers: cfg.Workers, Concurrency: cfg.Concurrency,
+		QueueSize: cfg.QueueSize, Processes: cfg.Processes, ScaleSmall: cfg.ScaleSmall, ScaleLarge: cfg.ScaleLarge}
+	c, err := Cluster(cfg.Driver, cfg.URL, cfg.Workers, cfg.QueueSize)
+	if err != nil {
+		return r, err
+	}
+	say := func(format string, args ...any) { fmt.Fprintf(cfg.Out, format+"\n", args...) }
+
+	say("burn: %d tasks, %d workers (concurrency %d, queue_size %d, processes %v)", cfg.Tasks, cfg.Workers, cfg.Concurrency, cfg.QueueSize, cfg.Processes)
+	if err := prepare(ctx, c, cfg.Tasks, 0); err != nil {
+		return r, fmt.Errorf("burn: prepare: %w", err)
+	}
+	dur, rss, drss, err := burn(ctx, c, cfg, say)
+	if err != nil {
+		return r, fmt.Errorf("burn: %w", err)
+	}
+	r.BurnSeconds, r.BurnTasksPerS = dur.Seconds(), float64(cfg.Tasks)/dur.Seconds()
+	r.WorkerRSSMB, r.DispatcherRSSMB = rss, drss
+	say("burn: %.0f tasks/s (%.1fs)", r.BurnTasksPerS, r.BurnSeconds)
+
+	if cfg.TrickleFor > 0 {
+		say("trickle: one row every %s for %s", cfg.TrickleEvery, cfg.TrickleFor)
+		lat, err := trickle(ctx, c, cfg)
+		if err != nil {
+			return r, fmt.Errorf("trickle: %w", err)
+		}
+		r.TrickleRows = len(lat)
+		r.TrickleP50ms, r.TrickleP95ms, r.TrickleP99ms = percentile(lat, 50), percentile(lat, 95), percentile(lat, 99)
+		say("trickle: p50 %.2f ms, p95 %.2f ms, p99 %.2f ms over %d rows", r.TrickleP50ms, r.TrickleP95ms, r.TrickleP99ms, r.TrickleRows)
+	}
+	for _, s := range []struct {
+		rows           int
+		round, reports *float64
+	}{{cfg.ScaleSmall, &r.RoundMsSmall, &r.ReportMsSmall}, {cfg.ScaleLarge, &r.RoundMsLarge, &r.ReportMsLarge}} {
+		if s.rows == 0 {
+			continue
+		}
+		say("scale: %d rows, 99%% done", s.rows)
+		round, report, err := scale(ctx, c, s.rows, cfg.Workers, say)
+		if err != nil {
+			return r, fmt.Errorf("scale %d: %w", s.rows, err)
+		}
+		*s.round, *s.reports = ms(round), ms(report)
+		say("scale: %d rows: round %.2f ms, report %.2f ms", s.rows, *s.round, *s.reports)
+	}
+	return r, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// burn runs a dispatcher here and the workers here or in processes, until
+// every task succeeded; it returns the time and the peak RSS of a worker
+// and of the dispatcher, in MB.
+func burn(ctx context.Context, c *pampa.Cluster, cfg Config, say func(string, ...any)) (time.Duration, float64, float64, error) {
+	client, err := pampa.Open(ctx, c)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer client.Close()
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stop()
+	log := slog.New(slog.DiscardHandler)
+
+	var procs []*exec.Cmd
+	if cfg.Processes {
+		for i := 1; i <= cfg.Workers; i++ {
+			cmd := exec.CommandContext(runCtx, cfg.Exe, append(append([]string{}, cfg.Args...),
+				"--db", cfg.Driver, "--database-url", cfg.URL, "--id", pampa.WorkerID("bench", i),
+				"--workers", strconv.Itoa(cfg.Workers), "--queue-size", strconv.Itoa(cfg.QueueSize),
+				"--concurrency", strconv.Itoa(cfg.Concurrency))...)
+			cmd.Stderr = os.Stderr
+			if err := cmd.Start(); err != nil {
+				return 0, 0, 0, fmt.Errorf("start worker process: %w", err)
+			}
+			procs = append(procs, cmd)
+		}
+		defer func() {
+			for _, p := range procs {
+				_ = p.Process.Signal(os.Interrupt)
+			}
+			for _, p := range procs {
+				_ = p.Wait()
+			}
+		}()
+	} else {
+		for i := 1; i <= cfg.Workers; i++ {
+			w, err := client.NewWorker(pampa.WorkerID("bench", i), pampa.WorkerOptions{
+				Concurrency: cfg.Concurrency, Logger: log, Delay: 100 * time.Millisecond})
+			if err != nil {
+				return 0, 0, 0, err
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = w.Run(runCtx) }()
+		}
+	}
+	// Let the workers register before the clock starts.
+	if err := waitWorkers(ctx, client, cfg.Workers); err != nil {
+		return 0, 0, 0, err
+	}
+	d := client.NewDispatcher(pampa.DispatcherOptions{Logger: log, Delay: 100 * time.Millisecond})
+	start := time.Now()
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = d.Run(runCtx) }()
+
+	var workerRSS float64
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	lastSay := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return 0, 0, 0, ctx.Err()
+		case <-tick.C:
+		}
+		for _, p := range procs {
+			workerRSS = max(workerRSS, peakRSSMB(p.Process.Pid))
+		}
+		rep, err := client.JobReport(ctx, Job)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		if rep.Completed == int64(cfg.Tasks) {
+			dur := time.Since(start)
+			self := peakRSSMB(os.Getpid())
+			if !cfg.Processes {
+				workerRSS = self // one process holds everything
+			}
+			return dur, workerRSS, self, nil
+		}
+		if rep.Failed > 0 {
+			return 0, 0, 0, fmt.Errorf("%d tasks failed", rep.Failed)
+		}
+		if time.Since(lastSay) >= 2*time.Second {
+			say("burn: %d/%d done", rep.Completed, cfg.Tasks)
+			lastSay = time.Now()
+		}
+	}
+}
+
+func waitWorkers(ctx context.Context, client *pampa.Client, n int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ws, err := client.Workers(ctx)
+		if err != nil {
+			return err
+		}
+		live := 0
+		for _, w := range ws {
+			if w.Alive {
+				live++
+			}
+		}
+		if live >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d workers registered within 30s", live, n)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// peakRSSMB reads a process's peak resident set size (VmHWM) in MB.
+func peakRSSMB(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func percentile(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	i := int(float64(len(s)-1) * p / 100)
+	return s[i]
+}

@@ -1,0 +1,209 @@
+package bench
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/pampa-go/pampa"
+)
+
+// prepare recreates the bench table with rows rows, of which done are
+// already succeeded, runs setup (with the notify trigger) and ANALYZE, so
+// that plans are made on real statistics, not on an empty table.
+func prepare(ctx context.Context, c *pampa.Cluster, rows, done int) error {
+	client, err := pampa.Connect(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	db := client.DB()
+	pg := client.Driver() != pampa.DriverSQLite
+	for _, q := range []string{
+		`DROP TABLE IF EXISTS ` + Table,
+		`CREATE TABLE ` + Table + ` (id BIGINT PRIMARY KEY, began_ns BIGINT)`,
+		`DELETE FROM pampa_workers`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil && q != `DELETE FROM pampa_workers` {
+			return err
+		}
+	}
+	if _, err := pampa.Setup(ctx, c, pampa.SetupOptions{Notify: pg}); err != nil {
+		return err
+	}
+	if rows > 0 {
+		insert := `INSERT INTO ` + Table + ` (id) WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < ?) SELECT g FROM s`
+		if pg {
+			insert = `INSERT INTO ` + Table + ` (id) SELECT g FROM generate_series(1, $1::bigint) g`
+		}
+		if _, err := db.ExecContext(ctx, insert, rows); err != nil {
+			return err
+		}
+	}
+	if done > 0 {
+		now, ph := `strftime('%Y-%m-%d %H:%M:%f', 'now')`, "?"
+		if pg {
+			now, ph = "now()", "$1"
+		}
+		q := fmt.Sprintf(`UPDATE %s SET rid = 'bench.1', rtime = %s, rtimes = 1, started = %s, ended = %s, ok = TRUE WHERE id <= %s`,
+			Table, now, now, now, ph)
+		if _, err := db.ExecContext(ctx, q, done); err != nil {
+			return err
+		}
+	}
+	if pg {
+		_, err = db.ExecContext(ctx, `VACUUM ANALYZE `+Table)
+	} else {
+		_, err = db.ExecContext(ctx, `ANALYZE`)
+	}
+	return err
+}
+
+// trickle inserts one row every cfg.TrickleEvery for cfg.TrickleFor while
+// a dispatcher and the workers run here, and returns each row's latency
+// in ms from its INSERT's commit to its processing's start.
+func trickle(ctx context.Context, c *pampa.Cluster, cfg Config) ([]float64, error) {
+	if err := prepare(ctx, c, 0, 0); err != nil {
+		return nil, err
+	}
+	client, err := pampa.Open(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	defer client.Close()
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stop()
+	log := slog.New(slog.DiscardHandler)
+	for i := 1; i <= cfg.Workers; i++ {
+		w, err := client.NewWorker(pampa.WorkerID("bench", i), pampa.WorkerOptions{Concurrency: cfg.Concurrency, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = w.Run(runCtx) }()
+	}
+	if err := waitWorkers(ctx, client, cfg.Workers); err != nil {
+		return nil, err
+	}
+	d := client.NewDispatcher(pampa.DispatcherOptions{Logger: log})
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = d.Run(runCtx) }()
+	// Let the dispatcher assign a worker to the job before measuring.
+	time.Sleep(time.Second)
+
+	db := client.DB()
+	insert := `INSERT INTO ` + Table + ` (id) VALUES (?)`
+	if client.Driver() != pampa.DriverSQLite {
+		insert = `INSERT INTO ` + Table + ` (id) VALUES ($1)`
+	}
+	committed := map[int64]int64{}
+	tick := time.NewTicker(cfg.TrickleEvery)
+	defer tick.Stop()
+	end := time.Now().Add(cfg.TrickleFor)
+	for id := int64(1); time.Now().Before(end); id++ {
+		if _, err := db.ExecContext(ctx, insert, id); err != nil {
+			return nil, err
+		}
+		committed[id] = time.Now().UnixNano()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		rep, err := client.JobReport(ctx, Job)
+		if err != nil {
+			return nil, err
+		}
+		if rep.Completed == int64(len(committed)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%d of %d trickled rows done after 30s", rep.Completed, len(committed))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	rows, err := db.QueryContext(ctx, `SELECT id, began_ns FROM `+Table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var lat []float64
+	for rows.Next() {
+		var id int64
+		var began sql.NullInt64
+		if err := rows.Scan(&id, &began); err != nil {
+			return nil, err
+		}
+		lat = append(lat, float64(began.Int64-committed[id])/1e6)
+	}
+	return lat, rows.Err()
+}
+
+// scale times dispatcher rounds and reports over a table of rows rows,
+// 99% done, with live workers holding the rest. It returns the median of
+// several rounds and of several reports.
+func scale(ctx context.Context, c *pampa.Cluster, rows, workers int, say func(string, ...any)) (time.Duration, time.Duration, error) {
+	start := time.Now()
+	if err := prepare(ctx, c, rows, rows/100*99); err != nil {
+		return 0, 0, err
+	}
+	say("scale: %d rows loaded in %.1fs", rows, time.Since(start).Seconds())
+	client, err := pampa.Open(ctx, c)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer client.Close()
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stop()
+	// Workers whose tasks never end: their queues stay full and the
+	// round's every step runs against the big table.
+	hold := func(ctx context.Context, t *pampa.Task) error { <-ctx.Done(); return ctx.Err() }
+	if err := c.Handle(Job, hold); err != nil {
+		return 0, 0, err
+	}
+	defer c.Handle(Job, Process)
+	log := slog.New(slog.DiscardHandler)
+	for i := 1; i <= workers; i++ {
+		w, err := client.NewWorker(pampa.WorkerID("bench", i), pampa.WorkerOptions{Logger: log, GracePeriod: time.Millisecond})
+		if err != nil {
+			return 0, 0, err
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = w.Run(runCtx) }()
+	}
+	if err := waitWorkers(ctx, client, workers); err != nil {
+		return 0, 0, err
+	}
+	d := client.NewDispatcher(pampa.DispatcherOptions{Logger: log, MaintenanceEvery: time.Nanosecond})
+	var rounds, reports []time.Duration
+	for i := 0; i < 7; i++ {
+		t0 := time.Now()
+		if _, err := d.RunOnce(ctx); err != nil {
+			return 0, 0, err
+		}
+		rounds = append(rounds, time.Since(t0))
+		t0 = time.Now()
+		if _, err := client.Report(ctx); err != nil {
+			return 0, 0, err
+		}
+		reports = append(reports, time.Since(t0))
+	}
+	return median(rounds), median(reports), nil
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
