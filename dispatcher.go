@@ -3,6 +3,7 @@ package pampa
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -226,29 +227,39 @@ func (d *Dispatcher) maintain(ctx context.Context, st *RoundStats) error {
 	if err != nil {
 		return fmt.Errorf("list workers: %w", err)
 	}
-	fresh := map[string]bool{}
+	// A job's tasks stay with a worker only while it is fresh and its
+	// program still runs that job.
+	holds := map[string]map[string]bool{} // worker → jobs
 	for _, w := range workers {
 		if w.Fresh {
-			fresh[w.ID] = true
+			holds[w.ID] = map[string]bool{}
+			for _, name := range w.Jobs {
+				holds[w.ID][name] = true
+			}
 		}
 	}
+	// One job's failure (a broken hook, say) must not stop the others.
+	var errs []error
 	for _, j := range d.c.jobs {
-		if err := d.relaunch(ctx, j, fresh, st); err != nil {
-			return fmt.Errorf("job %s: relaunch: %w", j.Name, err)
+		if err := d.relaunch(ctx, j, holds, st); err != nil {
+			errs = append(errs, fmt.Errorf("job %s: relaunch: %w", j.Name, err))
 		}
 	}
-	return d.stretch(ctx, workers, st)
+	if err := d.stretch(ctx, workers, st); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // relaunch hands on the job's tasks that will not finish where they are.
-func (d *Dispatcher) relaunch(ctx context.Context, j *jobRuntime, fresh map[string]bool, st *RoundStats) error {
+func (d *Dispatcher) relaunch(ctx context.Context, j *jobRuntime, holds map[string]map[string]bool, st *RoundStats) error {
 	holders, err := j.sql.InFlightWorkers(ctx, d.c.store.DB)
 	if err != nil {
 		return err
 	}
 	var gone []string
 	for _, id := range holders {
-		if !fresh[id] {
+		if !holds[id][j.Name] {
 			gone = append(gone, id)
 		}
 	}
@@ -338,10 +349,12 @@ func (d *Dispatcher) stretch(ctx context.Context, workers []store.WorkerInfo, st
 		}
 	}
 	loads := make([]jobLoad, 0, len(d.c.jobs))
+	var errs []error
 	for _, j := range d.c.jobs {
 		n, err := d.pendingCount(ctx, j, pendingLimit(j.Job, live))
 		if err != nil {
-			return fmt.Errorf("job %s: count pending: %w", j.Name, err)
+			errs = append(errs, fmt.Errorf("job %s: count pending: %w", j.Name, err))
+			n = unknownLoad
 		}
 		loads = append(loads, jobLoad{job: j.Job, pending: n})
 	}
@@ -359,7 +372,7 @@ func (d *Dispatcher) stretch(ctx context.Context, workers []store.WorkerInfo, st
 			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // pendingCount counts a job's dispatchable backlog up to limit, through its
@@ -384,7 +397,21 @@ func (d *Dispatcher) dispatch(ctx context.Context, st *RoundStats) error {
 	if err != nil {
 		return fmt.Errorf("list workers: %w", err)
 	}
+	var errs []error
 	for _, j := range d.c.jobs {
+		if err := d.dispatchJob(ctx, j, workers, st); err != nil {
+			errs = append(errs, fmt.Errorf("job %s: %w", j.Name, err))
+		}
+	}
+	if st.Reserved > 0 {
+		d.log.Debug("reserved tasks", "n", st.Reserved)
+	}
+	return errors.Join(errs...)
+}
+
+// dispatchJob tops up the queues of the job's workers.
+func (d *Dispatcher) dispatchJob(ctx context.Context, j *jobRuntime, workers []store.WorkerInfo, st *RoundStats) error {
+	{
 		var mine []store.WorkerInfo
 		for _, w := range workers {
 			if w.Alive && w.Job == j.Name {
@@ -392,11 +419,11 @@ func (d *Dispatcher) dispatch(ctx context.Context, st *RoundStats) error {
 			}
 		}
 		if len(mine) == 0 {
-			continue
+			return nil
 		}
 		queues, err := d.queueLengths(ctx, j, mine)
 		if err != nil {
-			return fmt.Errorf("job %s: queue lengths: %w", j.Name, err)
+			return fmt.Errorf("queue lengths: %w", err)
 		}
 		for _, w := range mine {
 			free := j.QueueSize - queues[w.ID]
@@ -404,13 +431,13 @@ func (d *Dispatcher) dispatch(ctx context.Context, st *RoundStats) error {
 				continue
 			}
 			if ok, err := d.allowing(ctx, j, w.ID); err != nil {
-				return fmt.Errorf("job %s: allowing hook (worker %s): %w", j.Name, w.ID, err)
+				return fmt.Errorf("allowing hook (worker %s): %w", w.ID, err)
 			} else if !ok {
 				continue
 			}
 			n, err := d.reserve(ctx, j, w.ID, free)
 			if err != nil {
-				return fmt.Errorf("job %s: reserve for %s: %w", j.Name, w.ID, err)
+				return fmt.Errorf("reserve for %s: %w", w.ID, err)
 			}
 			if n > 0 {
 				st.Reserved += n
@@ -420,9 +447,6 @@ func (d *Dispatcher) dispatch(ctx context.Context, st *RoundStats) error {
 				break // the backlog is empty: no need to ask for the next worker
 			}
 		}
-	}
-	if st.Reserved > 0 {
-		d.log.Debug("reserved tasks", "n", st.Reserved)
 	}
 	return nil
 }

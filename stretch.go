@@ -26,8 +26,12 @@ import "github.com/pampa-go/pampa/internal/store"
 // jobLoad is a job's demand as the stretch rule sees it.
 type jobLoad struct {
 	job     *Job
-	pending int
+	pending int // unknownLoad when it could not be counted
 }
+
+// unknownLoad marks a job whose backlog could not be counted (its pending
+// or selecting hook failed): its workers stay, and it gets no more.
+const unknownLoad = -1
 
 // assignment is one change to make in the registry.
 type assignment struct {
@@ -58,7 +62,7 @@ func planAssignments(loads []jobLoad, workers []store.WorkerInfo) []assignment {
 			continue
 		}
 		l, ok := byJob[w.Job]
-		if !ok || !canRun(w, l.job) || l.pending == 0 {
+		if !ok || !canRun(w, l.job) || l.pending == 0 { // an unknown load keeps its workers
 			release(w) // rules 1 and 2
 			continue
 		}
@@ -74,7 +78,7 @@ func planAssignments(loads []jobLoad, workers []store.WorkerInfo) []assignment {
 		}
 	}
 	for _, l := range loads { // rules 4 and 5
-		if l.pending == 0 {
+		if l.pending <= 0 {
 			continue
 		}
 		want := max(1, (l.pending+l.job.MaxPendingTasks-1)/l.job.MaxPendingTasks)

@@ -46,12 +46,20 @@ func (s *Store) Job(spec JobSpec) *JobSQL {
 	now := d.Now()
 	j.pending = fmt.Sprintf("%s IS NULL AND %s IS NULL AND COALESCE(%s, 0) < ?", j.id, j.start, j.times)
 	j.reset = fmt.Sprintf("%s = NULL, %s = NULL, %s = NULL, %s = NULL, %s = NULL", j.id, j.tm, j.start, j.end, j.success)
-	j.reserve = s.q(fmt.Sprintf(`UPDATE %[1]s SET %[2]s = ?, %[3]s = %[4]s
-		WHERE %[5]s IN (SELECT %[5]s FROM %[1]s WHERE %[6]s ORDER BY %[5]s LIMIT ?%[7]s) AND %[2]s IS NULL
+	// The rows to take are picked in a MATERIALIZED CTE, run once. Written
+	// as "IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)", PostgreSQL may
+	// re-run the sub-select for each row of a nested loop; each re-run skips
+	// the rows the statement already updated and picks others, so far more
+	// than n rows are taken.
+	j.reserve = s.q(fmt.Sprintf(`WITH picked AS MATERIALIZED (
+			SELECT %[5]s FROM %[1]s WHERE %[6]s ORDER BY %[5]s LIMIT ?%[7]s)
+		UPDATE %[1]s SET %[2]s = ?, %[3]s = %[4]s
+		WHERE %[5]s IN (SELECT %[5]s FROM picked) AND %[2]s IS NULL
 		RETURNING %[5]s`, j.t, j.id, j.tm, now, j.pk, j.pending, d.SkipLocked()))
-	j.claim = s.q(fmt.Sprintf(`UPDATE %[1]s SET %[2]s = %[3]s, %[4]s = COALESCE(%[4]s, 0) + 1, %[5]s = NULL, %[6]s = NULL
-		WHERE %[7]s IN (SELECT %[7]s FROM %[1]s WHERE %[8]s = ? AND %[2]s IS NULL AND %[5]s IS NULL ORDER BY %[9]s, %[7]s LIMIT ?%[10]s)
-		AND %[8]s = ? AND %[2]s IS NULL
+	j.claim = s.q(fmt.Sprintf(`WITH picked AS MATERIALIZED (
+			SELECT %[7]s FROM %[1]s WHERE %[8]s = ? AND %[2]s IS NULL AND %[5]s IS NULL ORDER BY %[9]s, %[7]s LIMIT ?%[10]s)
+		UPDATE %[1]s SET %[2]s = %[3]s, %[4]s = COALESCE(%[4]s, 0) + 1, %[5]s = NULL, %[6]s = NULL
+		WHERE %[7]s IN (SELECT %[7]s FROM picked) AND %[8]s = ? AND %[2]s IS NULL
 		RETURNING *`, j.t, j.start, now, j.times, j.end, j.success, j.pk, j.id, j.tm, d.SkipLocked()))
 	j.occupied = s.q(fmt.Sprintf(`SELECT %[2]s, COUNT(*) FROM %[1]s WHERE %[2]s IS NOT NULL AND %[3]s IS NULL AND %[4]s IS NULL GROUP BY %[2]s`,
 		j.t, j.id, j.start, j.end))
@@ -73,7 +81,7 @@ func (j *JobSQL) Spec() JobSpec { return j.spec }
 // fewer than MaxTryTimes) for worker, in key order, and returns their keys.
 // Rows locked by a concurrent reserve are skipped, never taken twice.
 func (j *JobSQL) Reserve(ctx context.Context, q Querier, worker string, n int) ([]any, error) {
-	return j.s.queryKeys(ctx, q, j.reserve, worker, j.spec.MaxTryTimes, n)
+	return j.s.queryKeys(ctx, q, j.reserve, j.spec.MaxTryTimes, n, worker)
 }
 
 // ReserveKeys reserves the given rows for worker, skipping any that are
@@ -241,15 +249,17 @@ func (j *JobSQL) RelaunchFailed(ctx context.Context, q Querier, backoff time.Dur
 
 // RelaunchKeys resets finished (or never reserved) rows to pending so they
 // run again; rows still reserved or running are left alone. A succeeded
-// row starts a new cycle of tries; a failed one keeps its count.
+// row, or one failed for good, starts a new cycle of tries (kept at its
+// count, a row failed for good would be neither pending nor failed:
+// stranded); a row failed with tries left keeps its count.
 func (j *JobSQL) RelaunchKeys(ctx context.Context, q Querier, keys []any) ([]any, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	query := fmt.Sprintf(`UPDATE %[1]s SET %[2]s = CASE WHEN %[3]s = TRUE THEN 0 ELSE %[2]s END, %[4]s
+	query := fmt.Sprintf(`UPDATE %[1]s SET %[2]s = CASE WHEN %[3]s = TRUE OR COALESCE(%[2]s, 0) >= ? THEN 0 ELSE %[2]s END, %[4]s
 		WHERE %[5]s IN (%[6]s) AND (%[7]s IS NULL OR %[8]s IS NOT NULL) RETURNING %[5]s`,
 		j.t, j.times, j.success, j.reset, j.pk, placeholders(len(keys)), j.id, j.end)
-	return j.s.queryKeys(ctx, q, j.s.q(query), keys...)
+	return j.s.queryKeys(ctx, q, j.s.q(query), append([]any{j.spec.MaxTryTimes}, keys...)...)
 }
 
 // QueueLengths counts each worker's reserved, unstarted rows.

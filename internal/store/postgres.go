@@ -137,12 +137,22 @@ func withRuntimeParam(raw, key, value string) string {
 		}
 		return raw + " " + key + "=" + value // keyword/value form
 	}
-	q := u.Query()
-	if q.Get(key) == "" {
-		q.Set(key, value)
+	if u.Query().Get(key) != "" {
+		return raw
 	}
-	u.RawQuery = q.Encode()
-	return u.String()
+	// Append rather than re-encode: url.Values.Encode writes spaces as
+	// '+', which PostgreSQL's URL syntax reads as a literal '+'.
+	sep := "?"
+	if u.RawQuery != "" || strings.HasSuffix(raw, "?") {
+		sep = "&"
+		if strings.HasSuffix(raw, "?") || strings.HasSuffix(raw, "&") {
+			sep = ""
+		}
+	}
+	if i := strings.IndexByte(raw, '#'); i >= 0 {
+		return raw[:i] + sep + url.QueryEscape(key) + "=" + url.QueryEscape(value) + raw[i:]
+	}
+	return raw + sep + url.QueryEscape(key) + "=" + url.QueryEscape(value)
 }
 
 // ByName returns the dialect for a driver name.

@@ -24,7 +24,13 @@ func (j *JobSQL) Indexes(job string) []Index {
 	base := indexBase(job)
 	mk := func(suffix, cols, where string) Index {
 		name := base + "_" + suffix
-		return Index{Name: name, DDL: fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s) WHERE %s", Quote(name), j.t, cols, where)}
+		target, table := Quote(name), j.t
+		if j.s.Dialect.Name() == "sqlite" && j.spec.Table.Schema != "" {
+			// SQLite puts the schema on the index, not on the table.
+			target = Quote(j.spec.Table.Schema) + "." + Quote(name)
+			table = Quote(j.spec.Table.Name)
+		}
+		return Index{Name: name, DDL: fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s) WHERE %s", target, table, cols, where)}
 	}
 	return []Index{
 		mk("pending", j.pk, fmt.Sprintf("%s IS NULL AND %s IS NULL", j.id, j.start)),

@@ -43,11 +43,15 @@ func (SQLite) Open(raw string) (*sql.DB, error) {
 	return db, nil
 }
 
+var sqlitePathEscaper = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
+
 func sqliteDSN(raw string) (string, error) {
 	if raw == "" {
 		return "", errors.New("sqlite: empty database path")
 	}
-	path, query := raw, ""
+	// A plain path is escaped: SQLite reads what follows "file:" as a URI,
+	// where '?', '#' and '%' mean something.
+	path, query := sqlitePathEscaper.Replace(raw), ""
 	if strings.HasPrefix(raw, "file:") {
 		path = strings.TrimPrefix(raw, "file:")
 		if i := strings.IndexByte(path, '?'); i >= 0 {
