@@ -112,9 +112,11 @@ type Hooks struct {
 	// Relauncher runs, in the same transaction, after Pampa has reset a row
 	// for relaunch (reservation, start, end and success cleared).
 	Relauncher func(ctx context.Context, tx Querier, key any) error `yaml:"-"`
-	// Starter runs, in the same transaction, after Pampa has marked a task
-	// started (start time set, tries counted). An error leaves the task
-	// reserved and unstarted; the worker tries it again later.
+	// Starter runs, in a transaction of its own, once Pampa has marked a
+	// task started (start time set, tries counted) and before the
+	// processing function. An error rolls its writes back and fails the try
+	// ("starter hook: …"); the processing function is not called, and the
+	// task is retried like any failed try.
 	Starter func(ctx context.Context, tx Querier, task *Task) error `yaml:"-"`
 	// Finisher runs, in the same transaction, after Pampa has recorded a
 	// task's outcome; taskErr is nil on success. It does not run for a late

@@ -128,6 +128,7 @@ func (c *Client) NewWorker(id string, opts WorkerOptions) (*Worker, error) {
 	if len(w.jobs) == 0 {
 		return nil, fmt.Errorf("worker %s: no job it can run: %s", id, strings.Join(skipped, "; "))
 	}
+	c.startNotifier(opts.Logger)
 	w.hardCtx, w.hardCancel = context.WithCancel(context.Background())
 	w.runCtx, w.runCancel = context.WithCancel(w.hardCtx)
 	none := ""
@@ -141,9 +142,10 @@ func (w *Worker) ID() string { return w.id }
 // Stats returns the worker's counters.
 func (w *Worker) Stats() *WorkerStats { return &w.stats }
 
-// Kill stops the worker at once: running tasks have their contexts
-// cancelled and their tries are recorded as failed (or relaunched by the
-// dispatcher if the worker cannot record them).
+// Kill stops the worker at once: it stops heartbeating and claiming, running
+// tasks have their contexts cancelled and their outcome is not recorded, and
+// Run returns (after at most OverrunGrace + 1s for functions that ignore
+// their context). The dispatcher relaunches the tasks it was running.
 func (w *Worker) Kill() { w.hardCancel() }
 
 func newInstance() string {
@@ -167,7 +169,43 @@ func (w *Worker) register(ctx context.Context) error {
 		return err
 	}
 	w.instance.Store(&inst)
+	w.recoverOwn(ctx)
 	return nil
+}
+
+// recoverOwn relaunches the rows this id holds as running. A process that
+// has just registered runs none of them: they were left by an earlier
+// process under the same id (killed, crashed, or stopped past its grace
+// period) or by this one before it was declared dead. Registered again,
+// the id looks alive, so the dispatcher would not hand them on before
+// they expire. Late results of the old tries are fenced off by their try.
+func (w *Worker) recoverOwn(ctx context.Context) {
+	for _, j := range w.jobs {
+		var relaunched, failed []any
+		err := w.c.store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			var err error
+			_, relaunched, failed, err = j.sql.RecoverWorkers(ctx, tx, []string{w.id},
+				"worker restarted while running the task")
+			if err != nil || j.Hooks.Relauncher == nil {
+				return err
+			}
+			for _, k := range relaunched {
+				if err := j.Hooks.Relauncher(ctx, tx, k); err != nil {
+					return fmt.Errorf("relauncher hook (key %v): %w", k, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			// Not fatal: the dispatcher relaunches them once they expire.
+			w.log.Warn("relaunch tasks left running by an earlier process", "job", j.Name, "err", err)
+			continue
+		}
+		if len(relaunched)+len(failed) > 0 {
+			w.log.Info("relaunched tasks left running by an earlier process", "job", j.Name,
+				"relaunched", len(relaunched), "failed_for_good", len(failed))
+		}
+	}
 }
 
 // Run registers the worker and processes its tasks until ctx is cancelled,
@@ -186,12 +224,28 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 	loopCtx, stopLoops := context.WithCancel(ctx)
-	hbDone := make(chan error, 1)
-	go func() { hbDone <- w.heartbeatLoop(loopCtx) }()
+	// The heartbeat outlives ctx: it goes on while running tasks finish
+	// during a graceful stop, so they are not handed on meanwhile.
+	hbCtx, stopHeartbeat := context.WithCancel(context.Background())
+	// Kill stops the loops too: a killed worker neither heartbeats nor
+	// claims, so its tasks are handed on.
+	stopOnKill := context.AfterFunc(w.hardCtx, func() { stopLoops(); stopHeartbeat() })
+	defer stopOnKill()
+	// hbDone is closed once the heartbeat loop has returned hbErr; closing
+	// (rather than sending) lets both mainLoop and Run observe it.
+	var hbErr error
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		hbErr = w.heartbeatLoop(hbCtx)
+	}()
 
 	err := w.mainLoop(loopCtx, hbDone)
 	stopLoops()
-	if hbErr := <-hbDone; err == nil {
+	stopHeartbeat()
+	<-hbDone
+	if err == nil || errors.Is(err, errHeartbeatStopped) {
+		// A nil hbErr means the heartbeat ended only because ctx did.
 		err = hbErr
 	}
 	w.leave()
@@ -201,7 +255,11 @@ func (w *Worker) Run(ctx context.Context) error {
 
 // mainLoop claims and runs tasks until ctx ends, then waits for running
 // tasks within the grace period.
-func (w *Worker) mainLoop(ctx context.Context, hbDone <-chan error) error {
+// errHeartbeatStopped tells Run that mainLoop ended because the heartbeat
+// loop did.
+var errHeartbeatStopped = errors.New("heartbeat stopped")
+
+func (w *Worker) mainLoop(ctx context.Context, hbDone <-chan struct{}) error {
 	wake, unsubscribe := w.c.bus.Subscribe(notify.WorkerTopic(w.id))
 	defer unsubscribe()
 	done := make(chan struct{}, w.opts.Concurrency)
@@ -250,15 +308,21 @@ func (w *Worker) mainLoop(ctx context.Context, hbDone <-chan error) error {
 			inflight--
 		case <-wake:
 		case <-timer.C:
-		case err := <-hbDone:
-			fatal = err
-			if fatal == nil {
-				fatal = errors.New("heartbeat stopped")
-			}
+		case <-hbDone:
+			fatal = errHeartbeatStopped
 		}
 	}
 	// Graceful stop: let running tasks finish, within the grace period.
 	if inflight > 0 {
+		// "stopping": the dispatcher reserves nothing more for us, and
+		// still counts us alive while the heartbeat goes on.
+		if inst := w.instance.Load(); inst != nil {
+			stCtx, cancel := context.WithTimeout(w.hardCtx, 5*time.Second)
+			if err := w.c.store.SetWorkerState(stCtx, w.id, *inst, store.StateStopping); err != nil {
+				w.log.Warn("mark stopping", "err", err)
+			}
+			cancel()
+		}
 		w.log.Info("stopping: waiting for running tasks", "running", inflight, "grace", w.opts.GracePeriod)
 		grace := time.NewTimer(w.opts.GracePeriod)
 		defer grace.Stop()
@@ -335,7 +399,8 @@ func (w *Worker) heartbeatLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		hbCtx, cancel := context.WithTimeout(ctx, w.opts.HeartbeatInterval)
+		// A slow heartbeat still counts; give it up to half the TTL.
+		hbCtx, cancel := context.WithTimeout(ctx, max(w.opts.HeartbeatInterval, w.opts.HeartbeatTTL/2))
 		job, ok, err := w.c.store.Heartbeat(hbCtx, w.id, *w.instance.Load())
 		cancel()
 		switch {
