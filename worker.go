@@ -262,55 +262,73 @@ var errHeartbeatStopped = errors.New("heartbeat stopped")
 func (w *Worker) mainLoop(ctx context.Context, hbDone <-chan struct{}) error {
 	wake, unsubscribe := w.c.bus.Subscribe(notify.WorkerTopic(w.id))
 	defer unsubscribe()
-	done := make(chan struct{}, w.opts.Concurrency)
+	done := make(chan outcome, w.opts.Concurrency)
 	inflight := 0
+	var finished []outcome
 	var fatal error
+	look := true // false while idle polls may first check with a read
 
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for ctx.Err() == nil && fatal == nil {
-		free := w.opts.Concurrency - inflight
-		claimed := 0
-		if free > 0 && !w.fenced.Load() {
-			tasks, err := w.claim(ctx, free)
-			if err != nil && ctx.Err() == nil {
-				w.log.Warn("claim tasks", "err", err)
-			}
-			for _, t := range tasks {
-				inflight++
-				go func() {
-					w.run(t)
-					done <- struct{}{}
-				}()
-			}
-			claimed = len(tasks)
-			if claimed < free {
-				// The queue ran dry: ask the dispatcher for more.
-				w.c.bus.Notify(notify.Dispatch)
+		for drained := false; !drained; { // collect every result ready
+			select {
+			case o := <-done:
+				inflight--
+				finished = append(finished, o)
+			default:
+				drained = true
 			}
 		}
-		if claimed > 0 && claimed == free {
+		free := w.opts.Concurrency - inflight
+		if w.fenced.Load() || (len(finished) == 0 && !look && !w.queued(ctx)) {
+			free = 0
+		}
+		tasks, err := w.cycle(ctx, finished, free)
+		finished = nil
+		if err != nil && ctx.Err() == nil {
+			w.log.Warn("claim tasks", "err", err)
+		}
+		for _, t := range tasks {
+			inflight++
+			go func() { done <- w.execute(t) }()
+		}
+		if len(tasks) < free {
+			// The queue ran dry: ask the dispatcher for more.
+			w.c.bus.Notify(notify.Dispatch)
+		}
+		look = len(tasks) > 0 && len(tasks) == free
+		if len(tasks) > 0 && len(tasks) < free {
+			continue // look again right away for the slots still free
+		}
+		if inflight == w.opts.Concurrency {
 			// Every slot busy: wait for one to free up.
 			select {
-			case <-done:
+			case o := <-done:
 				inflight--
+				finished = append(finished, o)
+				look = true
 			case <-ctx.Done():
 			}
 			continue
 		}
-		if claimed > 0 {
-			continue // look again right away for the slots still free
-		}
 		resetTimer(timer, w.opts.Delay)
 		select {
 		case <-ctx.Done():
-		case <-done:
+		case o := <-done:
 			inflight--
+			finished = append(finished, o)
+			look = true
 		case <-wake:
+			look = true
 		case <-timer.C:
 		case <-hbDone:
 			fatal = errHeartbeatStopped
 		}
+	}
+	// Results that came in as the loop ended.
+	if len(finished) > 0 {
+		_, _ = w.cycle(ctx, finished, 0)
 	}
 	// Graceful stop: let running tasks finish, within the grace period.
 	if inflight > 0 {
@@ -328,14 +346,16 @@ func (w *Worker) mainLoop(ctx context.Context, hbDone <-chan struct{}) error {
 		defer grace.Stop()
 		for inflight > 0 {
 			select {
-			case <-done:
+			case o := <-done:
 				inflight--
+				_, _ = w.cycle(ctx, []outcome{o}, 0)
 			case <-grace.C:
 				w.log.Warn("grace period over: cancelling running tasks", "running", inflight)
 				w.hardCancel()
 			case <-w.hardCtx.Done():
-				// Killed: tasks are cancelled; wait for their outcome to be
-				// recorded, but not for functions that ignore their context.
+				// Killed: tasks are cancelled and their results not
+				// recorded; wait for them, but not for functions that
+				// ignore their context.
 				drain := time.NewTimer(w.opts.OverrunGrace + time.Second)
 				for inflight > 0 {
 					select {
@@ -453,8 +473,21 @@ func (w *Worker) taskParent() context.Context {
 	return w.runCtx
 }
 
-// claim starts up to n reserved tasks, from the assigned job first.
+// claim starts up to n reserved tasks, from the assigned job first, in a
+// transaction of its own.
 func (w *Worker) claim(ctx context.Context, n int) ([]*Task, error) {
+	var out []*Task
+	err := w.c.store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		out, err = w.claimIn(ctx, tx, n)
+		return err
+	})
+	return out, err
+}
+
+// claimIn starts up to n reserved tasks within tx, from the assigned job
+// first.
+func (w *Worker) claimIn(ctx context.Context, tx *sql.Tx, n int) ([]*Task, error) {
 	assigned := *w.assigned.Load()
 	order := make([]*jobRuntime, 0, len(w.jobs))
 	for _, j := range w.jobs {
@@ -469,20 +502,28 @@ func (w *Worker) claim(ctx context.Context, n int) ([]*Task, error) {
 		if n-len(out) == 0 {
 			break
 		}
-		var rows []store.Row
-		err := w.c.store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-			var err error
-			rows, err = j.sql.Claim(ctx, tx, w.id, n-len(out))
-			return err
-		})
+		rows, err := j.sql.Claim(ctx, tx, w.id, n-len(out))
 		if err != nil {
-			return out, fmt.Errorf("job %s: %w", j.Name, err)
+			return nil, fmt.Errorf("job %s: %w", j.Name, err)
 		}
 		for _, r := range rows {
 			out = append(out, w.newTask(j, r))
 		}
 	}
 	return out, nil
+}
+
+// queued reports whether any of the worker's jobs holds a reserved,
+// unstarted row for it: a read, so that an idle worker's polls take no
+// write lock.
+func (w *Worker) queued(ctx context.Context) bool {
+	for _, j := range w.jobs {
+		ok, err := j.sql.Queued(ctx, w.c.store.DB, w.id)
+		if err != nil || ok {
+			return true // on error, let the claim find out
+		}
+	}
+	return false
 }
 
 func (w *Worker) newTask(j *jobRuntime, r store.Row) *Task {
@@ -496,8 +537,15 @@ func (w *Worker) newTask(j *jobRuntime, r store.Row) *Task {
 	return t
 }
 
-// run processes one task and records its outcome.
-func (w *Worker) run(t *Task) {
+// outcome is a processed task waiting for its result to be written.
+type outcome struct {
+	job  *jobRuntime
+	task *Task
+	err  error
+}
+
+// execute runs the starter hook and the processing function of one task.
+func (w *Worker) execute(t *Task) outcome {
 	j := w.jobFor(t)
 	var err error
 	if j.Hooks.Starter != nil {
@@ -511,7 +559,93 @@ func (w *Worker) run(t *Task) {
 	if err == nil {
 		err = w.process(j, t)
 	}
-	w.finish(j, t, err)
+	return outcome{job: j, task: t, err: err}
+}
+
+// batchError is a failure inside a batched write that the one-by-one path
+// knows how to handle (a column that cannot be written, a finisher hook's
+// error).
+type batchError struct{ err error }
+
+func (e batchError) Error() string { return e.err.Error() }
+
+// cycle records finished tasks' results and claims up to n new tasks, in
+// one transaction: one commit per task in the steady state instead of
+// two. If the batch cannot be written as it is, each result is recorded
+// on its own, with the full handling of finish.
+func (w *Worker) cycle(ctx context.Context, done []outcome, n int) ([]*Task, error) {
+	if len(done) == 0 {
+		if n == 0 {
+			return nil, nil
+		}
+		return w.claim(ctx, n)
+	}
+	var applied []bool
+	var claimed []*Task
+	err := w.c.store.Tx(w.hardCtx, func(txCtx context.Context, tx *sql.Tx) error {
+		applied, claimed = applied[:0], nil
+		for _, o := range done {
+			out := w.resultOf(o)
+			ok, err := o.job.sql.Finish(txCtx, tx, store.Fence{Key: o.task.key, Worker: w.id, Try: o.task.try}, out)
+			if err != nil {
+				return batchError{err}
+			}
+			if ok && o.job.Hooks.Finisher != nil {
+				if err := o.job.Hooks.Finisher(txCtx, tx, o.task, o.err); err != nil {
+					return batchError{err}
+				}
+			}
+			applied = append(applied, ok)
+		}
+		if n > 0 && ctx.Err() == nil && !w.fenced.Load() {
+			var err error
+			claimed, err = w.claimIn(txCtx, tx, n)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		for _, o := range done {
+			w.finish(o.job, o.task, o.err)
+		}
+		if n == 0 || ctx.Err() != nil {
+			return nil, nil
+		}
+		return w.claim(ctx, n)
+	}
+	for i, o := range done {
+		w.logResult(o.task, w.resultOf(o), applied[i])
+	}
+	return claimed, nil
+}
+
+// resultOf is the outcome a task's try records.
+func (w *Worker) resultOf(o outcome) store.Outcome {
+	out := store.Outcome{Success: o.err == nil, Set: o.task.set}
+	taskErr := o.err
+	if taskErr == nil && o.task.setErr != nil {
+		taskErr = o.task.setErr
+		out = store.Outcome{Success: false}
+	}
+	if taskErr != nil {
+		out.Error = describe(taskErr)
+	}
+	return out
+}
+
+// logResult counts and logs a recorded (or dropped) result.
+func (w *Worker) logResult(t *Task, out store.Outcome, applied bool) {
+	switch {
+	case !applied:
+		w.stats.Dropped.Add(1)
+		t.log.Warn("late result dropped: the task was relaunched or handed to another worker", "success", out.Success)
+	case out.Success:
+		w.stats.Succeeded.Add(1)
+		t.log.Debug("task succeeded")
+	default:
+		w.stats.Failed.Add(1)
+		t.log.Info("task failed", "err", out.Error)
+	}
 }
 
 func (w *Worker) jobFor(t *Task) *jobRuntime {
@@ -589,13 +723,9 @@ func (e finisherError) Error() string { return "finisher hook: " + e.err.Error()
 // while the database is unreachable; a result it cannot write is left for
 // the dispatcher to relaunch, never reported as done.
 func (w *Worker) finish(j *jobRuntime, t *Task, taskErr error) {
-	out := store.Outcome{Success: taskErr == nil, Set: t.set}
+	out := w.resultOf(outcome{job: j, task: t, err: taskErr})
 	if taskErr == nil && t.setErr != nil {
 		taskErr = t.setErr
-		out = store.Outcome{Success: false}
-	}
-	if taskErr != nil {
-		out.Error = describe(taskErr)
 	}
 	fence := store.Fence{Key: t.key, Worker: w.id, Try: t.try}
 	// Finishing outlives a graceful stop's cancel, but not a Kill.
@@ -616,18 +746,8 @@ func (w *Worker) finish(j *jobRuntime, t *Task, taskErr error) {
 		})
 		var fe finisherError
 		switch {
-		case err == nil && !applied:
-			w.stats.Dropped.Add(1)
-			t.log.Warn("late result dropped: the task was relaunched or handed to another worker", "success", out.Success)
-			return
 		case err == nil:
-			if out.Success {
-				w.stats.Succeeded.Add(1)
-				t.log.Debug("task succeeded")
-			} else {
-				w.stats.Failed.Add(1)
-				t.log.Info("task failed", "err", out.Error)
-			}
+			w.logResult(t, out, applied)
 			return
 		case errors.As(err, &fe):
 			useFinisher = false

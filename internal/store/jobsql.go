@@ -262,6 +262,16 @@ func (j *JobSQL) RelaunchKeys(ctx context.Context, q Querier, keys []any) ([]any
 	return j.s.queryKeys(ctx, q, j.s.q(query), append([]any{j.spec.MaxTryTimes}, keys...)...)
 }
 
+// Queued reports whether worker has a reserved, unstarted row: a read,
+// cheap on the in-flight index.
+func (j *JobSQL) Queued(ctx context.Context, q Querier, worker string) (bool, error) {
+	query := j.s.q(fmt.Sprintf(`SELECT COUNT(*) FROM (SELECT 1 FROM %s WHERE %s = ? AND %s IS NULL AND %s IS NULL LIMIT 1) q`,
+		j.t, j.id, j.start, j.end))
+	var n int
+	err := j.s.queryRow(ctx, q, query, worker).Scan(&n)
+	return n > 0, err
+}
+
 // QueueLengths counts each worker's reserved, unstarted rows.
 func (j *JobSQL) QueueLengths(ctx context.Context, q Querier) (map[string]int, error) {
 	rows, err := j.s.query(ctx, q, j.occupied)
