@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pampa-go/pampa/internal/notify"
 	"github.com/pampa-go/pampa/internal/store"
@@ -205,6 +206,20 @@ func kindAccepts(dialect string, kind ColumnKind, typ string) bool {
 		return t == "boolean"
 	}
 	return false
+}
+
+// defaultDelay is how often loops poll when nothing wakes them. On
+// PostgreSQL notifications carry the hand-offs between processes, and the
+// poll is only a fallback; SQLite and CockroachDB have no notifications,
+// so processes sharing them poll often (an idle poll is a read).
+func (c *Client) defaultDelay() time.Duration {
+	switch c.store.Dialect.Name() {
+	case DriverPostgres:
+		return time.Second
+	case DriverCockroach:
+		return 250 * time.Millisecond
+	}
+	return 50 * time.Millisecond
 }
 
 // Querier returns the database as hooks see it.

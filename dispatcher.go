@@ -19,10 +19,13 @@ const leaseName = "dispatcher"
 // DispatcherOptions tune a dispatcher. Zero values take the defaults given.
 type DispatcherOptions struct {
 	// Delay is the longest wait between two rounds; workers running low
-	// wake the dispatcher sooner. Default 1s.
+	// wake the dispatcher sooner. Default 1s on PostgreSQL, which also
+	// wakes it on notifications; 50ms on SQLite and 250ms on CockroachDB,
+	// which have none.
 	Delay time.Duration
 	// MaintenanceEvery is how often the dispatcher relaunches tasks and
-	// re-balances workers (the stretch and relaunch steps). Default: Delay.
+	// re-balances workers (the stretch and relaunch steps). Default: Delay,
+	// but at least 1s.
 	MaintenanceEvery time.Duration
 	// LeaseTTL is how long the leader's lease lasts without renewal; a
 	// standby takes over that long after the leader vanishes. Default 5s.
@@ -42,11 +45,8 @@ type DispatcherOptions struct {
 }
 
 func (o DispatcherOptions) withDefaults() DispatcherOptions {
-	if o.Delay == 0 {
-		o.Delay = time.Second
-	}
 	if o.MaintenanceEvery == 0 {
-		o.MaintenanceEvery = o.Delay
+		o.MaintenanceEvery = max(o.Delay, time.Second)
 	}
 	if o.LeaseTTL == 0 {
 		o.LeaseTTL = 5 * time.Second
@@ -94,6 +94,9 @@ type Dispatcher struct {
 
 // NewDispatcher prepares a dispatcher.
 func (c *Client) NewDispatcher(opts DispatcherOptions) *Dispatcher {
+	if opts.Delay == 0 {
+		opts.Delay = c.defaultDelay()
+	}
 	opts = opts.withDefaults()
 	c.startNotifier(opts.Logger)
 	return &Dispatcher{c: c, opts: opts, log: opts.Logger}

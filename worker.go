@@ -26,7 +26,7 @@ type WorkerOptions struct {
 	// the original's behaviour; raise it for I/O-bound work.
 	Concurrency int
 	// Delay is how often an idle worker looks for tasks when nothing wakes
-	// it. Default 1s.
+	// it. Default as for DispatcherOptions.Delay.
 	Delay time.Duration
 	// HeartbeatInterval is how often the worker reports it is alive.
 	// Default 5s.
@@ -52,9 +52,6 @@ type WorkerOptions struct {
 func (o WorkerOptions) withDefaults() WorkerOptions {
 	if o.Concurrency == 0 {
 		o.Concurrency = 1
-	}
-	if o.Delay == 0 {
-		o.Delay = time.Second
 	}
 	if o.HeartbeatInterval == 0 {
 		o.HeartbeatInterval = 5 * time.Second
@@ -107,6 +104,9 @@ type WorkerStats struct {
 func (c *Client) NewWorker(id string, opts WorkerOptions) (*Worker, error) {
 	if err := c.cluster.CheckWorkerID(id); err != nil {
 		return nil, err
+	}
+	if opts.Delay == 0 {
+		opts.Delay = c.defaultDelay()
 	}
 	opts = opts.withDefaults()
 	if opts.Concurrency < 1 {

@@ -110,7 +110,7 @@ func benchWorkerCmd(ctx context.Context, e *env, args []string) error {
 	}
 	defer client.Close()
 	w, err := client.NewWorker(id, pampa.WorkerOptions{Concurrency: concurrency, Logger: slog.New(slog.DiscardHandler),
-		Delay: 100 * time.Millisecond, GracePeriod: time.Second})
+		GracePeriod: time.Second})
 	if err != nil {
 		return err
 	}

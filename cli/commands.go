@@ -45,7 +45,7 @@ func (l *logFlags) logger(component, file string, console io.Writer) (*slog.Logg
 type dispatcherFlags struct{ opts pampa.DispatcherOptions }
 
 func (d *dispatcherFlags) register(fs *flag.FlagSet) {
-	fs.DurationVar(&d.opts.Delay, "delay", time.Second, "longest wait between two dispatch rounds (workers running low wake it sooner); delay=30 means 30s")
+	fs.DurationVar(&d.opts.Delay, "delay", 0, "longest wait between two dispatch rounds (workers running low wake it sooner); default 1s on\nPostgreSQL, 50ms on SQLite, 250ms on CockroachDB; delay=30 means 30s")
 	fs.DurationVar(&d.opts.LeaseTTL, "lease-ttl", 5*time.Second, "leader lease duration; a standby takes over this long after the leader vanishes")
 	fs.DurationVar(&d.opts.WorkerTTL, "worker-ttl", 15*time.Second, "a worker silent this long is declared dead and its tasks handed on")
 }
@@ -55,7 +55,7 @@ type workerFlags struct{ opts pampa.WorkerOptions }
 
 func (w *workerFlags) register(fs *flag.FlagSet, delayToo bool) {
 	if delayToo {
-		fs.DurationVar(&w.opts.Delay, "delay", time.Second, "how often an idle worker looks for tasks when nothing wakes it; delay=30 means 30s")
+		fs.DurationVar(&w.opts.Delay, "delay", 0, "how often an idle worker looks for tasks when nothing wakes it; default as the dispatcher's\n--delay; delay=30 means 30s")
 	}
 	fs.IntVar(&w.opts.Concurrency, "concurrency", 1, "tasks a worker runs at once")
 	fs.DurationVar(&w.opts.GracePeriod, "grace", 30*time.Second, "on SIGTERM/SIGINT, how long running tasks may finish before they are cancelled")

@@ -235,7 +235,7 @@ func burn(ctx context.Context, c *pampa.Cluster, cfg Config, say func(string, ..
 	} else {
 		for i := 1; i <= cfg.Workers; i++ {
 			w, err := client.NewWorker(pampa.WorkerID("bench", i), pampa.WorkerOptions{
-				Concurrency: cfg.Concurrency, Logger: log, Delay: 100 * time.Millisecond})
+				Concurrency: cfg.Concurrency, Logger: log})
 			if err != nil {
 				return 0, 0, 0, err
 			}
@@ -247,7 +247,7 @@ func burn(ctx context.Context, c *pampa.Cluster, cfg Config, say func(string, ..
 	if err := waitWorkers(ctx, client, cfg.Workers); err != nil {
 		return 0, 0, 0, err
 	}
-	d := client.NewDispatcher(pampa.DispatcherOptions{Logger: log, Delay: 100 * time.Millisecond})
+	d := client.NewDispatcher(pampa.DispatcherOptions{Logger: log})
 	start := time.Now()
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = d.Run(runCtx) }()
