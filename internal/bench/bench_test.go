@@ -1,0 +1,66 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pampa-go/pampa"
+	"github.com/pampa-go/pampa/internal/testdb"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+// TestRunSmall runs every scenario on a small scale and checks the
+// figures are there and sane; the real figures come from `make bench`.
+func TestRunSmall(t *testing.T) {
+	t.Parallel()
+	for _, driver := range []string{pampa.DriverSQLite, pampa.DriverPostgres} {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			url := testdb.SQLitePath(t)
+			if driver == pampa.DriverPostgres {
+				url = testdb.PostgresURL(t)
+			}
+			var out bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			r, err := Run(ctx, Config{Driver: driver, URL: url, Tasks: 300, Workers: 3,
+				TrickleEvery: 20 * time.Millisecond, TrickleFor: 400 * time.Millisecond,
+				ScaleSmall: 1000, ScaleLarge: 2000, Out: &out})
+			if err != nil {
+				t.Fatalf("Run: %v\n%s", err, out.String())
+			}
+			if r.BurnTasksPerS <= 0 || r.BurnSeconds <= 0 {
+				t.Errorf("burn = %.1f tasks/s in %.2fs", r.BurnTasksPerS, r.BurnSeconds)
+			}
+			if r.TrickleRows < 10 || r.TrickleP50ms <= 0 || r.TrickleP99ms < r.TrickleP50ms {
+				t.Errorf("trickle: %d rows, p50 %.2f ms, p99 %.2f ms", r.TrickleRows, r.TrickleP50ms, r.TrickleP99ms)
+			}
+			if r.RoundMsSmall <= 0 || r.RoundMsLarge <= 0 || r.ReportMsSmall <= 0 || r.ReportMsLarge <= 0 {
+				t.Errorf("scale: %+v", r)
+			}
+			if r.WorkerRSSMB <= 0 || r.DispatcherRSSMB <= 0 {
+				t.Errorf("RSS: worker %.1f MB, dispatcher %.1f MB", r.WorkerRSSMB, r.DispatcherRSSMB)
+			}
+			if !strings.Contains(out.String(), "burn:") || !strings.Contains(out.String(), "scale:") {
+				t.Errorf("no progress lines:\n%s", out.String())
+			}
+		})
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	t.Parallel()
+	xs := []float64{5, 1, 4, 2, 3}
+	for _, tc := range []struct{ p, want float64 }{{0, 1}, {50, 3}, {99, 4}, {100, 5}} {
+		if got := percentile(xs, tc.p); got != tc.want {
+			t.Errorf("percentile(%v) = %v, want %v", tc.p, got, tc.want)
+		}
+	}
+	if percentile(nil, 50) != 0 {
+		t.Error("percentile of nothing")
+	}
+}

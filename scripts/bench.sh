@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The standard benchmark set: `pampa bench` on PostgreSQL and on SQLite.
+#
+#   scripts/bench.sh            # figures as tables
+#   BENCH_JSON=1 scripts/bench.sh
+#
+# PostgreSQL: $PAMPA_BENCH_DATABASE_URL if set, otherwise a throwaway
+# cluster started from the machine's binaries, with fsync on (durable
+# commits, as in production). Extra flags for every run: $BENCH_FLAGS,
+# e.g. BENCH_FLAGS='--scale-large 1000000'.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+tool_dir=$(mktemp -d "${TMPDIR:-/tmp}/pampa-bench.XXXXXX")
+cleanup() {
+	if [[ -n ${pg_dir:-} ]]; then
+		"$tool_dir/pgtmp" stop --dir "$pg_dir" --remove || true
+	fi
+	rm -rf "$tool_dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+go build -o "$tool_dir/pampa" ./cmd/pampa
+url=${PAMPA_BENCH_DATABASE_URL:-}
+if [[ -z $url ]]; then
+	go build -o "$tool_dir/pgtmp" ./internal/pgcluster/cmd/pgtmp
+	pg_dir=$(mktemp -d /tmp/pampa-benchpg.XXXXXX)
+	url=$("$tool_dir/pgtmp" start --dir "$pg_dir")
+	echo "bench: throwaway PostgreSQL (fsync on) at $url" >&2
+fi
+
+json=()
+[[ -n ${BENCH_JSON:-} ]] && json=(--json)
+# shellcheck disable=SC2086
+for db in postgres sqlite; do
+	echo "== $db"
+	if [[ $db == postgres ]]; then
+		"$tool_dir/pampa" bench --db postgres --database-url "$url" "${json[@]}" ${BENCH_FLAGS:-}
+	else
+		"$tool_dir/pampa" bench --db sqlite "${json[@]}" ${BENCH_FLAGS:-}
+	fi
+done
