@@ -30,5 +30,9 @@ build: ## Build the pampa command into bin/pampa
 demo: ## Quick start on embedded SQLite: 100,000 tasks on 10 workers, then the report
 	$(GO) run ./examples/quickstart demo
 
-bench: ## Run the benchmarks (no tests)
-	$(GO) test -run '^$$' -bench . ./...
+bench: ## pampa bench on PostgreSQL (throwaway, fsync on) and SQLite: burn, trickle, scale, memory
+	bash scripts/bench.sh
+
+.PHONY: chaos
+chaos: ## Chaos run on a throwaway PostgreSQL: kills, stops, a restart; JSON verdict last (CHAOS_SHORT=1: under a minute)
+	$(GO) run ./internal/chaos/cmd/pampa-chaos

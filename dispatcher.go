@@ -173,14 +173,14 @@ func (d *Dispatcher) RunOnce(ctx context.Context) (RoundStats, error) {
 	if !d.leading {
 		return st, nil
 	}
+	var merr error
 	if time.Since(d.lastMaintenance) >= d.opts.MaintenanceEvery {
-		if err := d.maintain(ctx, &st); err != nil {
-			return st, err
-		}
+		// A failed maintenance step (a lock held by a frozen process, a
+		// broken hook) does not hold up dispatching.
+		merr = d.maintain(ctx, &st)
 		d.lastMaintenance = time.Now()
 	}
-	err := d.dispatch(ctx, &st)
-	return st, err
+	return st, errors.Join(merr, d.dispatch(ctx, &st))
 }
 
 // lead takes or renews the lease; renewal happens at a third of its TTL.
@@ -269,6 +269,12 @@ func (d *Dispatcher) relaunch(ctx context.Context, j *jobRuntime, holds map[stri
 	var relaunched, failed []any
 	err = d.c.store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		relaunched, failed = nil, nil
+		// A frozen process may hold locks on its rows (say, stopped in
+		// the middle of a claim): give up on them for this round rather
+		// than wait, and try again next round.
+		if err := d.c.store.LockTimeout(ctx, tx, 2*time.Second); err != nil {
+			return err
+		}
 		released, r1, f1, err := j.sql.RecoverWorkers(ctx, tx, gone, "worker died or left while running the task")
 		if err != nil {
 			return err

@@ -21,7 +21,14 @@ type Postgres struct{}
 func (Postgres) Name() string { return "postgres" }
 
 // Open implements Dialect.
-func (Postgres) Open(url string) (*sql.DB, error) { return openPgx(url, 20) }
+func (Postgres) Open(url string) (*sql.DB, error) { return openPgx(withIdleTimeout(url), 20) }
+
+// withIdleTimeout ends sessions that sit idle inside a transaction: Pampa
+// never holds one open while a task runs, so such a session belongs to a
+// frozen process, whose row locks would hold up everyone else.
+func withIdleTimeout(url string) string {
+	return withRuntimeParam(url, "idle_in_transaction_session_timeout", "30000")
+}
 
 func openPgx(url string, conns int) (*sql.DB, error) {
 	if _, err := pgx.ParseConfig(url); err != nil {
@@ -123,7 +130,7 @@ func (Cockroach) Name() string { return "crdb" }
 // Open implements Dialect. Sessions default to SERIALIZABLE, which is what
 // CockroachDB always runs and how PostgreSQL stands in for it in tests.
 func (Cockroach) Open(raw string) (*sql.DB, error) {
-	return openPgx(withRuntimeParam(raw, "default_transaction_isolation", "serializable"), 20)
+	return openPgx(withIdleTimeout(withRuntimeParam(raw, "default_transaction_isolation", "serializable")), 20)
 }
 
 // SkipLocked implements Dialect.

@@ -214,6 +214,16 @@ func (s *Store) Exec(ctx context.Context, query string, args ...any) (int64, err
 	return n, err
 }
 
+// LockTimeout bounds how long the rest of tx waits for a row lock
+// (PostgreSQL); SQLite's writers never wait on row locks.
+func (s *Store) LockTimeout(ctx context.Context, tx *sql.Tx, d time.Duration) error {
+	if s.Dialect.Name() == "sqlite" {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", d.Milliseconds()))
+	return err
+}
+
 // migrations create Pampa's own tables. They are idempotent and run on
 // every start; a new one is appended, never edited.
 func (s *Store) migrations() []string {
