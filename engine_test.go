@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -12,7 +13,13 @@ import (
 	"github.com/pampa-go/pampa/internal/testdb"
 )
 
-func TestMain(m *testing.M) { testdb.Main(m) }
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(standAloneMainEnv); mode != "" {
+		standAloneMainChild(mode)
+		return
+	}
+	testdb.Main(m)
+}
 
 // drivers are the dialects every engine test runs against.
 var drivers = []string{DriverSQLite, DriverPostgres}

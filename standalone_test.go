@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -450,11 +449,8 @@ func TestRunStandAlone(t *testing.T) {
 // that calls RunStandAloneMain, selected by this variable.
 const standAloneMainEnv = "PAMPA_TEST_STANDALONE_MAIN"
 
-func TestStandAloneMainHelper(t *testing.T) {
-	mode := os.Getenv(standAloneMainEnv)
-	if mode == "" {
-		t.Skip("run as a child process by TestRunStandAloneMain")
-	}
+// standAloneMainChild is the child process's main, entered from TestMain.
+func standAloneMainChild(mode string) {
 	p := StandAlone{Name: "child", Delay: 20 * time.Millisecond, Console: os.Stderr}
 	say := func(s string) { fmt.Fprintln(os.Stdout, s) }
 	switch mode {
@@ -488,7 +484,7 @@ type standAloneChild struct {
 
 func startStandAloneChild(t *testing.T, mode string) *standAloneChild {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestStandAloneMainHelper$", "-test.count=1")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), standAloneMainEnv+"="+mode)
 	c := &standAloneChild{cmd: cmd, lines: make(chan string, 100), stderr: &standAloneBuffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = c.stderr
@@ -541,9 +537,6 @@ func (c *standAloneChild) wait(t *testing.T) *os.ProcessState {
 }
 
 func TestRunStandAloneMain(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("sends POSIX signals")
-	}
 	t.Parallel()
 
 	for name, sig := range map[string]syscall.Signal{"SIGINT": syscall.SIGINT, "SIGTERM": syscall.SIGTERM} {
