@@ -434,6 +434,11 @@ func (d *Dispatcher) dispatchJob(ctx context.Context, j *jobRuntime, workers []s
 		if err != nil {
 			return fmt.Errorf("queue lengths: %w", err)
 		}
+		type want struct {
+			worker string
+			n      int
+		}
+		var wants []want
 		for _, w := range mine {
 			free := j.QueueSize - queues[w.ID]
 			if free <= 0 {
@@ -441,19 +446,44 @@ func (d *Dispatcher) dispatchJob(ctx context.Context, j *jobRuntime, workers []s
 			}
 			if ok, err := d.allowing(ctx, j, w.ID); err != nil {
 				return fmt.Errorf("allowing hook (worker %s): %w", w.ID, err)
-			} else if !ok {
-				continue
+			} else if ok {
+				wants = append(wants, want{w.ID, free})
 			}
-			n, err := d.reserve(ctx, j, w.ID, free)
+		}
+		got := make([]int, len(wants))
+		if j.Hooks.Selecting != nil || j.Hooks.SelectingSQL != "" {
+			for i, w := range wants {
+				n, err := d.reserveSelected(ctx, j, w.worker, w.n)
+				if err != nil {
+					return fmt.Errorf("reserve for %s: %w", w.worker, err)
+				}
+				if got[i] = n; n < w.n {
+					break // the backlog is empty
+				}
+			}
+		} else {
+			// Every worker's share in one transaction: one commit a round.
+			err := d.c.store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+				clear(got)
+				for i, w := range wants {
+					keys, err := j.sql.Reserve(ctx, tx, w.worker, w.n)
+					if err != nil {
+						return fmt.Errorf("reserve for %s: %w", w.worker, err)
+					}
+					if got[i] = len(keys); got[i] < w.n {
+						break // the backlog is empty
+					}
+				}
+				return nil
+			})
 			if err != nil {
-				return fmt.Errorf("reserve for %s: %w", w.ID, err)
+				return err
 			}
-			if n > 0 {
-				st.Reserved += n
-				d.c.bus.Notify(notify.WorkerTopic(w.ID))
-			}
-			if n < free {
-				break // the backlog is empty: no need to ask for the next worker
+		}
+		for i, w := range wants {
+			if got[i] > 0 {
+				st.Reserved += got[i]
+				d.c.bus.Notify(notify.WorkerTopic(w.worker))
 			}
 		}
 	}
@@ -495,26 +525,17 @@ func (d *Dispatcher) allowing(ctx context.Context, j *jobRuntime, worker string)
 	return true, nil
 }
 
-// reserve reserves up to n tasks for a worker and returns how many.
-func (d *Dispatcher) reserve(ctx context.Context, j *jobRuntime, worker string, n int) (int, error) {
-	var keys []any
-	var custom []any
-	if j.Hooks.Selecting != nil || j.Hooks.SelectingSQL != "" {
-		var err error
-		if custom, err = d.c.selectKeys(ctx, j, n); err != nil {
-			return 0, err
-		}
-		if len(custom) == 0 {
-			return 0, nil
-		}
+// reserveSelected reserves, for a worker, up to n of the rows the job's
+// selecting hook picks, and returns how many.
+func (d *Dispatcher) reserveSelected(ctx context.Context, j *jobRuntime, worker string, n int) (int, error) {
+	custom, err := d.c.selectKeys(ctx, j, n)
+	if err != nil || len(custom) == 0 {
+		return 0, err
 	}
-	err := d.c.store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	var keys []any
+	err = d.c.store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		if custom != nil {
-			keys, err = j.sql.ReserveKeys(ctx, tx, worker, custom)
-		} else {
-			keys, err = j.sql.Reserve(ctx, tx, worker, n)
-		}
+		keys, err = j.sql.ReserveKeys(ctx, tx, worker, custom)
 		return err
 	})
 	return len(keys), err

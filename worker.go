@@ -91,6 +91,15 @@ type Worker struct {
 	runCancel context.CancelFunc
 
 	stats WorkerStats
+
+	// Taking tasks ahead: while tasks prove short next to the jobs' max
+	// duration, the worker claims a queue's worth at once and records
+	// their results together, one commit for many tasks.
+	durEWMA   atomic.Int64 // recent task duration, ns
+	observed  atomic.Int64 // tasks timed so far
+	maxQueue  int          // largest queue_size of the worker's jobs
+	shortest  time.Duration
+	cancelGen atomic.Int64 // bumped when running tasks are cancelled
 }
 
 // WorkerStats are a worker's counters since it started.
@@ -129,6 +138,12 @@ func (c *Client) NewWorker(id string, opts WorkerOptions) (*Worker, error) {
 		return nil, fmt.Errorf("worker %s: no job it can run: %s", id, strings.Join(skipped, "; "))
 	}
 	c.startNotifier(opts.Logger)
+	for _, j := range w.jobs {
+		w.maxQueue = max(w.maxQueue, j.QueueSize)
+		if w.shortest == 0 || j.MaxJobDuration < w.shortest {
+			w.shortest = j.MaxJobDuration
+		}
+	}
 	w.hardCtx, w.hardCancel = context.WithCancel(context.Background())
 	w.runCtx, w.runCancel = context.WithCancel(w.hardCtx)
 	none := ""
@@ -264,60 +279,115 @@ func (w *Worker) mainLoop(ctx context.Context, hbDone <-chan struct{}) error {
 	defer unsubscribe()
 	done := make(chan outcome, w.opts.Concurrency)
 	inflight := 0
-	var finished []outcome
+	var finished []outcome // results not yet recorded
+	var flushBy time.Time  // when the oldest of them must be recorded
+	var buffer []*Task     // tasks taken ahead, in claim order
+	var claimedAt time.Time
+	gen := w.cancelGen.Load()
 	var fatal error
 	look := true // false while idle polls may first check with a read
 
+	collect := func(o outcome) {
+		inflight--
+		if len(finished) == 0 {
+			flushBy = time.Now().Add(50 * time.Millisecond)
+		}
+		finished = append(finished, o)
+	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for ctx.Err() == nil && fatal == nil {
 		for drained := false; !drained; { // collect every result ready
 			select {
 			case o := <-done:
-				inflight--
-				finished = append(finished, o)
+				collect(o)
 			default:
 				drained = true
 			}
 		}
-		free := w.opts.Concurrency - inflight
-		if w.fenced.Load() || (len(finished) == 0 && !look && !w.queued(ctx)) {
-			free = 0
+		var giveBack []*Task
+		if g := w.cancelGen.Load(); g != gen || w.fenced.Load() {
+			// Running tasks were cancelled (declared dead, or cut off):
+			// the tasks taken ahead are being handed on; never run them.
+			gen, buffer = g, nil
 		}
-		tasks, err := w.cycle(ctx, finished, free)
-		finished = nil
-		if err != nil && ctx.Err() == nil {
-			w.log.Warn("claim tasks", "err", err)
+		if len(buffer) > 0 && time.Since(claimedAt) > w.staleAfter() {
+			giveBack, buffer = buffer, nil
 		}
-		for _, t := range tasks {
+		for inflight < w.opts.Concurrency && len(buffer) > 0 {
+			t := buffer[0]
+			buffer = buffer[1:]
 			inflight++
 			go func() { done <- w.execute(t) }()
 		}
-		if len(tasks) < free {
-			// The queue ran dry: ask the dispatcher for more.
-			w.c.bus.Notify(notify.Dispatch)
+		free := w.opts.Concurrency - inflight
+		want := free
+		if len(buffer) == 0 {
+			want += w.ahead()
 		}
-		look = len(tasks) > 0 && len(tasks) == free
-		if len(tasks) > 0 && len(tasks) < free {
-			continue // look again right away for the slots still free
+		if w.fenced.Load() || (len(finished) == 0 && !look && !w.queued(ctx)) {
+			want = 0
 		}
-		if inflight == w.opts.Concurrency {
-			// Every slot busy: wait for one to free up.
+		// Record results once the tasks taken ahead are used up, or when
+		// they have waited long enough; claim in the same transaction.
+		flush := len(finished) > 0 && (len(buffer) == 0 || len(finished) >= w.maxQueue || time.Now().After(flushBy))
+		if flush || len(giveBack) > 0 || (want > 0 && len(buffer) == 0) {
+			var toRecord []outcome
+			if flush {
+				toRecord, finished = finished, nil
+			}
+			if len(buffer) > 0 {
+				want = 0
+			}
+			tasks, err := w.cycle(ctx, toRecord, giveBack, want)
+			if err != nil && ctx.Err() == nil {
+				w.log.Warn("claim tasks", "err", err)
+			}
+			if len(tasks) > 0 {
+				claimedAt = time.Now()
+			}
+			for _, t := range tasks {
+				if inflight < w.opts.Concurrency {
+					inflight++
+					go func() { done <- w.execute(t) }()
+				} else {
+					buffer = append(buffer, t)
+				}
+			}
+			if len(tasks) < want {
+				// The queue ran dry: ask the dispatcher for more.
+				w.c.bus.Notify(notify.Dispatch)
+			}
+			look = len(tasks) > 0 && len(tasks) == want
+			if len(tasks) > 0 && inflight < w.opts.Concurrency {
+				continue // look again right away for the slots still free
+			}
+		}
+		if inflight == w.opts.Concurrency || (inflight > 0 && len(finished) > 0) {
+			// Slots busy, or results waiting to be recorded: wait for a
+			// task to end, or for the results' deadline.
+			wait := time.Until(flushBy)
+			if len(finished) == 0 {
+				wait = time.Hour
+			}
+			resetTimer(timer, max(wait, time.Millisecond))
 			select {
 			case o := <-done:
-				inflight--
-				finished = append(finished, o)
+				collect(o)
 				look = true
+			case <-timer.C:
 			case <-ctx.Done():
 			}
+			continue
+		}
+		if len(finished) > 0 || len(buffer) > 0 {
 			continue
 		}
 		resetTimer(timer, w.opts.Delay)
 		select {
 		case <-ctx.Done():
 		case o := <-done:
-			inflight--
-			finished = append(finished, o)
+			collect(o)
 			look = true
 		case <-wake:
 			look = true
@@ -326,9 +396,11 @@ func (w *Worker) mainLoop(ctx context.Context, hbDone <-chan struct{}) error {
 			fatal = errHeartbeatStopped
 		}
 	}
-	// Results that came in as the loop ended.
-	if len(finished) > 0 {
-		_, _ = w.cycle(ctx, finished, 0)
+	// Results that came in as the loop ended, and tasks taken ahead that
+	// will not run now.
+	if len(finished) > 0 || len(buffer) > 0 {
+		_, _ = w.cycle(ctx, finished, buffer, 0)
+		finished, buffer = nil, nil
 	}
 	// Graceful stop: let running tasks finish, within the grace period.
 	if inflight > 0 {
@@ -348,7 +420,7 @@ func (w *Worker) mainLoop(ctx context.Context, hbDone <-chan struct{}) error {
 			select {
 			case o := <-done:
 				inflight--
-				_, _ = w.cycle(ctx, []outcome{o}, 0)
+				_, _ = w.cycle(ctx, []outcome{o}, nil, 0)
 			case <-grace.C:
 				w.log.Warn("grace period over: cancelling running tasks", "running", inflight)
 				w.hardCancel()
@@ -461,6 +533,7 @@ func (w *Worker) heartbeatLoop(ctx context.Context) error {
 // cancelRunning cancels the contexts of running tasks; later tasks get a
 // fresh parent.
 func (w *Worker) cancelRunning() {
+	w.cancelGen.Add(1)
 	w.runMu.Lock()
 	defer w.runMu.Unlock()
 	w.runCancel()
@@ -557,10 +630,40 @@ func (w *Worker) execute(t *Task) outcome {
 		}
 	}
 	if err == nil {
+		start := time.Now()
 		err = w.process(j, t)
+		w.observe(time.Since(start))
 	}
 	return outcome{job: j, task: t, err: err}
 }
+
+// observe folds a task's duration into the recent average.
+func (w *Worker) observe(d time.Duration) {
+	old := w.durEWMA.Load()
+	if w.observed.Add(1) == 1 {
+		w.durEWMA.Store(int64(d))
+		return
+	}
+	w.durEWMA.Store(old + (int64(d)-old)/8)
+}
+
+// ahead is how many tasks the worker may claim beyond its free slots:
+// a queue's worth while tasks are short (a queue of them takes under a
+// twentieth of the shortest max duration), none otherwise.
+func (w *Worker) ahead() int {
+	if w.observed.Load() < 3 {
+		return 0
+	}
+	if time.Duration(w.durEWMA.Load())*time.Duration(w.maxQueue) > w.shortest/20 {
+		return 0
+	}
+	return w.maxQueue
+}
+
+// staleAfter is how long a task taken ahead may wait before it is given
+// back instead of run: far within its max duration, so the dispatcher
+// never relaunches a task still waiting here.
+func (w *Worker) staleAfter() time.Duration { return w.shortest / 4 }
 
 // batchError is a failure inside a batched write that the one-by-one path
 // knows how to handle (a column that cannot be written, a finisher hook's
@@ -573,8 +676,8 @@ func (e batchError) Error() string { return e.err.Error() }
 // one transaction: one commit per task in the steady state instead of
 // two. If the batch cannot be written as it is, each result is recorded
 // on its own, with the full handling of finish.
-func (w *Worker) cycle(ctx context.Context, done []outcome, n int) ([]*Task, error) {
-	if len(done) == 0 {
+func (w *Worker) cycle(ctx context.Context, done []outcome, giveBack []*Task, n int) ([]*Task, error) {
+	if len(done) == 0 && len(giveBack) == 0 {
 		if n == 0 {
 			return nil, nil
 		}
@@ -584,6 +687,12 @@ func (w *Worker) cycle(ctx context.Context, done []outcome, n int) ([]*Task, err
 	var claimed []*Task
 	err := w.c.store.Tx(w.hardCtx, func(txCtx context.Context, tx *sql.Tx) error {
 		applied, claimed = applied[:0], nil
+		for _, t := range giveBack {
+			j := w.jobFor(t)
+			if _, err := j.sql.Unstart(txCtx, tx, store.Fence{Key: t.key, Worker: w.id, Try: t.try}); err != nil {
+				return err
+			}
+		}
 		for _, o := range done {
 			out := w.resultOf(o)
 			ok, err := o.job.sql.Finish(txCtx, tx, store.Fence{Key: o.task.key, Worker: w.id, Try: o.task.try}, out)
@@ -608,6 +717,8 @@ func (w *Worker) cycle(ctx context.Context, done []outcome, n int) ([]*Task, err
 		for _, o := range done {
 			w.finish(o.job, o.task, o.err)
 		}
+		// Tasks not given back stay started; the dispatcher relaunches
+		// them once they expire, or when this worker is gone.
 		if n == 0 || ctx.Err() != nil {
 			return nil, nil
 		}

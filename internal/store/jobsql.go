@@ -186,6 +186,20 @@ func (j *JobSQL) Finish(ctx context.Context, q Querier, f Fence, o Outcome) (app
 	return n == 1, err
 }
 
+// Unstart undoes a claim the worker never acted on (a task it had taken
+// ahead and held too long): the row is reserved for the worker again,
+// unstarted, and the try is not counted.
+func (j *JobSQL) Unstart(ctx context.Context, q Querier, f Fence) (bool, error) {
+	query := j.s.q(fmt.Sprintf(`UPDATE %s SET %s = NULL, %s = %s - 1 WHERE %s = ? AND %s = ? AND %s = ? AND %s IS NOT NULL AND %s IS NULL`,
+		j.t, j.start, j.times, j.times, j.pk, j.id, j.times, j.start, j.end))
+	res, err := j.s.exec(ctx, q, query, f.Key, f.Worker, f.Try)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
 // HandBack returns worker's unstarted reservations to the pending pool; no
 // try is counted.
 func (j *JobSQL) HandBack(ctx context.Context, q Querier, workers ...string) (int64, error) {
