@@ -11,64 +11,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/pampa-go/pampa/internal/store"
 )
 
 // Every hook of Job.Hooks and Cluster is honoured, as Go and as SQL.
-
-// rebindFor turns '?' placeholders into the driver's.
-func rebindFor(t *testing.T, driver, query string) string {
-	t.Helper()
-	d, err := store.ByName(driver)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d.Rebind(query)
-}
-
-// queryInts runs a query returning one integer column.
-func queryInts(ctx context.Context, db Querier, query string, args ...any) ([]any, error) {
-	rows, err := db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []any
-	for rows.Next() {
-		var v int64
-		if err := rows.Scan(&v); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
-}
-
-// truthy reads a boolean column as either driver returns it.
-func truthy(v any) bool {
-	switch x := v.(type) {
-	case bool:
-		return x
-	case int64:
-		return x != 0
-	case string:
-		return x == "1" || strings.EqualFold(x, "true")
-	case []byte:
-		return string(x) == "1" || strings.EqualFold(string(x), "true")
-	}
-	return false
-}
-
-// variants runs fn for the Go and the SQL form of a hook, on each driver.
-func variants(t *testing.T, fn func(t *testing.T, driver string, sqlHook bool)) {
-	for _, v := range []string{"Go", "SQL"} {
-		t.Run(v, func(t *testing.T) {
-			t.Parallel()
-			forEachDriver(t, func(t *testing.T, driver string) { fn(t, driver, v == "SQL") })
-		})
-	}
-}
 
 // README section 9, first example: dispatch `numbers` by value, reversed.
 func TestSelectingHookReverseOrder(t *testing.T) {
@@ -96,7 +41,7 @@ func TestSelectingHookReverseOrder(t *testing.T) {
 		}
 		e := newEnv(t, driver, rows, j)
 		r, _ := e.startIDs(steadyDispatcher(), steadyWorker(), "local.1")
-		rep := e.waitDone("search_odd_numbers", rows, 30*time.Second)
+		rep := e.waitJob("search_odd_numbers", rows, 60*time.Second)
 		r.stop(t)
 		if rep.Completed != rows {
 			t.Fatalf("report = %+v", rep)
@@ -179,8 +124,8 @@ func TestSelectingHookSecondJob(t *testing.T) {
 		}))
 		e := newEnv(t, driver, rows, check, submit)
 		r, _ := e.startIDs(steadyDispatcher(), steadyWorker(), "local.1", "local.2")
-		e.waitDone("search_odd_numbers", rows, 30*time.Second)
-		e.waitFor(30*time.Second, "every odd number to be submitted", func() bool {
+		e.waitJob("search_odd_numbers", rows, 60*time.Second)
+		e.waitState(60*time.Second, "every odd number to be submitted", "submit_odd_numbers", func() bool {
 			return e.count(`SELECT COUNT(*) FROM numbers WHERE submit_odd_success = TRUE`) == rows/2
 		})
 		r.stop(t)
@@ -304,7 +249,7 @@ func TestRelaunchingHookLeavesReservedAndRunningRows(t *testing.T) {
 		e := newEnv(t, driver, rows, j)
 		r, ws := e.startIDs(steadyDispatcher(), steadyWorker(), "local.1")
 		recvWithin(t, started, 20*time.Second, "key 1 to start")
-		e.waitFor(10*time.Second, "key 1's queue to fill", func() bool {
+		e.waitFor(30*time.Second, "key 1's queue to fill", func() bool {
 			return e.count(`SELECT COUNT(*) FROM numbers WHERE odd_checking_reservation_id = 'local.1' AND odd_checking_start_time IS NULL`) == 3
 		})
 		var before []string
@@ -312,14 +257,14 @@ func TestRelaunchingHookLeavesReservedAndRunningRows(t *testing.T) {
 			before = append(before, e.rowState(k))
 		}
 		seen := calls.Load()
-		e.waitFor(10*time.Second, "three more relaunch passes", func() bool { return calls.Load() >= seen+3 })
+		e.waitFor(30*time.Second, "three more relaunch passes", func() bool { return calls.Load() >= seen+3 })
 		for k := int64(1); k <= 4; k++ {
 			if after := e.rowState(k); after != before[k-1] {
 				t.Errorf("key %d was touched while reserved or running:\n before %s\n after  %s", k, before[k-1], after)
 			}
 		}
 		close(gate)
-		e.waitFor(10*time.Second, "key 1's first run to be recorded", func() bool {
+		e.waitFor(30*time.Second, "key 1's first run to be recorded", func() bool {
 			return ws["local.1"].Stats().Succeeded.Load() >= 1
 		})
 		r.stop(t)
@@ -420,13 +365,13 @@ func TestRelauncherErrorKeepsRow(t *testing.T) {
 		}
 		e := newEnv(t, driver, rows, j)
 		r, _ := e.startIDs(steadyDispatcher(), steadyWorker(), "local.1")
-		e.waitDone("search_odd_numbers", rows, 30*time.Second)
+		e.waitJob("search_odd_numbers", rows, 60*time.Second)
 		var before []string
 		for k := int64(1); k <= rows; k++ {
 			before = append(before, e.rowState(k))
 		}
 		armed.Store(true)
-		e.waitFor(10*time.Second, "the relauncher to be called three times", func() bool { return calls.Load() >= 3 })
+		e.waitFor(30*time.Second, "the relauncher to be called three times", func() bool { return calls.Load() >= 3 })
 		r.stop(t)
 		for k := int64(1); k <= rows; k++ {
 			if after := e.rowState(k); after != before[k-1] {
@@ -474,7 +419,7 @@ func TestStarterHook(t *testing.T) {
 		e := newEnv(t, driver, rows, j)
 		e.exec(`CREATE TABLE start_log (value integer, try integer)`)
 		r, _ := e.startIDs(steadyDispatcher(), steadyWorker(), "local.1")
-		rep := e.waitDone("search_odd_numbers", rows, 30*time.Second)
+		rep := e.waitJob("search_odd_numbers", rows, 60*time.Second)
 		r.stop(t)
 		if rep.Completed != rows-1 || rep.Failed != 1 {
 			t.Fatalf("report = %+v, want %d completed and key 3 failed", rep, rows-1)
@@ -523,7 +468,7 @@ func TestFinisherHook(t *testing.T) {
 		e := newEnv(t, driver, rows, j)
 		e.exec(`CREATE TABLE finish_log (value integer, ok boolean, err text)`)
 		r, _ := e.startIDs(steadyDispatcher(), steadyWorker(), "local.1")
-		rep := e.waitDone("search_odd_numbers", rows, 30*time.Second)
+		rep := e.waitJob("search_odd_numbers", rows, 60*time.Second)
 		r.stop(t)
 		if rep.Completed != rows-1 || rep.Failed != 1 {
 			t.Fatalf("report = %+v", rep)
@@ -570,7 +515,7 @@ func TestFinisherNotCalledForDroppedResult(t *testing.T) {
 			return err
 		})
 		close(gate)
-		e.waitDone("search_odd_numbers", 4, 30*time.Second)
+		e.waitJob("search_odd_numbers", 4, 60*time.Second)
 		r.stop(t)
 		if n := ws["local.1"].Stats().Dropped.Load(); n != 1 {
 			t.Errorf("%d results dropped, want 1", n)
@@ -612,7 +557,7 @@ func TestOccupiedHook(t *testing.T) {
 		}
 		e := newEnv(t, driver, rows, j)
 		r, _ := e.startIDs(steadyDispatcher(), steadyWorker(), "local.1", "local.2")
-		rep := e.waitDone("search_odd_numbers", rows, 30*time.Second)
+		rep := e.waitJob("search_odd_numbers", rows, 60*time.Second)
 		r.stop(t)
 		if rep.Completed != rows {
 			t.Fatalf("report = %+v", rep)
@@ -648,10 +593,10 @@ func TestAllowingHook(t *testing.T) {
 		}
 		e := newEnv(t, driver, rows, j)
 		r, _ := e.startIDs(steadyDispatcher(), steadyWorker(), "local.1", "local.2")
-		e.waitFor(10*time.Second, "both workers to be assigned", func() bool {
+		e.waitFor(30*time.Second, "both workers to be assigned", func() bool {
 			return e.count(`SELECT COUNT(*) FROM pampa_workers WHERE job = 'search_odd_numbers'`) == 2
 		})
-		rep := e.waitDone("search_odd_numbers", rows, 30*time.Second)
+		rep := e.waitJob("search_odd_numbers", rows, 60*time.Second)
 		r.stop(t)
 		if rep.Completed != rows {
 			t.Fatalf("report = %+v", rep)
@@ -737,7 +682,7 @@ func TestStartSnippets(t *testing.T) {
 				return nil
 			}
 			r, _ := e.startIDs(steadyDispatcher(), steadyWorker(), "local.1", "local.2")
-			e.waitDone("search_odd_numbers", 10, 30*time.Second)
+			e.waitJob("search_odd_numbers", 10, 60*time.Second)
 			r.stop(t)
 			if n := dispatcherCalls.Load(); n != 1 {
 				t.Errorf("dispatcher snippet ran %d times, want 1", n)
@@ -811,7 +756,7 @@ func TestProcessingFailures(t *testing.T) {
 		j.MaxTryTimes = 3
 		e := newEnv(t, driver, rows, j)
 		r, ws := e.startIDs(steadyDispatcher(), steadyWorker(), "local.1")
-		rep := e.waitDone("search_odd_numbers", rows, 30*time.Second)
+		rep := e.waitJob("search_odd_numbers", rows, 60*time.Second)
 		r.stop(t)
 		if rep.Completed != rows-4 || rep.Failed != 4 || rep.Pending != 0 {
 			t.Fatalf("report = %+v, want %d completed and 4 failed", rep, rows-4)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,229 +17,6 @@ import (
 
 // One test per invariant of the design brief. Each is written so that
 // breaking the invariant in the engine makes it fail.
-
-// execRec is one run of a processing function, timed by the process clock
-// (fine for overlap checks inside one process).
-type execRec struct {
-	key        int64
-	worker     string
-	try        int
-	start, end time.Time
-}
-
-// execLog records every run of the processing functions it wraps.
-type execLog struct {
-	mu      sync.Mutex
-	recs    []execRec
-	running map[int64]int // runs in progress per key
-	overlap []string      // keys seen running twice at once
-}
-
-// wrap returns a processing function that records each run, then calls fn
-// (nil: succeed).
-func (l *execLog) wrap(fn ProcessFunc) ProcessFunc {
-	return func(ctx context.Context, t *Task) error {
-		k, err := t.Int64(t.Job().PrimaryKey)
-		if err != nil {
-			return err
-		}
-		l.mu.Lock()
-		if l.running == nil {
-			l.running = map[int64]int{}
-		}
-		l.running[k]++
-		if l.running[k] > 1 {
-			l.overlap = append(l.overlap, fmt.Sprintf("key %d by %s try %d", k, t.WorkerID(), t.Try()))
-		}
-		l.mu.Unlock()
-		start := time.Now()
-		defer func() {
-			end := time.Now()
-			l.mu.Lock()
-			l.running[k]--
-			l.recs = append(l.recs, execRec{key: k, worker: t.WorkerID(), try: t.Try(), start: start, end: end})
-			l.mu.Unlock()
-		}()
-		if fn == nil {
-			return nil
-		}
-		return fn(ctx, t)
-	}
-}
-
-func (l *execLog) snapshot() []execRec {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := append([]execRec(nil), l.recs...)
-	sort.Slice(out, func(i, j int) bool { return out[i].start.Before(out[j].start) })
-	return out
-}
-
-// perKey counts the finished runs of each key.
-func (l *execLog) perKey() map[int64]int {
-	out := map[int64]int{}
-	for _, r := range l.snapshot() {
-		out[r.key]++
-	}
-	return out
-}
-
-// checkNoOverlap fails the test if a key ever ran twice at once.
-func (l *execLog) checkNoOverlap(t *testing.T) {
-	t.Helper()
-	l.mu.Lock()
-	overlap := append([]string(nil), l.overlap...)
-	l.mu.Unlock()
-	if len(overlap) > 0 {
-		t.Errorf("tasks executed concurrently: %s", strings.Join(overlap, "; "))
-	}
-	byKey := map[int64][]execRec{}
-	for _, r := range l.snapshot() {
-		byKey[r.key] = append(byKey[r.key], r)
-	}
-	for k, rs := range byKey {
-		for i := 1; i < len(rs); i++ {
-			if rs[i].start.Before(rs[i-1].end) {
-				t.Errorf("key %d: run by %s (try %d) started before the run by %s (try %d) ended",
-					k, rs[i].worker, rs[i].try, rs[i-1].worker, rs[i-1].try)
-			}
-		}
-	}
-}
-
-// steadyDispatcher and steadyWorker are the fast options with a worker TTL
-// long enough that a loaded test machine never makes a healthy worker look
-// dead; tests that kill workers on purpose shorten it again.
-func steadyDispatcher() *DispatcherOptions {
-	o := fastDispatcher()
-	o.WorkerTTL = 30 * time.Second
-	return &o
-}
-
-func steadyWorker() WorkerOptions {
-	o := fastWorker()
-	o.HeartbeatTTL = 30 * time.Second
-	return o
-}
-
-// startIDs runs a dispatcher with dopts (none if nil) and the named workers.
-func (e *testEnv) startIDs(dopts *DispatcherOptions, wopts WorkerOptions, ids ...string) (*running, map[string]*Worker) {
-	e.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cancel: cancel}
-	ws := map[string]*Worker{}
-	for _, id := range ids {
-		w, err := e.client.NewWorker(id, wopts)
-		if err != nil {
-			cancel()
-			e.t.Fatal(err)
-		}
-		ws[id] = w
-	}
-	if dopts != nil {
-		r.goRun(ctx, "dispatcher", e.client.NewDispatcher(*dopts).Run)
-	}
-	for _, id := range ids {
-		r.goRun(ctx, id, ws[id].Run)
-	}
-	e.t.Cleanup(func() { cancel(); r.wg.Wait() })
-	return r, ws
-}
-
-// exec runs a statement written with '?' placeholders.
-func (e *testEnv) exec(query string, args ...any) {
-	e.t.Helper()
-	if _, err := e.client.DB().Exec(e.client.store.Dialect.Rebind(query), args...); err != nil {
-		e.t.Fatalf("%s: %v", query, err)
-	}
-}
-
-// jobSQL returns a job's generated statements.
-func (e *testEnv) jobSQL(name string) *store.JobSQL {
-	e.t.Helper()
-	j, err := e.client.job(name)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return j.sql
-}
-
-// tx runs fn in a write transaction of the store.
-func (e *testEnv) tx(fn func(ctx context.Context, tx *sql.Tx) error) {
-	e.t.Helper()
-	if err := e.client.store.Tx(context.Background(), fn); err != nil {
-		e.t.Fatal(err)
-	}
-}
-
-// rowState is a row's tracking columns as text, for before/after checks.
-func (e *testEnv) rowState(key int64) string {
-	e.t.Helper()
-	var vals [8]sql.NullString
-	ptrs := make([]any, len(vals))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	err := e.client.DB().QueryRow(e.client.store.Dialect.Rebind(`SELECT
-		CAST(odd_checking_reservation_id AS TEXT), CAST(odd_checking_reservation_time AS TEXT),
-		CAST(odd_checking_reservation_times AS TEXT), CAST(odd_checking_start_time AS TEXT),
-		CAST(odd_checking_end_time AS TEXT), CAST(odd_checking_success AS TEXT),
-		CAST(odd_checking_error_description AS TEXT), CAST(is_odd AS TEXT)
-		FROM numbers WHERE value = ?`), key).Scan(ptrs...)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	parts := make([]string, len(vals))
-	for i, v := range vals {
-		parts[i] = "NULL"
-		if v.Valid {
-			parts[i] = v.String
-		}
-	}
-	return strings.Join(parts, " | ")
-}
-
-// waitUntil polls cond until it holds or the timeout passes.
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// recvWithin waits for a value on ch.
-func recvWithin[T any](t *testing.T, ch <-chan T, timeout time.Duration, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(timeout):
-		t.Fatalf("timed out after %s waiting for %s", timeout, what)
-	}
-	var zero T
-	return zero
-}
-
-// withProcess returns the README job with another processing function.
-func withProcess(fn ProcessFunc) Job {
-	j := oddJob()
-	j.Process = fn
-	return j
-}
-
-// isOdd is the README job's work: mark whether the value is odd.
-func isOdd(ctx context.Context, t *Task) error {
-	v, err := t.Int64("value")
-	if err != nil {
-		return err
-	}
-	t.Set("is_odd", v%2 != 0)
-	return nil
-}
 
 // Invariant 1: a row is reserved for at most one worker at a time, even
 // with several dispatchers reserving at once; only one dispatcher leads.
@@ -278,6 +54,12 @@ func TestInvariantNoDoubleReservation(t *testing.T) {
 						defer wg.Done()
 						for {
 							keys, done, err := reserveRound(c, j, worker, g%2 == 0)
+							if err != nil && c.retryable(err) {
+								// Serialization failures past the store's
+								// retries (crdb): nothing was reserved; a
+								// dispatcher tries again next round.
+								continue
+							}
 							if err != nil {
 								errs <- fmt.Errorf("%s: %w", worker, err)
 								return
@@ -341,7 +123,7 @@ func TestInvariantNoDoubleReservation(t *testing.T) {
 			}
 			ids := []string{"local.1", "local.2", "local.3", "local.4"}
 			r, _ := e.startIDs(nil, steadyWorker(), ids...)
-			waitUntil(t, 10*time.Second, "workers to register", func() bool {
+			waitUntil(t, 30*time.Second, "workers to register", func() bool {
 				ws, err := e.client.store.Workers(context.Background(), time.Minute)
 				return err == nil && len(ws) == len(ids)
 			})
@@ -376,7 +158,7 @@ func TestInvariantNoDoubleReservation(t *testing.T) {
 					}
 				}()
 			}
-			e.waitDone("search_odd_numbers", rows, 60*time.Second)
+			e.waitJob("search_odd_numbers", rows, 60*time.Second)
 			cancel()
 			wg.Wait()
 			r.stop(t)
@@ -585,7 +367,6 @@ func TestInvariantFencing(t *testing.T) {
 	forEachDriver(t, func(t *testing.T, driver string) {
 		e := newEnv(t, driver, 10)
 		j := e.jobSQL("search_odd_numbers")
-		ctx := context.Background()
 		reserveClaim := func(worker string, key int64) int64 {
 			t.Helper()
 			var rows []store.Row
@@ -702,7 +483,6 @@ func TestInvariantFencing(t *testing.T) {
 				t.Errorf("hand back touched a running row:\n before %s\n after  %s", before, after)
 			}
 		})
-		_ = ctx
 	})
 
 	// A live worker that the registry declared dead (its heartbeat lapsed,
@@ -744,8 +524,8 @@ func TestInvariantFencing(t *testing.T) {
 				_, _, _, err := e.jobSQL("search_odd_numbers").RecoverWorkers(ctx, tx, []string{"local.1"}, "worker died")
 				return err
 			})
-			e.waitDone("search_odd_numbers", 5, 30*time.Second)
-			waitUntil(t, 10*time.Second, "the late result to be dropped", func() bool { return ws["local.1"].Stats().Dropped.Load() == 1 })
+			e.waitJob("search_odd_numbers", 5, 60*time.Second)
+			waitUntil(t, 30*time.Second, "the late result to be dropped", func() bool { return ws["local.1"].Stats().Dropped.Load() == 1 })
 			if n := e.count(`SELECT COUNT(*) FROM numbers WHERE note IS NOT NULL`); n != 0 {
 				t.Errorf("the dropped try's Set columns were written (%d rows)", n)
 			}
@@ -793,7 +573,7 @@ func TestInvariantDatabaseClock(t *testing.T) {
 			t.Fatalf("the skewed clock reads %s, %s behind the process; the test's set-up is broken", before, d)
 		}
 		r, _ := e.startIDs(steadyDispatcher(), steadyWorker(), "local.1", "local.2")
-		e.waitDone("search_odd_numbers", rows, 30*time.Second)
+		e.waitJob("search_odd_numbers", rows, 60*time.Second)
 		r.stop(t)
 		if err := e.client.DB().QueryRow(`SELECT now()`).Scan(&after); err != nil {
 			t.Fatal(err)
@@ -819,7 +599,7 @@ func TestInvariantDatabaseClock(t *testing.T) {
 			t.Fatal(err)
 		}
 		r, _ := e.startIDs(steadyDispatcher(), steadyWorker(), "local.1", "local.2")
-		e.waitDone("search_odd_numbers", rows, 30*time.Second)
+		e.waitJob("search_odd_numbers", rows, 60*time.Second)
 		r.stop(t)
 		if err := e.client.DB().QueryRow(now).Scan(&after); err != nil {
 			t.Fatal(err)
@@ -937,7 +717,7 @@ func TestInvariantNothingLost(t *testing.T) {
 			if err := recvWithin(t, victimDone, 10*time.Second, "the killed worker's Run to return"); err != nil {
 				t.Errorf("killed worker's Run: %v", err)
 			}
-			rep := e.waitDone("search_odd_numbers", rows, 60*time.Second)
+			rep := e.waitJob("search_odd_numbers", rows, 60*time.Second)
 			r.stop(t)
 			rd.stop(t)
 			if rep.Completed != rows || rep.Failed != 0 {
@@ -997,11 +777,11 @@ func TestInvariantNothingLost(t *testing.T) {
 				t.Errorf("killed worker's Run: %v", err)
 			}
 			r, _ := e.startIDs(nil, steadyWorker(), "local.1")
-			e.waitFor(10*time.Second, "local.1 to register again", func() bool {
+			e.waitFor(30*time.Second, "local.1 to register again", func() bool {
 				return e.count(`SELECT COUNT(*) FROM pampa_workers WHERE id = 'local.1' AND state = 'running'`) == 1
 			})
 			rd2, _ := e.startIDs(steadyDispatcher(), steadyWorker())
-			rep := e.waitDone("search_odd_numbers", rows, 20*time.Second)
+			rep := e.waitJob("search_odd_numbers", rows, 60*time.Second)
 			r.stop(t)
 			rd2.stop(t)
 			if rep.Completed != rows {
@@ -1043,7 +823,7 @@ func TestInvariantNothingLost(t *testing.T) {
 			dopts := fastDispatcher()
 			dopts.WorkerTTL = 2 * time.Second
 			r, _ := e.startIDs(&dopts, steadyWorker(), "local.1", "local.2")
-			rep := e.waitDone("search_odd_numbers", rows, 60*time.Second)
+			rep := e.waitJob("search_odd_numbers", rows, 60*time.Second)
 			r.stop(t)
 			if rep.Completed != rows {
 				t.Fatalf("report = %+v, want all %d succeeded", rep, rows)
@@ -1084,7 +864,7 @@ func TestInvariantExactlyOnceWhenHealthy(t *testing.T) {
 		var log execLog
 		e := newEnv(t, driver, rows, withProcess(log.wrap(isOdd)))
 		r, ws := e.startIDs(steadyDispatcher(), steadyWorker(), "local.1", "local.2", "local.3", "local.4")
-		rep := e.waitDone("search_odd_numbers", rows, 60*time.Second)
+		rep := e.waitJob("search_odd_numbers", rows, 60*time.Second)
 		r.stop(t)
 		if rep.Completed != rows || rep.Failed != 0 {
 			t.Fatalf("report = %+v", rep)

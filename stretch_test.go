@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -253,20 +254,14 @@ func TestStretchMovesWorkersAndPersists(t *testing.T) {
 			return isOdd(ctx, task)
 		}))
 		jobA.Name, jobA.MaxPendingTasks, jobA.MaxAssignedWorkers = "job_a", 5, 0
-		gate := make(chan struct{})
-		jobB := submitOddJob(logB.wrap(func(ctx context.Context, task *Task) error {
-			select {
-			case <-gate:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}))
+		// job_b's rows are not dispatched until the test allows it, so its
+		// workers stay assigned to it with its whole backlog pending.
+		var allowB atomic.Bool
+		jobB := submitOddJob(logB.wrap(nil))
 		jobB.Name, jobB.FilterWorkerID, jobB.MaxPendingTasks, jobB.MaxAssignedWorkers = "job_b", ".*", 5, 0
-		jobB.Hooks = Hooks{}
+		jobB.Hooks = Hooks{Allowing: func(context.Context, Querier, string) (bool, error) { return allowB.Load(), nil }}
 		e := newEnv(t, driver, rows, jobA, jobB)
 		wopts := steadyWorker()
-		wopts.GracePeriod = 100 * time.Millisecond
 		assigned := func(c *Client) map[string]string {
 			t.Helper()
 			ws, err := c.store.Workers(context.Background(), time.Minute)
@@ -281,23 +276,22 @@ func TestStretchMovesWorkersAndPersists(t *testing.T) {
 		}
 		// Both workers register before the dispatcher's first pass.
 		r, _ := e.startIDs(nil, wopts, "local.1", "local.2")
-		e.waitFor(10*time.Second, "both workers to register", func() bool { return len(assigned(e.client)) == 2 })
+		e.waitFor(30*time.Second, "both workers to register", func() bool { return len(assigned(e.client)) == 2 })
 		rd, _ := e.startIDs(steadyDispatcher(), wopts)
 		// job_a wants 6 workers: it takes both, and job_b waits.
-		e.waitFor(10*time.Second, "both workers on job_a", func() bool {
+		e.waitFor(30*time.Second, "both workers on job_a", func() bool {
 			a := assigned(e.client)
 			return a["local.1"] == "job_a" && a["local.2"] == "job_a"
 		})
 		close(gateA)
-		e.waitDone("job_a", rows, 30*time.Second)
-		e.waitFor(10*time.Second, "both workers to move to job_b", func() bool {
+		e.waitJob("job_a", rows, 60*time.Second)
+		e.waitFor(30*time.Second, "both workers to move to job_b", func() bool {
 			a := assigned(e.client)
 			return a["local.1"] == "job_b" && a["local.2"] == "job_b"
 		})
-		e.waitFor(10*time.Second, "job_b tasks to start", func() bool {
-			rep := e.report("job_b")
-			return rep.Running == 2
-		})
+		if rep := e.report("job_b"); rep.Pending != rows {
+			t.Fatalf("job_b = %+v before it was allowed to run", rep)
+		}
 		// Workers of job_a's whole run were the same two.
 		for _, rec := range logA.snapshot() {
 			if rec.worker != "local.1" && rec.worker != "local.2" {
@@ -330,13 +324,13 @@ func TestStretchMovesWorkersAndPersists(t *testing.T) {
 		}
 		d.resign()
 		e2 := &testEnv{t: t, cluster: e.cluster, client: c2}
-		close(gate)
+		allowB.Store(true)
 		r2, ws := e2.startIDs(steadyDispatcher(), steadyWorker(), "local.1", "local.2")
-		if rep := e2.waitDone("job_b", rows, 60*time.Second); rep.Failed != 0 {
+		if rep := e2.waitJob("job_b", rows, 60*time.Second); rep.Failed != 0 {
 			t.Errorf("job_b: %+v, want every task succeeded", rep)
 		}
 		// Once job_b has nothing pending, its workers are released.
-		e2.waitFor(10*time.Second, "the workers to be released", func() bool {
+		e2.waitFor(30*time.Second, "the workers to be released", func() bool {
 			a := assigned(c2)
 			return a["local.1"] == "" && a["local.2"] == ""
 		})
