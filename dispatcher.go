@@ -32,13 +32,18 @@ type DispatcherOptions struct {
 	LeaseTTL time.Duration
 	// WorkerTTL is how long a worker may go without a heartbeat before it
 	// is declared dead and its tasks are handed on. Default 15s; keep it
-	// equal to the workers' HeartbeatTTL.
+	// equal to the workers' HeartbeatTTL (which workers act on one
+	// heartbeat interval early).
 	WorkerTTL time.Duration
+	// ReleaseAfter is how long a job must have had nothing pending before
+	// its workers are released: a quiet spell between bursts keeps them,
+	// so new rows start at once. Default 10s.
+	ReleaseAfter time.Duration
 	// ExpiryGrace is added to a job's max duration before the dispatcher
 	// relaunches a running try on its own (the worker normally fails it
 	// first). Default 30s.
 	ExpiryGrace time.Duration
-	// ID names this dispatcher in the lease. Default "<host>:<pid>".
+	// ID names this dispatcher in the lease. Default "<host>:<pid>:<random>".
 	ID string
 	// Logger receives the dispatcher's log. Default: discard.
 	Logger *slog.Logger
@@ -53,6 +58,9 @@ func (o DispatcherOptions) withDefaults() DispatcherOptions {
 	}
 	if o.WorkerTTL == 0 {
 		o.WorkerTTL = DefaultWorkerTTL
+	}
+	if o.ReleaseAfter == 0 {
+		o.ReleaseAfter = 10 * time.Second
 	}
 	if o.ExpiryGrace == 0 {
 		o.ExpiryGrace = 30 * time.Second
@@ -86,6 +94,9 @@ type Dispatcher struct {
 	term            int64
 	lastLease       time.Time
 	lastMaintenance time.Time
+	// idleSince is when each job was last seen with nothing pending (zero
+	// while it has a backlog).
+	idleSince map[string]time.Time
 	// dbTrouble is when a round last failed to reach the database. For a
 	// WorkerTTL after it, stale heartbeats say more about the outage than
 	// about the workers, so nobody is declared dead.
@@ -99,7 +110,7 @@ func (c *Client) NewDispatcher(opts DispatcherOptions) *Dispatcher {
 	}
 	opts = opts.withDefaults()
 	c.startNotifier(opts.Logger)
-	return &Dispatcher{c: c, opts: opts, log: opts.Logger}
+	return &Dispatcher{c: c, opts: opts, log: opts.Logger, idleSince: map[string]time.Time{}}
 }
 
 // Leading reports whether the dispatcher held the lease at its last round.
@@ -232,9 +243,12 @@ func (d *Dispatcher) maintain(ctx context.Context, st *RoundStats) error {
 	}
 	// A job's tasks stay with a worker only while it is fresh and its
 	// program still runs that job.
+	// MarkDead has just judged the heartbeats: whoever it left running
+	// still holds its tasks (judging again here, a moment later, could
+	// hand on the tasks of a worker not yet declared dead).
 	holds := map[string]map[string]bool{} // worker → jobs
 	for _, w := range workers {
-		if w.Fresh {
+		if w.State == store.StateRunning || w.State == store.StateStopping {
 			holds[w.ID] = map[string]bool{}
 			for _, name := range w.Jobs {
 				holds[w.ID][name] = true
@@ -361,8 +375,16 @@ func (d *Dispatcher) stretch(ctx context.Context, workers []store.WorkerInfo, st
 	var errs []error
 	for _, j := range d.c.jobs {
 		n, err := d.pendingCount(ctx, j, pendingLimit(j.Job, live))
-		if err != nil {
+		switch {
+		case err != nil:
 			errs = append(errs, fmt.Errorf("job %s: count pending: %w", j.Name, err))
+			n = unknownLoad
+		case n > 0:
+			delete(d.idleSince, j.Name)
+		case d.idleSince[j.Name].IsZero():
+			d.idleSince[j.Name] = time.Now()
+			n = unknownLoad // just went quiet: keep its workers a while
+		case time.Since(d.idleSince[j.Name]) < d.opts.ReleaseAfter:
 			n = unknownLoad
 		}
 		loads = append(loads, jobLoad{job: j.Job, pending: n})

@@ -124,7 +124,8 @@ func createNumbers(t *testing.T, db Database, rows int) {
 // seconds.
 func fastDispatcher() DispatcherOptions {
 	return DispatcherOptions{Delay: 20 * time.Millisecond, MaintenanceEvery: 50 * time.Millisecond,
-		LeaseTTL: 2 * time.Second, WorkerTTL: time.Second, ExpiryGrace: 200 * time.Millisecond}
+		LeaseTTL: 2 * time.Second, WorkerTTL: time.Second, ExpiryGrace: 200 * time.Millisecond,
+		ReleaseAfter: 100 * time.Millisecond}
 }
 
 func fastWorker() WorkerOptions {

@@ -9,7 +9,8 @@ import "github.com/pampa-go/pampa/internal/store"
 //
 //  1. A worker stays assigned to a job only while the job exists, the
 //     worker's program can run it and its id matches filter_worker_id.
-//  2. A job with no pending task releases all its workers.
+//  2. A job with no pending task for the dispatcher's ReleaseAfter (10s)
+//     releases all its workers; a shorter quiet spell keeps them.
 //  3. A job never holds more than max_assigned_workers (0 = no cap); the
 //     extra ones, last in id order, are released.
 //  4. A job with pending tasks wants ceil(pending / max_pending_tasks)

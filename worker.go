@@ -32,9 +32,10 @@ type WorkerOptions struct {
 	// Default 5s.
 	HeartbeatInterval time.Duration
 	// HeartbeatTTL is how long the registry may go without a heartbeat
-	// before the worker counts as dead. A worker that cannot heartbeat for
-	// this long stops taking tasks and cancels its running ones, since the
-	// dispatcher will hand them on. Default 3 × HeartbeatInterval.
+	// before the worker counts as dead; keep it equal to the dispatcher's
+	// WorkerTTL. A worker that cannot heartbeat for this long less one
+	// interval stops taking tasks and cancels its running ones, before the
+	// dispatcher hands them on. Default 3 × HeartbeatInterval.
 	HeartbeatTTL time.Duration
 	// GracePeriod is how long a graceful stop lets running tasks finish
 	// before cancelling them. Default 30s.
@@ -491,8 +492,9 @@ func (w *Worker) heartbeatLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		// A slow heartbeat still counts; give it up to half the TTL.
-		hbCtx, cancel := context.WithTimeout(ctx, max(w.opts.HeartbeatInterval, w.opts.HeartbeatTTL/2))
+		// A slow heartbeat still counts, but not one so slow that the
+		// worker would notice its loss too late.
+		hbCtx, cancel := context.WithTimeout(ctx, max(w.opts.HeartbeatInterval, w.opts.HeartbeatTTL/2)-w.opts.HeartbeatInterval/2)
 		job, ok, err := w.c.store.Heartbeat(hbCtx, w.id, *w.instance.Load())
 		cancel()
 		switch {
@@ -501,7 +503,9 @@ func (w *Worker) heartbeatLoop(ctx context.Context) error {
 				return nil
 			}
 			w.log.Warn("heartbeat failed", "err", err, "since_last_ok", time.Since(lastOK).Round(time.Millisecond))
-			if time.Since(lastOK) > w.opts.HeartbeatTTL && !w.fenced.Swap(true) {
+			// Stop a heartbeat short of the TTL: the dispatcher hands our
+			// tasks on at the TTL, and by then we must have let go.
+			if time.Since(lastOK) > w.opts.HeartbeatTTL-w.opts.HeartbeatInterval && !w.fenced.Swap(true) {
 				w.log.Error("no heartbeat for longer than the TTL: taking no tasks and cancelling running ones, which the dispatcher hands on",
 					"ttl", w.opts.HeartbeatTTL)
 				w.cancelRunning()

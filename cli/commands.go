@@ -48,6 +48,7 @@ func (d *dispatcherFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&d.opts.Delay, "delay", 0, "longest wait between two dispatch rounds (workers running low wake it sooner); default 1s on\nPostgreSQL, 50ms on SQLite, 250ms on CockroachDB; delay=30 means 30s")
 	fs.DurationVar(&d.opts.LeaseTTL, "lease-ttl", 5*time.Second, "leader lease duration; a standby takes over this long after the leader vanishes")
 	fs.DurationVar(&d.opts.WorkerTTL, "worker-ttl", 15*time.Second, "a worker silent this long is declared dead and its tasks handed on")
+	fs.DurationVar(&d.opts.ReleaseAfter, "release-after", 10*time.Second, "a job with nothing pending this long gives its workers back")
 }
 
 // workerFlags are a worker's tuning flags.

@@ -39,6 +39,6 @@ for db in postgres sqlite; do
 	if [[ $db == postgres ]]; then
 		"$tool_dir/pampa" bench --db postgres --database-url "$url" "${json[@]}" ${BENCH_FLAGS:-}
 	else
-		"$tool_dir/pampa" bench --db sqlite "${json[@]}" ${BENCH_FLAGS:-}
+		PAMPA_DATABASE_URL= "$tool_dir/pampa" bench --db sqlite "${json[@]}" ${BENCH_FLAGS:-}
 	fi
 done

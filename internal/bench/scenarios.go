@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,9 +27,9 @@ func prepare(ctx context.Context, c *pampa.Cluster, rows, done int) error {
 	for _, q := range []string{
 		`DROP TABLE IF EXISTS ` + Table,
 		`CREATE TABLE ` + Table + ` (id BIGINT PRIMARY KEY, began_ns BIGINT)`,
-		`DELETE FROM pampa_workers`,
+		`DELETE FROM pampa_workers WHERE node = 'bench'`,
 	} {
-		if _, err := db.ExecContext(ctx, q); err != nil && q != `DELETE FROM pampa_workers` {
+		if _, err := db.ExecContext(ctx, q); err != nil && !strings.HasPrefix(q, "DELETE") {
 			return err
 		}
 	}
