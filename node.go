@@ -24,6 +24,20 @@ type Node struct {
 	PasswordEnv string `yaml:"ssh_password_env"`
 	// KeyFile is a private key file. :ssh_private_key_file.
 	KeyFile string `yaml:"ssh_private_key_file"`
+	// KeyPassphraseEnv names an environment variable holding the passphrase
+	// of an encrypted KeyFile.
+	KeyPassphraseEnv string `yaml:"ssh_private_key_passphrase_env"`
+	// KnownHostsFile lists the host keys trusted for SSH, in OpenSSH's
+	// known_hosts format. Default ~/.ssh/known_hosts. A host whose key is
+	// not there, or differs, is refused.
+	KnownHostsFile string `yaml:"ssh_known_hosts_file"`
+	// AcceptNewHostKey trusts the node's host key on first use and records
+	// it in KnownHostsFile (OpenSSH's StrictHostKeyChecking=accept-new). A
+	// changed key is still refused. Default false: an explicit opt-in.
+	AcceptNewHostKey bool `yaml:"ssh_accept_new_host_key"`
+	// RemoteDir is the node's Pampa directory (releases, pid files, logs).
+	// Default "pampa"; a relative path is relative to the SSH user's home.
+	RemoteDir string `yaml:"remote_dir"`
 	// MaxWorkers is how many worker processes the node runs. Required, ≥ 1.
 	MaxWorkers int `yaml:"max_workers"`
 	// Per-worker limits; 0 means none. :max_ram, :max_cpu, :max_disk_io, :max_net_io.
@@ -57,6 +71,9 @@ func (n *Node) Validate() error {
 	}
 	if n.Port < 1 || n.Port > 65535 {
 		return bad("ssh_port", n.Port, "must be between 1 and 65535")
+	}
+	if strings.ContainsAny(n.RemoteDir, "\x00\n\r") {
+		return bad("remote_dir", n.RemoteDir, "must not hold line breaks or NUL bytes")
 	}
 	for _, l := range []struct {
 		field string

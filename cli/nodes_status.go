@@ -1,0 +1,280 @@
+package cli
+
+// `pampa nodes status`: what each node says, joined with the worker registry.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pampa-go/pampa"
+	"github.com/pampa-go/pampa/internal/nodes"
+	"github.com/pampa-go/pampa/internal/store"
+)
+
+// nodeStatusJSON is one node in `nodes status --json`.
+type nodeStatusJSON struct {
+	Name      string              `json:"name"`
+	Address   string              `json:"address"`
+	User      string              `json:"user"`
+	Reachable bool                `json:"reachable"`
+	Error     string              `json:"error,omitempty"`
+	Dir       string              `json:"dir,omitempty"`
+	Release   *nodes.Release      `json:"release,omitempty"`
+	Usage     *nodes.Usage        `json:"usage,omitempty"`
+	Problems  []string            `json:"problems,omitempty"`
+	Limits    nodes.Limits        `json:"limits"`
+	Workers   []workerStatusJSON  `json:"workers"`
+	procs     []nodes.WorkerState // as read from the node
+}
+
+// workerStatusJSON joins a worker's process on its node with its row in
+// the registry.
+type workerStatusJSON struct {
+	ID string `json:"id"`
+	// Process is nil when the node could not be reached.
+	Process  *nodes.ProcessState `json:"process,omitempty"`
+	Extra    bool                `json:"extra,omitempty"`
+	Registry *regWorker          `json:"registry,omitempty"`
+}
+
+// regWorker is a worker's registry row.
+type regWorker struct {
+	State           string  `json:"state"`
+	Alive           bool    `json:"alive"`
+	PID             int     `json:"pid"`
+	Host            string  `json:"host"`
+	Version         string  `json:"version"`
+	Job             string  `json:"job,omitempty"`
+	HeartbeatAgeSec float64 `json:"heartbeat_age_sec"`
+	UptimeSec       float64 `json:"uptime_sec"`
+}
+
+type statusJSON struct {
+	Nodes         []*nodeStatusJSON `json:"nodes"`
+	RegistryError string            `json:"registry_error,omitempty"`
+}
+
+func nodesStatusCmd(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("nodes status", "[NODE...]", "For each node: whether it can be reached (and why not), the release it runs, its CPU, RAM and\n"+
+		"disk usage, and each worker: its process on the node (pid file checked against /proc) and its\n"+
+		"row in the worker registry (state, pid, uptime, last heartbeat). Exit status 0 even when a\n"+
+		"node is unreachable: read \"reachable\" in --json.")
+	var nf nodeFlags
+	var asJSON bool
+	var ttl, sample time.Duration
+	nf.register(fs)
+	fs.BoolVar(&asJSON, "json", false, "print JSON: {\"nodes\": [...], \"registry_error\": \"...\"}")
+	fs.DurationVar(&ttl, "worker-ttl", 15*time.Second, "a worker silent this long counts as dead (as the dispatcher's --worker-ttl)")
+	fs.DurationVar(&sample, "sample", 500*time.Millisecond, "how long CPU use is measured over")
+	names, err := e.parseAll(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := e.load(nf.cluster)
+	if err != nil {
+		return err
+	}
+	ts, _, err := chooseNodes(c, names, "")
+	if err != nil {
+		return err
+	}
+	out := statusJSON{Nodes: make([]*nodeStatusJSON, len(ts))}
+	for i, nt := range ts {
+		n := nt.node
+		out.Nodes[i] = &nodeStatusJSON{Name: n.Name, User: n.User, Address: fmt.Sprintf("%s:%d", n.Host, n.Port),
+			Limits: nodes.Limits{RAMMB: n.MaxRAMMB, CPUPercent: n.MaxCPUPercent, DiskIOMbps: n.MaxDiskIOMbps, NetIOMbps: n.MaxNetIOMbps}}
+	}
+	// The registry is read while the nodes are.
+	var reg map[string]regWorker
+	var regErr error
+	regDone := make(chan struct{})
+	go func() {
+		defer close(regDone)
+		reg, regErr = readRegistry(ctx, c, ttl)
+	}()
+	errs := onEach(ctx, ts, nf.options(), func(ctx context.Context, i int, conn *nodes.Conn) error {
+		st, err := conn.State(ctx, sample)
+		if err != nil {
+			return err
+		}
+		ns := out.Nodes[i]
+		ns.Dir, ns.Release, ns.Usage, ns.Problems, ns.procs = st.Dir, st.Release, st.Usage, st.Errors, st.Workers
+		return nil
+	})
+	<-regDone
+	if regErr != nil {
+		out.RegistryError = regErr.Error()
+	}
+	for i, ns := range out.Nodes {
+		ns.Reachable = errs[i] == nil
+		if errs[i] != nil {
+			ns.Error = nodeErrText(errs[i])
+		}
+		procs := map[string]nodes.WorkerState{}
+		for _, p := range ns.procs {
+			procs[p.ID] = p
+		}
+		ids := ts[i].node.WorkerIDs()
+		for _, p := range ns.procs {
+			if p.Extra {
+				ids = append(ids, p.ID)
+			}
+		}
+		for _, id := range ids {
+			w := workerStatusJSON{ID: id}
+			if p, ok := procs[id]; ok {
+				ps := p.ProcessState
+				w.Process, w.Extra = &ps, p.Extra
+			}
+			if r, ok := reg[id]; ok {
+				w.Registry = &r
+			}
+			ns.Workers = append(ns.Workers, w)
+		}
+	}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	printStatus(e.stdout, &out)
+	return nil
+}
+
+// readRegistry reads the worker registry, if the cluster has a database
+// this machine can reach. A SQLite file that does not exist is not created.
+func readRegistry(ctx context.Context, c *pampa.Cluster, ttl time.Duration) (map[string]regWorker, error) {
+	db := c.Database.WithDefaults()
+	if err := db.Validate(); err != nil {
+		return nil, err
+	}
+	if db.Driver == pampa.DriverSQLite {
+		name := strings.TrimPrefix(db.URL, "file:")
+		if i := strings.IndexByte(name, '?'); i >= 0 {
+			name = name[:i]
+		}
+		if _, err := os.Stat(name); err != nil {
+			return nil, fmt.Errorf("no registry: the SQLite database %s does not exist here", name)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, db.Driver, db.URL)
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	defer st.Close()
+	ws, err := st.Workers(ctx, ttl)
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	out := map[string]regWorker{}
+	for _, w := range ws {
+		out[w.ID] = regWorker{State: w.State, Alive: w.Alive, PID: w.PID, Host: w.Host, Version: w.Version,
+			Job: w.Job, HeartbeatAgeSec: w.HeartbeatAgeSec, UptimeSec: w.UptimeSec}
+	}
+	return out, nil
+}
+
+func printStatus(w io.Writer, s *statusJSON) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tADDRESS\tREACHABLE\tRELEASE\tCPU\tRAM USED/TOTAL\tDISK USED/TOTAL\t")
+	for _, n := range s.Nodes {
+		if !n.Reachable {
+			fmt.Fprintf(tw, "%s\t%s@%s\tNO (below)\t\t\t\t\t\n", n.Name, n.User, n.Address)
+			continue
+		}
+		rel := "(nothing deployed)"
+		if n.Release != nil {
+			rel = n.Release.ID
+		}
+		cpu, ram, disk := "?", "?", "?"
+		if u := n.Usage; u != nil {
+			if u.CPUs > 0 {
+				cpu = fmt.Sprintf("%.0f%% of %d", u.CPUPercent, u.CPUs)
+			}
+			if u.RAMTotal > 0 {
+				ram = fmt.Sprintf("%s/%s", gib(u.RAMUsed), gib(u.RAMTotal))
+			}
+			if u.DiskTotal > 0 {
+				disk = fmt.Sprintf("%s/%s", gib(u.DiskUsed), gib(u.DiskTotal))
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s@%s\tyes\t%s\t%s\t%s\t%s\t\n", n.Name, n.User, n.Address, rel, cpu, ram, disk)
+	}
+	tw.Flush()
+	for _, n := range s.Nodes {
+		if !n.Reachable {
+			fmt.Fprintf(w, "%s: %s\n", n.Name, n.Error)
+		}
+		for _, p := range n.Problems {
+			fmt.Fprintf(w, "%s: %s\n", n.Name, p)
+		}
+	}
+	if s.RegistryError != "" {
+		fmt.Fprintf(w, "worker registry: %s\n", s.RegistryError)
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "WORKER\tPROCESS\tPID\tUPTIME\tHEARTBEAT\tREGISTRY\tJOB\t")
+	for _, n := range s.Nodes {
+		for _, wk := range n.Workers {
+			proc, pid, uptime := "unknown (node unreachable)", "-", "-"
+			if p := wk.Process; p != nil {
+				proc = "running"
+				if !p.Running {
+					proc = "not running: " + p.Why
+				}
+				if p.Running {
+					pid = fmt.Sprint(p.PID)
+					if p.Record != nil && !p.Record.StartedAt.IsZero() {
+						uptime = shortDuration(time.Since(p.Record.StartedAt))
+					}
+				}
+				if wk.Extra {
+					proc += " (not in the config)"
+				}
+			}
+			hb, state, job := "-", "not registered", "-"
+			if r := wk.Registry; r != nil {
+				state, hb = r.State, shortDuration(time.Duration(r.HeartbeatAgeSec*float64(time.Second)))+" ago"
+				if r.Alive {
+					state += ", alive"
+				} else if r.State == "running" {
+					state += ", silent"
+				}
+				if r.Job != "" {
+					job = r.Job
+				}
+				if pid == "-" && r.Alive {
+					pid = fmt.Sprintf("%d (registry, on %s)", r.PID, r.Host)
+				}
+				if r.Alive || uptime == "-" && r.State == "running" {
+					uptime = shortDuration(time.Duration(r.UptimeSec * float64(time.Second)))
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", wk.ID, proc, pid, uptime, hb, state, job)
+		}
+	}
+	tw.Flush()
+}
+
+func gib(b uint64) string { return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30)) }
+
+func shortDuration(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	case d < time.Hour:
+		return d.Round(time.Second).String()
+	}
+	return d.Round(time.Minute).String()
+}

@@ -1,0 +1,127 @@
+package nodes
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// The agent is the node-side half of `start`: the deployed program itself,
+// run over SSH as `<program> nodes agent serve`, reading one JSON request
+// on its standard input and writing one JSON response. Running the
+// program that was deployed, rather than a shell script, keeps pid files,
+// detaching and resource limits in tested Go code, and needs nothing on the
+// node but the program.
+
+// agentProtocol is the version of the request and response formats.
+const agentProtocol = 1
+
+// startRequest asks the agent to start workers.
+type startRequest struct {
+	Protocol int    `json:"protocol"`
+	Op       string `json:"op"` // "start"
+	Dir      string `json:"dir"`
+	Release  string `json:"release"`
+	// Workers are the ids to start.
+	Workers []string `json:"workers"`
+	// WorkerArgs follow `worker --id ID --config FILE --log-dir DIR --grace G`.
+	WorkerArgs []string `json:"worker_args,omitempty"`
+	GraceMS    int64    `json:"grace_ms"`
+	Limits     Limits   `json:"limits"`
+	// StrictLimits refuses to start a worker whose limits cannot all be
+	// applied.
+	StrictLimits bool `json:"strict_limits,omitempty"`
+	// SettleMS is how long a new worker must stay up to count as started.
+	SettleMS int64 `json:"settle_ms"`
+}
+
+// startResponse is the agent's answer.
+type startResponse struct {
+	Protocol int           `json:"protocol"`
+	Limits   []LimitReport `json:"limits,omitempty"`
+	Workers  []WorkerStart `json:"workers"`
+	Error    string        `json:"error,omitempty"`
+}
+
+// WorkerStart is the outcome of starting one worker.
+type WorkerStart struct {
+	ID string `json:"id"`
+	// PID is the worker's process, new or already running.
+	PID int `json:"pid,omitempty"`
+	// Started is set when this call started it; AlreadyRunning when it
+	// was running before.
+	Started        bool `json:"started,omitempty"`
+	AlreadyRunning bool `json:"already_running,omitempty"`
+	// Error says why it is not running.
+	Error string `json:"error,omitempty"`
+	// Limits are the worker's limits as read back from its process.
+	Limits []LimitReport `json:"limits,omitempty"`
+}
+
+// AgentMain runs the node-side agent: args are what follows `nodes agent`.
+// It returns the process's exit status.
+//
+//	serve          read a JSON request on stdin, write the response on stdout
+//	exec SPEC -- PROGRAM ARGS...
+//	               join cgroups and set rlimits as SPEC (JSON) says, then
+//	               become PROGRAM (the worker keeps this process's pid)
+func AgentMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "nodes agent: want serve or exec; this command is run over SSH by `nodes start`")
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		var req startRequest
+		if err := json.NewDecoder(stdin).Decode(&req); err != nil {
+			fmt.Fprintf(stderr, "nodes agent: read request: %v\n", err)
+			return 2
+		}
+		if req.Protocol != agentProtocol || req.Op != "start" {
+			fmt.Fprintf(stderr, "nodes agent: unsupported request (protocol %d, op %q); this program speaks protocol %d\n", req.Protocol, req.Op, agentProtocol)
+			return 2
+		}
+		resp := serveStart(ctx, &req)
+		resp.Protocol = agentProtocol
+		if err := json.NewEncoder(stdout).Encode(resp); err != nil {
+			fmt.Fprintf(stderr, "nodes agent: write response: %v\n", err)
+			return 1
+		}
+		return 0
+	case "exec":
+		if len(args) < 4 || args[2] != "--" {
+			fmt.Fprintln(stderr, "nodes agent exec: want SPEC -- PROGRAM [ARGS...]")
+			return 2
+		}
+		err := execWorker(args[1], args[3:])
+		fmt.Fprintf(stderr, "nodes agent exec: %v\n", err)
+		return 126
+	}
+	fmt.Fprintf(stderr, "nodes agent: unknown subcommand %q\n", args[0])
+	return 2
+}
+
+// launcher is the one shell script Pampa runs on a node. It exports the
+// release's environment file (NAME=VALUE lines, checked at deploy time)
+// and runs its arguments. Its inputs arrive as quoted positional
+// arguments; nothing is pasted into it.
+const launcher = `set -e; f=$1; shift; if [ -f "$f" ]; then while IFS= read -r l || [ -n "$l" ]; do case $l in ''|'#'*) ;; *) export "$l" ;; esac; done < "$f"; fi; exec "$@"`
+
+// agentCommand is the remote command that runs the agent of a release.
+func agentCommand(relDir, program string, sub ...string) []string {
+	return append([]string{"sh", "-c", launcher, "pampa-launcher", relDir + "/" + envName, relDir + "/" + program, "nodes", "agent"}, sub...)
+}
+
+// tailFile returns the last lines of a file's content, for messages.
+func tailLines(data []byte, n int) string {
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.TrimSpace(strings.Join(lines, "\n"))
+}
+
+func ms(d time.Duration) int64 { return d.Milliseconds() }

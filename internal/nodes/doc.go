@@ -1,0 +1,86 @@
+// Package nodes operates a cluster's machines over SSH: it deploys the
+// Pampa program to them, starts and stops their workers, and reports their
+// state and resource use. The `pampa nodes` commands are built on it.
+//
+// # Connecting
+//
+// [Dial] verifies the node's host key against a known_hosts file (a host
+// not listed is refused unless first use is explicitly trusted; a changed
+// key is always refused), then authenticates with the node's key file
+// (decrypted with a passphrase if needed), the keys of a running ssh-agent,
+// and the password, in that order. Connecting, the handshake included, is
+// bounded by a timeout, and so is every remote command and file transfer.
+// Secrets are [Secret] values, which print as "REDACTED"; errors say where
+// a secret came from ("password from $NODE1_PASSWORD"), never what it is.
+//
+// Remote commands are argument vectors, each argument quoted for the
+// remote shell by [Command]; nothing is pasted into a shell string. Files
+// are read and written over SFTP.
+//
+// # The node directory
+//
+// Everything lives under one directory per node (remote_dir, default
+// ~/pampa of the SSH user):
+//
+//	~/pampa/
+//	├── releases/
+//	│   ├── v1.4.0-3f2a9c1b7d10/     one deploy: program, pampa.yaml, env (0600), RELEASE.json
+//	│   ├── v1.5.0-8e77d0c2a415/
+//	│   └── .incoming-5c1e0a/        an upload in progress (or interrupted)
+//	├── current -> releases/v1.5.0-8e77d0c2a415
+//	├── run/
+//	│   ├── n1.1.pid                 the worker's pid
+//	│   ├── n1.1.json                pid, start time, release, limits
+//	│   └── n1.1.lock                held while the worker is being started
+//	└── logs/
+//	    ├── worker.n1.1.log          the worker's log, rotated by the worker
+//	    └── worker.n1.1.out          its standard output and error
+//
+// # Deploying
+//
+//	upload to releases/.incoming-R ──▶ fsync ──▶ rename to releases/<id> ──▶ symlink current.incoming-R ──▶ rename over current
+//
+// A release is named after the program's version and a digest of what it
+// holds, so a deploy of the same files changes nothing. Each step before
+// the last leaves `current` as it was: a half-finished upload never
+// replaces a working release. Running workers keep the release they were
+// started from until they are restarted. The newest releases are kept
+// (three by default) for a quick way back.
+//
+// # Starting and stopping
+//
+// Start runs the agent: the deployed program itself, as
+// `<program> nodes agent serve`, with the release's environment file
+// exported by a fixed launcher script. It reads a JSON request and, for
+// each worker not already running, under the worker's lock:
+//
+//	agent ──fork, setsid──▶ <program> nodes agent exec SPEC -- <program> worker --id n1.1 ...
+//	                             │ joins the worker's cgroups, sets rlimits
+//	                             └─exec──▶ <program> worker --id n1.1 ...   (same pid)
+//
+// The worker has a session of its own, /dev/null for input and its .out
+// file for output, so it outlives the SSH session. Its pid file records
+// the process's start time (field 22 of /proc/<pid>/stat). A worker that
+// exits within the settle time is reported with the end of its output.
+//
+// A worker counts as running only when its pid is alive, not a zombie,
+// started at the recorded time and has "--id <id>" among its arguments:
+// a reused pid, or another worker's (n1.1 versus n1.10), never passes.
+// Stop sends SIGTERM to such a pid, waits for the worker's grace period
+// (plus 10s), then sends SIGKILL. Nothing is ever matched by pattern.
+//
+// # Limits
+//
+// A node's per-worker limits are applied, best first, with a systemd-run
+// scope, with cgroup files in a cgroup the user may write (v1 or v2), or,
+// for RAM only, with RLIMIT_DATA. Each limit is reported applied only once
+// it has been read back from the running worker; otherwise start says why
+// it is not. See limits_linux.go.
+//
+// # Status
+//
+// Status reads, over SFTP, the current release, each worker's pid file
+// and /proc entries, and /proc/stat (sampled twice), /proc/meminfo and the
+// node directory's file system for CPU, RAM and disk use. It needs neither
+// a deployed program nor a shell.
+package nodes

@@ -1,0 +1,470 @@
+package nodes
+
+// Against real OpenSSH servers (see nodestest), with this test binary
+// deployed as the program: it is the agent, and a fake worker.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pampa-go/pampa/internal/nodes/nodestest"
+)
+
+type realNode struct {
+	srv  *nodestest.Server
+	t    *Target
+	conn *Conn
+}
+
+func startRealNode(t *testing.T, ip string, workers int) *realNode {
+	t.Helper()
+	srv := nodestest.Start(t, nodestest.Options{IP: ip})
+	tg := &Target{Name: "n", Host: srv.IP, Port: srv.Port, User: srv.User, Password: Secret(srv.Password),
+		PasswordFrom: "$TEST_PW", KnownHostsFile: srv.WriteKnownHosts(t), MaxWorkers: workers}
+	n := &realNode{srv: srv, t: tg}
+	n.conn = n.dial(t)
+	return n
+}
+
+func (n *realNode) dial(t *testing.T) *Conn {
+	t.Helper()
+	c, err := Dial(context.Background(), n.t, Options{AgentSocket: "-", CommandTimeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func testSpec(t *testing.T, mark string) DeploySpec {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return DeploySpec{Binary: exe, Program: "prog", Version: "test", Config: []byte("nodes: []\n"),
+		Env: []EnvVar{{envTestProgram, "1"}, {"PAMPA_NODES_TEST_MARK", Secret(mark)}}}
+}
+
+func (n *realNode) state(t *testing.T) *NodeState {
+	t.Helper()
+	st, err := n.conn.State(context.Background(), 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func workerOf(st *NodeState, id string) WorkerState {
+	for _, w := range st.Workers {
+		if w.ID == id {
+			return w
+		}
+	}
+	return WorkerState{ID: id}
+}
+
+func TestNodesRealLifecycle(t *testing.T) {
+	t.Parallel()
+	n := startRealNode(t, "127.0.0.2", 2)
+	ctx := context.Background()
+
+	// Status before any deploy: reachable, usage, nothing running.
+	st := n.state(t)
+	if st.Release != nil || st.Usage == nil || st.Usage.CPUs < 1 || st.Usage.RAMTotal == 0 || st.Usage.DiskTotal == 0 {
+		t.Fatalf("state before deploy: %+v, usage %+v", st, st.Usage)
+	}
+	if w := workerOf(st, "n.1"); w.Running || !strings.Contains(w.Why, "no pid file") {
+		t.Errorf("n.1 before start: %+v", w)
+	}
+	if _, err := n.conn.Start(ctx, StartOptions{}); !errors.Is(err, ErrNotDeployed) {
+		t.Errorf("start before deploy: %v, want ErrNotDeployed", err)
+	}
+
+	// Deploy.
+	d, err := n.conn.Deploy(ctx, testSpec(t, "one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := n.srv.Home
+	relDir := path.Join(home, "pampa", releasesDir, d.Release.ID)
+	if target, err := os.Readlink(path.Join(home, "pampa", currentLink)); err != nil || target != path.Join(releasesDir, d.Release.ID) {
+		t.Errorf("current -> %q (%v), want releases/%s", target, err, d.Release.ID)
+	}
+	for name, mode := range map[string]os.FileMode{"prog": 0o755, envName: 0o600, configName: 0o600, manifestName: 0o644} {
+		fi, err := os.Stat(path.Join(relDir, name))
+		if err != nil || fi.Mode().Perm() != mode {
+			t.Errorf("%s: %v, mode %v, want %v", name, err, fi.Mode().Perm(), mode)
+		}
+		if sys, ok := fi.Sys().(*syscall.Stat_t); !ok || int(sys.Uid) != n.srv.UID {
+			t.Errorf("%s is not owned by the SSH user", name)
+		}
+	}
+	manifest, _ := os.ReadFile(path.Join(relDir, manifestName))
+	if bytes.Contains(manifest, []byte("PAMPA_NODES_TEST_MARK=")) || !bytes.Contains(manifest, []byte(`"PAMPA_NODES_TEST_MARK"`)) {
+		t.Errorf("the manifest should name the env variables, never their values:\n%s", manifest)
+	}
+	if d2, err := n.conn.Deploy(ctx, testSpec(t, "one")); err != nil || !d2.Unchanged {
+		t.Errorf("deploying the same again: %+v, %v; want unchanged", d2, err)
+	}
+	if st := n.state(t); st.Release == nil || st.Release.ID != d.Release.ID {
+		t.Errorf("status shows release %+v, want %s", st.Release, d.Release.ID)
+	}
+
+	// Start: both workers, detached, each in its own session.
+	s, err := n.conn.Start(ctx, StartOptions{Settle: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := map[string]int{}
+	for _, w := range s.Workers {
+		if !w.Started || w.PID == 0 || w.Error != "" {
+			t.Fatalf("start %s: %+v", w.ID, w)
+		}
+		pids[w.ID] = w.PID
+		if sid, err := sessionOf(w.PID); err != nil || sid != w.PID {
+			t.Errorf("%s: session %d (%v), want a session of its own (%d)", w.ID, sid, err, w.PID)
+		}
+	}
+	// They outlive the SSH connection that started them.
+	n.conn.Close()
+	n.conn = n.dial(t)
+	st = n.state(t)
+	for id, pid := range pids {
+		if w := workerOf(st, id); !w.Running || w.PID != pid || w.Record == nil || w.Record.Release != d.Release.ID {
+			t.Errorf("%s after the SSH session ended: %+v", id, w)
+		}
+	}
+	// They got the release's environment.
+	nodestest.WaitFor(t, 20*time.Second, "the worker's first log line", func() bool {
+		data, _ := os.ReadFile(LogPath(path.Join(home, "pampa"), "n.1"))
+		return bytes.Contains(data, []byte(`mark "one"`))
+	})
+
+	// Idempotent.
+	s, err = n.conn.Start(ctx, StartOptions{Settle: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range s.Workers {
+		if !w.AlreadyRunning || w.PID != pids[w.ID] {
+			t.Errorf("starting a running %s: %+v", w.ID, w)
+		}
+	}
+
+	// Killed behind our back: status says so, start brings it back.
+	if err := syscall.Kill(pids["n.1"], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	nodestest.WaitFor(t, 20*time.Second, "n.1 to be seen dead", func() bool {
+		w := workerOf(n.state(t), "n.1")
+		return !w.Running && strings.Contains(w.Why, "died")
+	})
+	s, err = n.conn.Start(ctx, StartOptions{Settle: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range s.Workers {
+		switch w.ID {
+		case "n.1":
+			if !w.Started || w.PID == pids["n.1"] {
+				t.Errorf("n.1 after being killed: %+v", w)
+			}
+			pids["n.1"] = w.PID
+		case "n.2":
+			if !w.AlreadyRunning {
+				t.Errorf("n.2: %+v", w)
+			}
+		}
+	}
+
+	// Logs: the end, then following.
+	var buf bytes.Buffer
+	if err := n.conn.Tail(ctx, LogPath(st.Dir, "n.2"), 3, false, &buf); err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimRight(buf.String(), "\n"), "\n"); len(lines) != 3 || !strings.HasPrefix(lines[2], "tick ") {
+		t.Errorf("last 3 lines: %q", buf.String())
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	var followed syncBuf
+	done := make(chan error, 1)
+	go func() { done <- n.conn.Tail(fctx, LogPath(st.Dir, "n.2"), 0, true, &followed) }()
+	nodestest.WaitFor(t, 20*time.Second, "followed log lines", func() bool { return strings.Count(followed.String(), "tick") >= 3 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("follow: %v", err)
+	}
+	if err := n.conn.Tail(ctx, LogPath(st.Dir, "n.9"), 3, false, &buf); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("log of a worker never started: %v", err)
+	}
+
+	// An interrupted deploy leaves the current release alone.
+	hooked := n.dial(t)
+	ictx, icancel := context.WithCancel(ctx)
+	hooked.hookUpload = func(name string) {
+		if strings.HasSuffix(name, "/prog") {
+			icancel()
+		}
+	}
+	if _, err := hooked.Deploy(ictx, testSpec(t, "two")); err == nil {
+		t.Fatal("the interrupted deploy succeeded")
+	}
+	if st := n.state(t); st.Release == nil || st.Release.ID != d.Release.ID {
+		t.Errorf("after an interrupted deploy, current = %+v, want %s", st.Release, d.Release.ID)
+	}
+
+	// A new release, then a restart moves the workers to it.
+	d2, err := n.conn.Deploy(ctx, testSpec(t, "two"))
+	if err != nil || d2.Previous != d.Release.ID || d2.Release.ID == d.Release.ID {
+		t.Fatalf("second deploy: %+v, %v", d2, err)
+	}
+
+	// Stop: graceful, then idempotent.
+	stopped, err := n.conn.Stop(ctx, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stopped {
+		if !s.WasRunning || s.Killed || s.TookMS == 0 || s.PID != pids[s.ID] {
+			t.Errorf("stop %s: %+v", s.ID, s)
+		}
+	}
+	log1, _ := os.ReadFile(LogPath(st.Dir, "n.1"))
+	if !bytes.Contains(log1, []byte("worker n.1 stopping")) {
+		t.Errorf("n.1 did not stop gracefully:\n%s", tailLines(log1, 3))
+	}
+	stopped, err = n.conn.Stop(ctx, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stopped {
+		if s.WasRunning || s.Error != "" {
+			t.Errorf("stopping a stopped %s: %+v", s.ID, s)
+		}
+	}
+	if procs := n.srv.Processes(); len(procs) != 0 {
+		t.Errorf("processes left after stop: %v", procs)
+	}
+
+	// The new release runs once started.
+	s, err = n.conn.Start(ctx, StartOptions{Workers: []string{"n.2"}, Settle: 200 * time.Millisecond})
+	if err != nil || len(s.Workers) != 1 || !s.Workers[0].Started || s.Release != d2.Release.ID {
+		t.Fatalf("start on the new release: %+v, %v", s, err)
+	}
+	if st := n.state(t); workerOf(st, "n.2").Record.Release != d2.Release.ID || workerOf(st, "n.1").Running {
+		t.Errorf("after starting n.2 alone: %+v", st.Workers)
+	}
+
+	// A worker that ignores SIGTERM is killed after the timeout.
+	if _, err := n.conn.Stop(ctx, []string{"n.2"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	s, err = n.conn.Start(ctx, StartOptions{Workers: []string{"n.1"}, WorkerArgs: []string{"--ignore-term"}, Settle: 200 * time.Millisecond})
+	if err != nil || !s.Workers[0].Started {
+		t.Fatalf("start: %+v, %v", s, err)
+	}
+	// Once it logs, it ignores SIGTERM (a loaded machine may take a while).
+	nodestest.WaitFor(t, 20*time.Second, "n.1 to log", func() bool {
+		data, _ := os.ReadFile(LogPath(st.Dir, "n.1"))
+		return bytes.Contains(data, []byte("pid "+strconv.Itoa(s.Workers[0].PID)+","))
+	})
+	stopped, err = n.conn.Stop(ctx, []string{"n.1"}, 500*time.Millisecond)
+	if err != nil || len(stopped) != 1 || !stopped[0].Killed || stopped[0].TookMS == 0 {
+		log1, _ := os.ReadFile(LogPath(st.Dir, "n.1"))
+		out1, _ := os.ReadFile(OutPath(st.Dir, "n.1"))
+		t.Errorf("stop of a worker ignoring SIGTERM: %+v, %v\n%s\n%s", stopped, err, tailLines(log1, 4), tailLines(out1, 5))
+	}
+
+	// A worker that dies at once is reported with its output.
+	s, err = n.conn.Start(ctx, StartOptions{Workers: []string{"n.1"}, WorkerArgs: []string{"--fail"}, Settle: 8 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := s.Workers[0]; w.Started || !strings.Contains(w.Error, "exited at once") || !strings.Contains(w.Error, "cannot connect to the database") {
+		t.Errorf("a worker failing at start: %+v", w)
+	}
+	if w := workerOf(n.state(t), "n.1"); w.Running || w.Stale {
+		t.Errorf("after a failed start, n.1: %+v", w)
+	}
+}
+
+func TestNodesRealLimits(t *testing.T) {
+	t.Parallel()
+	n := startRealNode(t, "127.0.0.3", 1)
+	ctx := context.Background()
+	if _, err := n.conn.Deploy(ctx, testSpec(t, "limits")); err != nil {
+		t.Fatal(err)
+	}
+	n.t.Limits = Limits{RAMMB: 1024, CPUPercent: 50, DiskIOMbps: 80, NetIOMbps: 10}
+
+	report := func(rs []LimitReport, res string) LimitReport {
+		for _, r := range rs {
+			if r.Resource == res {
+				return r
+			}
+		}
+		t.Fatalf("no %s limit in %+v", res, rs)
+		return LimitReport{}
+	}
+
+	// Strict: the network limit can never be applied, so nothing starts.
+	s, err := n.conn.Start(ctx, StartOptions{StrictLimits: true, Settle: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := s.Workers[0]; w.Started || !strings.Contains(w.Error, "net_io") {
+		t.Errorf("strict start: %+v", w)
+	}
+
+	// Without a cgroup of its own, the user gets RAM as RLIMIT_DATA only.
+	s, err = n.conn.Start(ctx, StartOptions{Settle: 300 * time.Millisecond})
+	if err != nil || !s.Workers[0].Started {
+		t.Fatalf("start: %+v, %v", s, err)
+	}
+	w := s.Workers[0]
+	ram := report(w.Limits, ResRAM)
+	if !ram.Applied || !strings.Contains(ram.How, "RLIMIT_DATA") || !strings.Contains(ram.How, "GOMEMLIMIT") {
+		t.Errorf("ram: %+v", ram)
+	}
+	limits, _ := os.ReadFile("/proc/" + strconv.Itoa(w.PID) + "/limits")
+	if got, ok := parseLimits(limits, "Max data size"); !ok || got != 1024<<20 {
+		t.Errorf("the worker's Max data size is %d, want %d", got, 1024<<20)
+	}
+	for _, res := range []string{ResCPU, ResDiskIO, ResNetIO} {
+		if r := report(w.Limits, res); r.Applied || r.Why == "" {
+			t.Errorf("%s: %+v, want not applied, with a reason", res, r)
+		}
+	}
+	if r := report(w.Limits, ResCPU); !strings.Contains(r.Why, "pampa-"+n.srv.User) {
+		t.Errorf("cpu: the reason should say how to delegate a cgroup: %s", r.Why)
+	}
+	if _, err := n.conn.Stop(ctx, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	// With cgroups delegated to the user, as an administrator would.
+	if _, err := os.Stat("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"); err != nil {
+		t.Logf("no cgroup v1 cpu hierarchy on this machine: the cgroup part is not exercised here")
+		return
+	}
+	n.srv.DelegateCgroups(t, "cpu", "memory", "blkio")
+	s, err = n.conn.Start(ctx, StartOptions{Settle: 300 * time.Millisecond})
+	if err != nil || !s.Workers[0].Started {
+		t.Fatalf("start: %+v, %v", s, err)
+	}
+	w = s.Workers[0]
+	cgData, _ := os.ReadFile("/proc/" + strconv.Itoa(w.PID) + "/cgroup")
+	cgs := parseProcCgroup(cgData)
+	base := "/pampa-" + n.srv.User + "/n.1"
+	for _, c := range []struct{ res, ctl, file, want string }{
+		{ResCPU, "cpu", "cpu.cfs_quota_us", "50000"},
+		{ResRAM, "memory", "memory.limit_in_bytes", strconv.Itoa(1024 << 20)},
+		{ResDiskIO, "blkio", "blkio.throttle.write_bps_device", strconv.Itoa(80 * 1000 * 1000 / 8)},
+	} {
+		r := report(w.Limits, c.res)
+		if !r.Applied || !strings.Contains(r.How, "cgroup v1") {
+			t.Errorf("%s: %+v", c.res, r)
+			continue
+		}
+		if cgs[c.ctl] != base {
+			t.Errorf("the worker is in %s cgroup %q, want %q", c.ctl, cgs[c.ctl], base)
+		}
+		data, _ := os.ReadFile(path.Join("/sys/fs/cgroup", c.ctl, base, c.file))
+		if !strings.Contains(string(data), c.want) {
+			t.Errorf("%s holds %q, want %s", c.file, data, c.want)
+		}
+	}
+	if r := report(w.Limits, ResNetIO); r.Applied {
+		t.Errorf("net_io: %+v", r)
+	}
+	// The record keeps the limits, for status.
+	if rec := workerOf(n.state(t), "n.1").Record; rec == nil || len(rec.Limits) != 4 {
+		t.Errorf("record: %+v", rec)
+	}
+	out, _ := json.Marshal(w.Limits)
+	t.Logf("limits: %s", out)
+}
+
+func TestNodesRealRefusals(t *testing.T) {
+	t.Parallel()
+	n := startRealNode(t, "127.0.0.2", 1)
+	dial := func(tg Target) error {
+		c, err := Dial(context.Background(), &tg, Options{AgentSocket: "-", ConnectTimeout: 5 * time.Second})
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	t.Run("WrongPassword", func(t *testing.T) {
+		tg := *n.t
+		tg.Password = "wrong-secret-pw"
+		err := dial(tg)
+		wantStage(t, err, "authenticate", n.srv.User+"@", "password from $TEST_PW")
+		if strings.Contains(err.Error(), "wrong-secret-pw") {
+			t.Errorf("the password leaked: %v", err)
+		}
+	})
+	t.Run("WrongHostKey", func(t *testing.T) {
+		other := nodestest.Start(t, nodestest.Options{IP: "127.0.0.3"})
+		tg := *n.t
+		// The other server's key, filed under this server's address.
+		tg.KnownHostsFile = other.WriteKnownHosts(t)
+		data, _ := os.ReadFile(tg.KnownHostsFile)
+		os.WriteFile(tg.KnownHostsFile, bytes.Replace(data, []byte(other.Addr()), []byte(n.srv.Addr()), 1), 0o600)
+		data, _ = os.ReadFile(tg.KnownHostsFile)
+		fixed := strings.Replace(string(data), "["+other.IP+"]:"+strconv.Itoa(other.Port), "["+n.srv.IP+"]:"+strconv.Itoa(n.srv.Port), 1)
+		os.WriteFile(tg.KnownHostsFile, []byte(fixed), 0o600)
+		wantStage(t, dial(tg), "host key", "different key")
+	})
+	t.Run("Key", func(t *testing.T) {
+		tg := *n.t
+		tg.Password, tg.KeyFile = "", n.srv.KeyFile
+		if err := dial(tg); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("Unreachable", func(t *testing.T) {
+		tg := *n.t
+		tg.Port = 1
+		wantStage(t, dial(tg), "connect", "unreachable")
+	})
+}
+
+// syncBuf is a buffer written by one goroutine and read by another.
+type syncBuf struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuf) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuf) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// sessionOf reads a process's session id from /proc.
+func sessionOf(pid int) (int, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+	return strconv.Atoi(f[3])
+}

@@ -1,0 +1,380 @@
+//go:build linux
+
+package nodes
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// How limits are put in force on a node, best first:
+//
+//  1. systemd-run --scope (as root, or --user when the user's systemd
+//     manager lingers): a transient scope per worker with MemoryMax,
+//     CPUQuota and IO{Read,Write}BandwidthMax.
+//  2. cgroup files in a cgroup this user may write: "pampa" under the
+//     cgroup the agent runs in (root, containers), or "pampa-<user>" at
+//     the top of the hierarchy (what an administrator creates and chowns to
+//     the user to delegate it). v1 and v2 hierarchies both work.
+//  3. For RAM only, RLIMIT_DATA, set before the worker's program starts.
+//     (RLIMIT_AS would kill any Go program under about 1 GiB at birth: the
+//     runtime reserves that much address space up front.)
+//
+// Network bandwidth is never limited (see netIOWhy). Whatever is applied
+// is read back from the running worker before it is reported applied.
+
+// limitPlan is how a node will apply the limits to each worker.
+type limitPlan struct {
+	limits  Limits
+	reports []LimitReport // per limit: Applied means "will be tried", How says how
+	systemd []string      // systemd-run arguments up to "--", nil when unused
+	env     []string      // extra environment for workers
+	bases   map[string]cgBase
+	rlimit  uint64 // RLIMIT_DATA, 0 for none
+	dev     string // MAJ:MIN of the disk holding the node directory
+	devPath string // /dev/<disk>, for systemd
+}
+
+// cgBase is a writable cgroup under which each worker gets its own.
+type cgBase struct {
+	v2  bool
+	dir string
+}
+
+// execSpec is what the exec step does before becoming the worker.
+type execSpec struct {
+	CgroupProcs []string `json:"cgroup_procs,omitempty"`
+	RlimitData  uint64   `json:"rlimit_data,omitempty"`
+}
+
+func planLimits(l Limits, dir string) *limitPlan {
+	p := &limitPlan{limits: l, bases: map[string]cgBase{}}
+	wants := l.wants()
+	if len(wants) == 0 {
+		return p
+	}
+	if l.RAMMB > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		p.env = append(p.env, "GOMEMLIMIT="+goMemLimit(l.RAMMB))
+	}
+	var devWhy string
+	if l.DiskIOMbps > 0 {
+		p.dev, p.devPath, devWhy = diskOf(dir)
+	}
+	sdArgs, sdEnv, sdWhy := systemdRun()
+	mountData, _ := os.ReadFile("/proc/self/mountinfo")
+	mounts := parseMountinfo(mountData)
+	ownData, _ := os.ReadFile("/proc/self/cgroup")
+	own := parseProcCgroup(ownData)
+	userName := currentUser()
+
+	for _, r := range wants {
+		switch {
+		case r.Resource == ResNetIO:
+			r.Why = netIOWhy
+		case r.Resource == ResDiskIO && devWhy != "":
+			r.Why = devWhy
+		case r.Resource == ResDiskIO && sdWhy == "" && p.devPath == "":
+			r.Why = "the disk " + p.dev + " has no /dev name for systemd's IOReadBandwidthMax"
+		case sdWhy == "":
+			r.Applied = true
+			r.How = "systemd-run scope, " + systemdProperty(r.Resource, l, p.devPath)
+		default:
+			base, why := cgroupBase(mounts, own, r.Resource, userName)
+			switch {
+			case why == "":
+				p.bases[r.Resource] = base
+				r.Applied = true
+				v := "v1"
+				if base.v2 {
+					v = "v2"
+				}
+				r.How = fmt.Sprintf("cgroup %s, one cgroup per worker under %s", v, base.dir)
+			case r.Resource == ResRAM:
+				r.Applied = true
+				p.rlimit = uint64(l.RAMMB) << 20
+				r.How = fmt.Sprintf("RLIMIT_DATA %d MiB, set before the worker starts: no memory cgroup this user may write (see `nodes start --help`)", l.RAMMB)
+			default:
+				r.Why = fmt.Sprintf("no cgroup to apply it in: systemd-run: %s; cgroup files: %s", sdWhy, why)
+			}
+		}
+		if r.Applied && r.Resource == ResRAM && len(p.env) > 0 {
+			r.How += "; GOMEMLIMIT " + goMemLimit(l.RAMMB)
+		}
+		p.reports = append(p.reports, r)
+	}
+	if sdWhy == "" {
+		for _, r := range p.reports {
+			if r.Applied && r.How != "" && strings.HasPrefix(r.How, "systemd-run") {
+				p.systemd = sdArgs
+				p.env = append(p.env, sdEnv...)
+				break
+			}
+		}
+	}
+	return p
+}
+
+func currentUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return strconv.Itoa(os.Getuid())
+}
+
+// systemdRun returns the systemd-run arguments to start a scope, with the
+// environment it needs, or why it cannot be used.
+func systemdRun() (args, env []string, why string) {
+	if _, err := os.Stat("/run/systemd/system"); err != nil {
+		return nil, nil, "not usable (PID 1 is not systemd)"
+	}
+	bin, err := exec.LookPath("systemd-run")
+	if err != nil {
+		return nil, nil, "not installed"
+	}
+	if os.Getuid() == 0 {
+		return []string{bin, "--scope", "--quiet", "--collect"}, nil, ""
+	}
+	name := currentUser()
+	if _, err := os.Stat("/var/lib/systemd/linger/" + name); err != nil {
+		return nil, nil, fmt.Sprintf("%s's systemd manager stops with the last SSH session, and its workers with it (an administrator can run: loginctl enable-linger %s)", name, name)
+	}
+	runtime := os.Getenv("XDG_RUNTIME_DIR")
+	if runtime == "" {
+		runtime = "/run/user/" + strconv.Itoa(os.Getuid())
+		env = append(env, "XDG_RUNTIME_DIR="+runtime)
+	}
+	if _, err := os.Stat(runtime + "/systemd/private"); err != nil {
+		return nil, nil, fmt.Sprintf("%s's systemd manager is not running (%s/systemd/private is missing)", name, runtime)
+	}
+	return []string{bin, "--user", "--scope", "--quiet", "--collect"}, env, ""
+}
+
+func systemdProperty(res string, l Limits, devPath string) string {
+	switch res {
+	case ResRAM:
+		return "MemoryMax=" + strconv.FormatInt(int64(l.RAMMB)<<20, 10)
+	case ResCPU:
+		return "CPUQuota=" + strconv.Itoa(l.CPUPercent) + "%"
+	case ResDiskIO:
+		bps := strconv.FormatInt(ioBytesPerSec(l.DiskIOMbps), 10)
+		return "IOReadBandwidthMax=" + devPath + " " + bps + ", IOWriteBandwidthMax=" + devPath + " " + bps
+	}
+	return ""
+}
+
+func systemdProperties(p *limitPlan) []string {
+	var out []string
+	for _, r := range p.reports {
+		if !r.Applied {
+			continue
+		}
+		switch r.Resource {
+		case ResRAM, ResCPU:
+			out = append(out, "-p", systemdProperty(r.Resource, p.limits, p.devPath))
+		case ResDiskIO:
+			bps := strconv.FormatInt(ioBytesPerSec(p.limits.DiskIOMbps), 10)
+			out = append(out, "-p", "IOReadBandwidthMax="+p.devPath+" "+bps, "-p", "IOWriteBandwidthMax="+p.devPath+" "+bps)
+		}
+	}
+	return out
+}
+
+// cgroupBase finds a cgroup this user may create workers' cgroups in, for
+// res, or says why there is none.
+func cgroupBase(mounts []cgMount, own map[string]string, res, userName string) (cgBase, string) {
+	m, ok := hierarchyFor(mounts, res)
+	if !ok {
+		return cgBase{}, "no cgroup hierarchy is mounted"
+	}
+	ownPath, ok := own[m.key(res)]
+	if !ok {
+		ownPath = "/"
+	}
+	kind := "cgroup v1 " + v1Name(res)
+	if m.v2 {
+		kind = "cgroup v2"
+	}
+	delegated := path.Join(m.point, "pampa-"+userName)
+	var whys []string
+	for _, dir := range []string{path.Join(m.dirOf(ownPath), "pampa"), delegated} {
+		why := usableBase(m, dir, res)
+		if why == "" {
+			return cgBase{v2: m.v2, dir: dir}, ""
+		}
+		whys = append(whys, why)
+	}
+	return cgBase{}, fmt.Sprintf("%s (%s); to delegate one, an administrator can run: mkdir %s && chown %s %s",
+		strings.Join(whys, "; "), kind, delegated, userName, delegated)
+}
+
+// usableBase checks, creating it if needed, that dir is a cgroup this user
+// can make children in, with res's controller available to them.
+func usableBase(m cgMount, dir, res string) string {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return fmt.Sprintf("cannot create %s: %v", dir, errors.Unwrap(err))
+		}
+	} else if err != nil {
+		return err.Error()
+	}
+	if err := syscall.Access(dir, 2 /* W_OK */); err != nil {
+		return fmt.Sprintf("%s is not writable", dir)
+	}
+	if !m.v2 {
+		return ""
+	}
+	ctl := v2Name(res)
+	avail, err := os.ReadFile(path.Join(dir, "cgroup.controllers"))
+	if err != nil || !hasWord(string(avail), ctl) {
+		return fmt.Sprintf("the %s controller is not enabled for %s (its parent's cgroup.subtree_control lacks it)", ctl, dir)
+	}
+	sub, _ := os.ReadFile(path.Join(dir, "cgroup.subtree_control"))
+	if hasWord(string(sub), ctl) {
+		return ""
+	}
+	if err := os.WriteFile(path.Join(dir, "cgroup.subtree_control"), []byte("+"+ctl), 0); err != nil {
+		return fmt.Sprintf("cannot enable %s for the children of %s: %v", ctl, dir, errors.Unwrap(err))
+	}
+	return ""
+}
+
+func hasWord(s, w string) bool {
+	for _, f := range strings.Fields(s) {
+		if f == w {
+			return true
+		}
+	}
+	return false
+}
+
+// diskOf finds the whole disk holding dir: its MAJ:MIN and /dev path.
+func diskOf(dir string) (dev, devPath, why string) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return "", "", err.Error()
+	}
+	major := (st.Dev>>8)&0xfff | (st.Dev>>32)&^uint64(0xfff)
+	minor := st.Dev&0xff | (st.Dev>>12)&^uint64(0xff)
+	if major == 0 {
+		return "", "", fmt.Sprintf("%s is on a file system with no block device (tmpfs, overlay, network), so its I/O cannot be throttled", dir)
+	}
+	sys := fmt.Sprintf("/sys/dev/block/%d:%d", major, minor)
+	if _, err := os.Stat(sys + "/partition"); err == nil {
+		// Throttling applies to whole disks: use the partition's parent.
+		if d, err := os.ReadFile(sys + "/../dev"); err == nil {
+			dev = strings.TrimSpace(string(d))
+		}
+	}
+	if dev == "" {
+		dev = fmt.Sprintf("%d:%d", major, minor)
+	}
+	if target, err := os.Readlink("/sys/dev/block/" + dev); err == nil {
+		devPath = "/dev/" + path.Base(target)
+	}
+	return dev, devPath, ""
+}
+
+// prepare makes the worker's cgroups with their limits and returns what
+// the exec step must do and the command prefix (systemd-run) to run it
+// under.
+func (p *limitPlan) prepare(id string) (execSpec, []string, error) {
+	spec := execSpec{RlimitData: p.rlimit}
+	var prefix []string
+	if p.systemd != nil {
+		unit := "pampa-" + strings.NewReplacer("/", "_", " ", "_").Replace(id) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		prefix = append(append(append([]string{}, p.systemd...), "--unit", unit), systemdProperties(p)...)
+		prefix = append(prefix, "--")
+	}
+	for _, r := range p.reports {
+		base, ok := p.bases[r.Resource]
+		if !r.Applied || !ok {
+			continue
+		}
+		dir := path.Join(base.dir, id)
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return spec, nil, fmt.Errorf("%s limit: create cgroup: %w", r.Resource, err)
+		}
+		for _, f := range limitFiles(base.v2, r.Resource, p.limits, p.dev) {
+			if err := os.WriteFile(path.Join(dir, f.name), []byte(f.value), 0); err != nil {
+				return spec, nil, fmt.Errorf("%s limit: write %s: %w", r.Resource, f.name, err)
+			}
+		}
+		procs := path.Join(dir, "cgroup.procs")
+		if !contains(spec.CgroupProcs, procs) {
+			spec.CgroupProcs = append(spec.CgroupProcs, procs)
+		}
+	}
+	return spec, prefix, nil
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+// verify reads each planned limit back from the process pid of worker id
+// and returns the reports as they stand: a limit not found in force is
+// reported not applied, with what was found.
+func (p *limitPlan) verify(pid int, id string) []LimitReport {
+	out := make([]LimitReport, len(p.reports))
+	copy(out, p.reports)
+	proc := "/proc/" + strconv.Itoa(pid)
+	limits, _ := os.ReadFile(proc + "/limits")
+	cgData, _ := os.ReadFile(proc + "/cgroup")
+	cgs := parseProcCgroup(cgData)
+	mountData, _ := os.ReadFile("/proc/self/mountinfo")
+	mounts := parseMountinfo(mountData)
+	for i, r := range out {
+		if !r.Applied {
+			continue
+		}
+		if r.Resource == ResRAM && p.rlimit > 0 {
+			got, ok := parseLimits(limits, "Max data size")
+			if !ok || got != p.rlimit {
+				out[i].Applied, out[i].Why = false, fmt.Sprintf("set RLIMIT_DATA, but %s/limits shows %q", proc, "Max data size "+strconv.FormatUint(got, 10))
+			} else {
+				out[i].How += fmt.Sprintf("; read back: %s/limits Max data size = %d", proc, got)
+			}
+			continue
+		}
+		m, ok := hierarchyFor(mounts, r.Resource)
+		cgPath, inOne := cgs[m.key(r.Resource)]
+		if !ok || !inOne {
+			out[i].Applied, out[i].Why = false, "the worker is in no cgroup of the "+v1Name(r.Resource)+" hierarchy"
+			continue
+		}
+		dir := m.dirOf(cgPath)
+		if base, ok := p.bases[r.Resource]; ok && dir != path.Join(base.dir, id) {
+			// Cgroup files: the worker must be in its own cgroup.
+			out[i].Applied = false
+			out[i].Why = fmt.Sprintf("the worker is in cgroup %s, not under %s: moving it there failed (see its .out log)", dir, base.dir)
+			continue
+		}
+		for _, f := range limitFiles(m.v2, r.Resource, p.limits, p.dev) {
+			data, err := os.ReadFile(path.Join(dir, f.name))
+			if err != nil || !f.holds(string(data)) {
+				out[i].Applied = false
+				out[i].Why = fmt.Sprintf("the worker's cgroup %s does not hold it (%s: %q)", dir, f.name, strings.TrimSpace(string(data)))
+				break
+			}
+		}
+		if out[i].Applied {
+			files := limitFiles(m.v2, r.Resource, p.limits, p.dev)
+			last := files[len(files)-1]
+			out[i].How += fmt.Sprintf("; read back: %s = %s", path.Join(dir, last.name), last.value)
+		}
+	}
+	return out
+}

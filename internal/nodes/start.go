@@ -1,0 +1,105 @@
+package nodes
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"time"
+)
+
+// StartOptions say which workers to start and how.
+type StartOptions struct {
+	// Workers are the ids to start. Default: all of the node's.
+	Workers []string
+	// WorkerArgs are extra flags for `worker` (--concurrency 4, ...).
+	WorkerArgs []string
+	// Grace is the worker's --grace: how long a stop lets running tasks
+	// finish. Default 30s.
+	Grace time.Duration
+	// StrictLimits refuses to start workers whose limits cannot all be
+	// applied on the node.
+	StrictLimits bool
+	// Settle is how long a new worker must stay up to count as started.
+	// Default 1.5s.
+	Settle time.Duration
+}
+
+// Started is the outcome of starting a node's workers.
+type Started struct {
+	Release string `json:"release"`
+	// Limits is how the node applies each limit (as planned; each
+	// worker's Limits say what was read back from its process).
+	Limits  []LimitReport `json:"limits,omitempty"`
+	Workers []WorkerStart `json:"workers"`
+}
+
+// ErrNotDeployed is returned when a node has no current release.
+var ErrNotDeployed = errors.New("nothing deployed")
+
+// Start starts the node's workers from its current release, those not
+// already running: starting a running worker is not an error. Each worker
+// runs detached from the SSH session, which may end at once.
+func (c *Conn) Start(ctx context.Context, o StartOptions) (*Started, error) {
+	if len(o.Workers) == 0 {
+		o.Workers = c.t.WorkerIDs()
+	}
+	if o.Grace <= 0 {
+		o.Grace = 30 * time.Second
+	}
+	if o.Settle <= 0 {
+		o.Settle = 1500 * time.Millisecond
+	}
+	for _, id := range o.Workers {
+		if !c.t.HasWorker(id) {
+			return nil, fmt.Errorf("worker %s is not one of node %s's (max_workers %d)", id, c.t.Name, c.t.MaxWorkers)
+		}
+	}
+	var rel *Release
+	var dir string
+	err := c.bounded(ctx, "read the current release", func(context.Context) error {
+		sc, err := c.SFTP()
+		if err != nil {
+			return err
+		}
+		if dir, _, err = c.Dir(); err != nil {
+			return err
+		}
+		rel, err = currentRelease(sc, dir)
+		if err != nil {
+			if isNotExist(err) {
+				return fmt.Errorf("%w in %s: run `nodes deploy %s` first", ErrNotDeployed, dir, c.t.Name)
+			}
+			return fmt.Errorf("read the current release: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	req := startRequest{
+		Protocol: agentProtocol, Op: "start", Dir: dir, Release: rel.ID, Workers: o.Workers,
+		WorkerArgs: o.WorkerArgs, GraceMS: ms(o.Grace), Limits: c.t.Limits,
+		StrictLimits: o.StrictLimits, SettleMS: ms(o.Settle),
+	}
+	body, _ := json.Marshal(req)
+	relDir := path.Join(dir, releasesDir, rel.ID)
+	out, err := c.Output(ctx, agentCommand(relDir, rel.Program, "serve"), bytes.NewReader(body))
+	if err != nil {
+		var exit *ExitError
+		if errors.As(err, &exit) {
+			exit.Command = "agent (" + path.Join(relDir, rel.Program) + " nodes agent serve)"
+		}
+		return nil, err
+	}
+	var resp startResponse
+	if err := json.Unmarshal(out, &resp); err != nil {
+		return nil, fmt.Errorf("agent answered %q: %w", tailLines(out, 3), err)
+	}
+	if resp.Error != "" {
+		return nil, errors.New(resp.Error)
+	}
+	return &Started{Release: rel.ID, Limits: resp.Limits, Workers: resp.Workers}, nil
+}
