@@ -94,8 +94,8 @@ type Dispatcher struct {
 	term            int64
 	lastLease       time.Time
 	lastMaintenance time.Time
-	// idleSince is when each job was last seen with nothing pending (zero
-	// while it has a backlog).
+	// idleSince is when each job was last seen with nothing pending and
+	// nothing newly reserved (zero while it is busy).
 	idleSince map[string]time.Time
 	// dbTrouble is when a round last failed to reach the database. For a
 	// WorkerTTL after it, stale heartbeats say more about the outage than
@@ -506,6 +506,7 @@ func (d *Dispatcher) dispatchJob(ctx context.Context, j *jobRuntime, workers []s
 			if got[i] > 0 {
 				st.Reserved += got[i]
 				d.c.bus.Notify(notify.WorkerTopic(w.worker))
+				delete(d.idleSince, j.Name) // busy: a trickle keeps its workers
 			}
 		}
 	}

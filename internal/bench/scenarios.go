@@ -95,14 +95,30 @@ func trickle(ctx context.Context, c *pampa.Cluster, cfg Config) ([]float64, erro
 	d := client.NewDispatcher(pampa.DispatcherOptions{Logger: log})
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = d.Run(runCtx) }()
-	// Let the dispatcher assign a worker to the job before measuring.
-	time.Sleep(time.Second)
-
 	db := client.DB()
 	insert := `INSERT INTO ` + Table + ` (id) VALUES (?)`
 	if client.Driver() != pampa.DriverSQLite {
 		insert = `INSERT INTO ` + Table + ` (id) VALUES ($1)`
 	}
+	// Warm up: a first row gets the job a worker; it is not measured.
+	if _, err := db.ExecContext(ctx, insert, 0); err != nil {
+		return nil, err
+	}
+	for {
+		rep, err := client.JobReport(ctx, Job)
+		if err != nil {
+			return nil, err
+		}
+		if rep.Completed == 1 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+
 	committed := map[int64]int64{}
 	tick := time.NewTicker(cfg.TrickleEvery)
 	defer tick.Stop()
@@ -124,7 +140,7 @@ func trickle(ctx context.Context, c *pampa.Cluster, cfg Config) ([]float64, erro
 		if err != nil {
 			return nil, err
 		}
-		if rep.Completed == int64(len(committed)) {
+		if rep.Completed == int64(len(committed))+1 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -132,7 +148,7 @@ func trickle(ctx context.Context, c *pampa.Cluster, cfg Config) ([]float64, erro
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	rows, err := db.QueryContext(ctx, `SELECT id, began_ns FROM `+Table)
+	rows, err := db.QueryContext(ctx, `SELECT id, began_ns FROM `+Table+` WHERE id > 0`)
 	if err != nil {
 		return nil, err
 	}
