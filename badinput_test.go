@@ -104,7 +104,10 @@ func TestHangingFunctionIsAbandoned(t *testing.T) {
 		if err := e.client.DB().QueryRow(`SELECT odd_checking_error_description FROM numbers WHERE value = 2`).Scan(&desc); err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(desc, "did not return") {
+		// The worker abandons it (its overrun grace), or the dispatcher's
+		// expiry gets there first: with the tests' short settings both
+		// fall due at about the same time.
+		if !strings.Contains(desc, "did not return") && !strings.Contains(desc, "expired") {
 			t.Errorf("description of the hung task = %q", desc)
 		}
 		if hung.Load() != 1 {
