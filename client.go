@@ -222,10 +222,10 @@ func (c *Client) defaultDelay() time.Duration {
 	return 50 * time.Millisecond
 }
 
-// Querier returns the database as hooks see it.
+// querier returns the database as hooks see it.
 func (c *Client) querier() Querier { return c.store.DB }
 
-// errorsIsRetryable reports whether err is a passing database condition.
+// retryable reports whether err is a passing database condition.
 func (c *Client) retryable(err error) bool {
 	return err != nil && !errors.Is(err, context.Canceled) && c.store.Dialect.Retryable(err)
 }
