@@ -124,13 +124,13 @@ func createNumbers(t *testing.T, db Database, rows int) {
 // seconds.
 func fastDispatcher() DispatcherOptions {
 	return DispatcherOptions{Delay: 20 * time.Millisecond, MaintenanceEvery: 50 * time.Millisecond,
-		LeaseTTL: 2 * time.Second, WorkerTTL: time.Second, ExpiryGrace: 200 * time.Millisecond,
+		LeaseTTL: 2 * time.Second, WorkerTTL: 3 * time.Second, ExpiryGrace: 200 * time.Millisecond,
 		ReleaseAfter: 100 * time.Millisecond}
 }
 
 func fastWorker() WorkerOptions {
 	return WorkerOptions{Delay: 20 * time.Millisecond, HeartbeatInterval: 100 * time.Millisecond,
-		HeartbeatTTL: time.Second, GracePeriod: 2 * time.Second, OverrunGrace: 200 * time.Millisecond}
+		HeartbeatTTL: 3 * time.Second, GracePeriod: 2 * time.Second, OverrunGrace: 200 * time.Millisecond}
 }
 
 // running is a set of goroutines started by start, stopped by stop.

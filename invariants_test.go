@@ -512,7 +512,7 @@ func TestInvariantFencing(t *testing.T) {
 			}
 			e := newEnv(t, driver, 5, job)
 			e.exec(`ALTER TABLE numbers ADD COLUMN note text`)
-			_, ws := e.startIDs(steadyDispatcher(), steadyWorker(), "local.1")
+			r, _ := e.startIDs(steadyDispatcher(), steadyWorker(), "local.1")
 			recvWithin(t, started, 20*time.Second, "key 3 to start")
 			// What the dispatcher does to a worker whose heartbeat lapsed.
 			// Both in one transaction, so the worker cannot learn it is dead
@@ -525,7 +525,17 @@ func TestInvariantFencing(t *testing.T) {
 				return err
 			})
 			e.waitJob("search_odd_numbers", 5, 60*time.Second)
-			waitUntil(t, 30*time.Second, "the late result to be dropped", func() bool { return ws["local.1"].Stats().Dropped.Load() == 1 })
+			e.waitFor(30*time.Second, "the first try's function to return", func() bool {
+				for _, rec := range log.snapshot() {
+					if rec.key == 3 && rec.try == 1 {
+						return true
+					}
+				}
+				return false
+			})
+			// Once Run has returned, the worker writes nothing more: a late
+			// result that was going to land has landed.
+			r.stop(t)
 			if n := e.count(`SELECT COUNT(*) FROM numbers WHERE note IS NOT NULL`); n != 0 {
 				t.Errorf("the dropped try's Set columns were written (%d rows)", n)
 			}
@@ -863,9 +873,9 @@ func TestInvariantExactlyOnceWhenHealthy(t *testing.T) {
 		const rows = 300
 		var log execLog
 		e := newEnv(t, driver, rows, withProcess(log.wrap(isOdd)))
-		r, ws := e.startIDs(steadyDispatcher(), steadyWorker(), "local.1", "local.2", "local.3", "local.4")
+		stop, ws := e.startRegistered("local.1", "local.2", "local.3", "local.4")
 		rep := e.waitJob("search_odd_numbers", rows, 60*time.Second)
-		r.stop(t)
+		stop(t)
 		if rep.Completed != rows || rep.Failed != 0 {
 			t.Fatalf("report = %+v", rep)
 		}

@@ -177,6 +177,20 @@ func TestPlanAssignments(t *testing.T) {
 			workers: []store.WorkerInfo{live("n.1", "a", "a", "b"), live("n.2", "a", "a", "b"), live("n.3", "a", "a", "b")},
 			want:    []assignment{{worker: "n.3", from: "a", to: "b"}},
 		},
+		// A job whose backlog is unknown (its hook failed, or it has only
+		// just gone quiet) keeps its workers and takes no more.
+		{
+			name:    "UnknownLoadKeepsWorkers",
+			loads:   []jobLoad{{job: a, pending: unknownLoad}},
+			workers: []store.WorkerInfo{live("n.1", "a", "a"), live("n.2", "", "a")},
+			want:    nil,
+		},
+		{
+			name:    "UnknownLoadStillFollowsRule1",
+			loads:   []jobLoad{{job: firsts, pending: unknownLoad}},
+			workers: []store.WorkerInfo{live("n.1", "a", "a"), live("n.2", "a", "a")},
+			want:    []assignment{{worker: "n.2", from: "a"}},
+		},
 		{
 			name:    "NoWorkers",
 			loads:   []jobLoad{{job: a, pending: 100}},
@@ -338,6 +352,54 @@ func TestStretchMovesWorkersAndPersists(t *testing.T) {
 		if ws["local.1"].Stats().Succeeded.Load() == 0 || ws["local.2"].Stats().Succeeded.Load() == 0 {
 			t.Errorf("after the restart, job_b ran on local.1 %d times and local.2 %d times; want both",
 				ws["local.1"].Stats().Succeeded.Load(), ws["local.2"].Stats().Succeeded.Load())
+		}
+	})
+}
+
+// Rule 2 over time: a job with nothing pending keeps its workers through a
+// quiet spell shorter than ReleaseAfter, then releases them.
+func TestStretchReleaseAfterQuietSpell(t *testing.T) {
+	t.Parallel()
+	forEachDriver(t, func(t *testing.T, driver string) {
+		e := newEnv(t, driver, 5)
+		ctx := context.Background()
+		now := e.client.store.Dialect.Now()
+		e.exec(`UPDATE numbers SET odd_checking_reservation_id = 'local.1', odd_checking_reservation_times = 1,
+			odd_checking_reservation_time = ` + now + `, odd_checking_start_time = ` + now + `,
+			odd_checking_end_time = ` + now + `, odd_checking_success = TRUE`)
+		if err := e.client.store.RegisterWorker(ctx, store.WorkerInfo{ID: "local.1", Node: "local", Instance: "x",
+			Jobs: []string{"search_odd_numbers"}}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := e.client.store.Assign(ctx, "local.1", "", "search_odd_numbers"); err != nil || !ok {
+			t.Fatalf("assign: %v %v", ok, err)
+		}
+		const quiet = 400 * time.Millisecond
+		opts := *steadyDispatcher()
+		opts.ReleaseAfter, opts.MaintenanceEvery = quiet, time.Millisecond
+		d := e.client.NewDispatcher(opts)
+		job := func() string {
+			w, err := e.client.store.Worker(ctx, "local.1", time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return w.Job
+		}
+		start := time.Now()
+		if _, err := d.RunOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if j := job(); j != "search_odd_numbers" {
+			t.Fatalf("released at once (job %q); a quiet spell should keep the worker", j)
+		}
+		e.waitFor(10*time.Second, "the worker to be released", func() bool {
+			if _, err := d.RunOnce(ctx); err != nil {
+				t.Fatal(err)
+			}
+			return job() == ""
+		})
+		if held := time.Since(start); held < quiet {
+			t.Errorf("released after %s, before the %s quiet spell was over", held, quiet)
 		}
 	})
 }

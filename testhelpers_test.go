@@ -205,6 +205,19 @@ func (e *testEnv) dump(job string) string {
 	return b.String()
 }
 
+// startRegistered starts the named workers, waits until they are all in
+// the registry, then starts a dispatcher: its first stretch pass sees every
+// worker, however slowly they came up. stop stops them all.
+func (e *testEnv) startRegistered(ids ...string) (stop func(t *testing.T), ws map[string]*Worker) {
+	e.t.Helper()
+	r, ws := e.startIDs(nil, steadyWorker(), ids...)
+	e.waitFor(30*time.Second, "the workers to register", func() bool {
+		return e.count(`SELECT COUNT(*) FROM pampa_workers WHERE state = 'running'`) == int64(len(ids))
+	})
+	rd, _ := e.startIDs(steadyDispatcher(), steadyWorker())
+	return func(t *testing.T) { rd.stop(t); r.stop(t) }, ws
+}
+
 // exec runs a statement written with '?' placeholders.
 func (e *testEnv) exec(query string, args ...any) {
 	e.t.Helper()

@@ -285,6 +285,8 @@ func (w *Worker) mainLoop(ctx context.Context, hbDone <-chan struct{}) error {
 	var buffer []*Task     // tasks taken ahead, in claim order
 	var claimedAt time.Time
 	gen := w.cancelGen.Load()
+	var giveBack []*Task // tasks taken ahead, to un-start
+	reconcile := false   // a write failed: rows may be started that we do not hold
 	var fatal error
 	look := true // false while idle polls may first check with a read
 
@@ -306,14 +308,21 @@ func (w *Worker) mainLoop(ctx context.Context, hbDone <-chan struct{}) error {
 				drained = true
 			}
 		}
-		var giveBack []*Task
 		if g := w.cancelGen.Load(); g != gen || w.fenced.Load() {
 			// Running tasks were cancelled (declared dead, or cut off):
-			// the tasks taken ahead are being handed on; never run them.
-			gen, buffer = g, nil
+			// never run the tasks taken ahead; give them back (a row
+			// meanwhile handed on is left alone by the fence).
+			gen = g
+			giveBack, buffer = append(giveBack, buffer...), nil
 		}
 		if len(buffer) > 0 && time.Since(claimedAt) > w.staleAfter() {
-			giveBack, buffer = buffer, nil
+			giveBack, buffer = append(giveBack, buffer...), nil
+		}
+		if reconcile && inflight == 0 && len(buffer) == 0 && len(finished) == 0 && !w.fenced.Load() {
+			// Nothing runs here now: any row started under our id is a
+			// claim whose commit we could not see. Hand such rows on.
+			w.recoverOwn(ctx)
+			reconcile, giveBack = false, nil
 		}
 		for inflight < w.opts.Concurrency && len(buffer) > 0 {
 			t := buffer[0]
@@ -343,6 +352,10 @@ func (w *Worker) mainLoop(ctx context.Context, hbDone <-chan struct{}) error {
 			tasks, err := w.cycle(ctx, toRecord, giveBack, want)
 			if err != nil && ctx.Err() == nil {
 				w.log.Warn("claim tasks", "err", err)
+				reconcile = true
+			}
+			if err == nil {
+				giveBack = nil
 			}
 			if len(tasks) > 0 {
 				claimedAt = time.Now()
@@ -400,7 +413,7 @@ func (w *Worker) mainLoop(ctx context.Context, hbDone <-chan struct{}) error {
 	// Results that came in as the loop ended, and tasks taken ahead that
 	// will not run now.
 	if len(finished) > 0 || len(buffer) > 0 {
-		_, _ = w.cycle(ctx, finished, buffer, 0)
+		_, _ = w.cycle(ctx, finished, append(giveBack, buffer...), 0)
 		finished, buffer = nil, nil
 	}
 	// Graceful stop: let running tasks finish, within the grace period.
@@ -550,8 +563,7 @@ func (w *Worker) taskParent() context.Context {
 	return w.runCtx
 }
 
-// claim starts up to n reserved tasks, from the assigned job first, in a
-// transaction of its own.
+// claim starts up to n reserved tasks in a transaction of its own.
 func (w *Worker) claim(ctx context.Context, n int) ([]*Task, error) {
 	var out []*Task
 	err := w.c.store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
@@ -562,15 +574,20 @@ func (w *Worker) claim(ctx context.Context, n int) ([]*Task, error) {
 	return out, err
 }
 
-// claimIn starts up to n reserved tasks within tx, from the assigned job
-// first.
+// claimIn starts up to n reserved tasks within tx.
 func (w *Worker) claimIn(ctx context.Context, tx *sql.Tx, n int) ([]*Task, error) {
+	// Rows left from jobs the worker was moved away from come first: there
+	// are at most a queue of them, while the assigned job's queue is
+	// refilled every round and would keep them waiting for ever.
 	assigned := *w.assigned.Load()
 	order := make([]*jobRuntime, 0, len(w.jobs))
 	for _, j := range w.jobs {
+		if j.Name != assigned {
+			order = append(order, j)
+		}
+	}
+	for _, j := range w.jobs {
 		if j.Name == assigned {
-			order = append([]*jobRuntime{j}, order...)
-		} else {
 			order = append(order, j)
 		}
 	}
@@ -721,12 +738,9 @@ func (w *Worker) cycle(ctx context.Context, done []outcome, giveBack []*Task, n 
 		for _, o := range done {
 			w.finish(o.job, o.task, o.err)
 		}
-		// Tasks not given back stay started; the dispatcher relaunches
-		// them once they expire, or when this worker is gone.
-		if n == 0 || ctx.Err() != nil {
-			return nil, nil
-		}
-		return w.claim(ctx, n)
+		// The batch's fate is unknown if its commit was cut off: the
+		// caller reconciles once nothing runs here (see mainLoop).
+		return nil, fmt.Errorf("record results and claim: %w", err)
 	}
 	for i, o := range done {
 		w.logResult(o.task, w.resultOf(o), applied[i])

@@ -21,7 +21,7 @@ func TestGracefulStopOutlastsTheTTL(t *testing.T) {
 		job.Process = func(ctx context.Context, task *Task) error {
 			runs.Add(1)
 			started <- struct{}{}
-			time.Sleep(2500 * time.Millisecond) // > WorkerTTL (1s) of fastDispatcher
+			time.Sleep(4 * time.Second) // > WorkerTTL (3s) of fastDispatcher
 			return nil
 		}
 		e := newEnv(t, driver, 3, job)
