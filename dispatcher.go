@@ -305,7 +305,7 @@ func (d *Dispatcher) relaunch(ctx context.Context, j *jobRuntime, holds map[stri
 		}
 		relaunched = append(append(append(relaunched, r1...), r2...), r3...)
 		failed = append(f1, f2...)
-		return d.runRelauncher(ctx, j, tx, relaunched)
+		return j.relaunched(ctx, tx, relaunched)
 	})
 	if err != nil {
 		return err
@@ -323,7 +323,9 @@ func (d *Dispatcher) relaunch(ctx context.Context, j *jobRuntime, holds map[stri
 	return nil
 }
 
-func (d *Dispatcher) runRelauncher(ctx context.Context, j *jobRuntime, tx *sql.Tx, keys []any) error {
+// relaunched runs the job's relauncher hook, if any, for each key reset
+// for relaunch, in the transaction that reset them.
+func (j *jobRuntime) relaunched(ctx context.Context, tx *sql.Tx, keys []any) error {
 	if j.Hooks.Relauncher == nil {
 		return nil
 	}
@@ -358,7 +360,7 @@ func (d *Dispatcher) customRelaunch(ctx context.Context, j *jobRuntime) ([]any, 
 		if done, err = j.sql.RelaunchKeys(ctx, tx, keys); err != nil {
 			return err
 		}
-		return d.runRelauncher(ctx, j, tx, done)
+		return j.relaunched(ctx, tx, done)
 	})
 	return done, err
 }

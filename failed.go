@@ -50,14 +50,7 @@ func (c *Client) Retry(ctx context.Context, job string, keys ...any) ([]any, err
 		if done, err = j.sql.Redrive(ctx, tx, keys); err != nil {
 			return err
 		}
-		if j.Hooks.Relauncher != nil {
-			for _, k := range done {
-				if err := j.Hooks.Relauncher(ctx, tx, k); err != nil {
-					return fmt.Errorf("relauncher hook (key %v): %w", k, err)
-				}
-			}
-		}
-		return nil
+		return j.relaunched(ctx, tx, done)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("job %s: retry failed tasks: %w", job, err)

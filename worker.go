@@ -202,15 +202,10 @@ func (w *Worker) recoverOwn(ctx context.Context) {
 			var err error
 			_, relaunched, failed, err = j.sql.RecoverWorkers(ctx, tx, []string{w.id},
 				"worker restarted while running the task")
-			if err != nil || j.Hooks.Relauncher == nil {
+			if err != nil {
 				return err
 			}
-			for _, k := range relaunched {
-				if err := j.Hooks.Relauncher(ctx, tx, k); err != nil {
-					return fmt.Errorf("relauncher hook (key %v): %w", k, err)
-				}
-			}
-			return nil
+			return j.relaunched(ctx, tx, relaunched)
 		})
 		if err != nil {
 			// Not fatal: the dispatcher relaunches them once they expire.
