@@ -228,6 +228,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	w.log.Info("worker started", "jobs", len(w.jobs), "concurrency", w.opts.Concurrency)
+	for _, j := range w.jobs {
+		if err := j.sql.LoadColumnTypes(ctx); err != nil {
+			w.log.Warn("results will be recorded row by row", "job", j.Name, "err", err)
+		}
+	}
 	if w.c.cluster.OnWorkerStart != nil {
 		if err := w.c.cluster.OnWorkerStart(ctx, w.log, w.id); err != nil {
 			w.leave()
@@ -702,25 +707,23 @@ func (w *Worker) cycle(ctx context.Context, done []outcome, giveBack []*Task, n 
 	var applied []bool
 	var claimed []*Task
 	err := w.c.store.Tx(w.hardCtx, func(txCtx context.Context, tx *sql.Tx) error {
-		applied, claimed = applied[:0], nil
+		applied, claimed = nil, nil
 		for _, t := range giveBack {
 			j := w.jobFor(t)
 			if _, err := j.sql.Unstart(txCtx, tx, store.Fence{Key: t.key, Worker: w.id, Try: t.try}); err != nil {
 				return err
 			}
 		}
-		for _, o := range done {
-			out := w.resultOf(o)
-			ok, err := o.job.sql.Finish(txCtx, tx, store.Fence{Key: o.task.key, Worker: w.id, Try: o.task.try}, out)
-			if err != nil {
-				return batchError{err}
-			}
-			if ok && o.job.Hooks.Finisher != nil {
+		var err error
+		if applied, err = w.finishMany(txCtx, tx, done); err != nil {
+			return batchError{err}
+		}
+		for i, o := range done {
+			if applied[i] && o.job.Hooks.Finisher != nil {
 				if err := o.job.Hooks.Finisher(txCtx, tx, o.task, o.err); err != nil {
 					return batchError{err}
 				}
 			}
-			applied = append(applied, ok)
 		}
 		if n > 0 && ctx.Err() == nil && !w.fenced.Load() {
 			var err error
@@ -741,6 +744,35 @@ func (w *Worker) cycle(ctx context.Context, done []outcome, giveBack []*Task, n 
 		w.logResult(o.task, w.resultOf(o), applied[i])
 	}
 	return claimed, nil
+}
+
+// finishMany records the outcomes of done within tx, a few statements per
+// job, and reports which were applied (in done's order).
+func (w *Worker) finishMany(ctx context.Context, tx *sql.Tx, done []outcome) ([]bool, error) {
+	applied := make([]bool, len(done))
+	for _, j := range w.jobs {
+		var idx []int
+		var fences []store.Fence
+		var outs []store.Outcome
+		for i, o := range done {
+			if o.job == j {
+				idx = append(idx, i)
+				fences = append(fences, store.Fence{Key: o.task.key, Worker: w.id, Try: o.task.try})
+				outs = append(outs, w.resultOf(o))
+			}
+		}
+		if len(idx) == 0 {
+			continue
+		}
+		ok, err := j.sql.FinishMany(ctx, tx, fences, outs)
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range idx {
+			applied[i] = ok[k]
+		}
+	}
+	return applied, nil
 }
 
 // resultOf is the outcome a task's try records.
