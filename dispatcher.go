@@ -486,22 +486,18 @@ func (d *Dispatcher) dispatchJob(ctx context.Context, j *jobRuntime, workers []s
 				}
 			}
 		} else {
-			// Every worker's share in one transaction: one commit a round.
+			// Every worker's share in one statement: one commit a round.
+			shares := make([]store.Share, len(wants))
+			for i, w := range wants {
+				shares[i] = store.Share{Worker: w.worker, N: w.n}
+			}
 			err := d.c.store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-				clear(got)
-				for i, w := range wants {
-					keys, err := j.sql.Reserve(ctx, tx, w.worker, w.n)
-					if err != nil {
-						return fmt.Errorf("reserve for %s: %w", w.worker, err)
-					}
-					if got[i] = len(keys); got[i] < w.n {
-						break // the backlog is empty
-					}
-				}
-				return nil
+				var err error
+				got, err = j.sql.ReserveShares(ctx, tx, shares)
+				return err
 			})
 			if err != nil {
-				return err
+				return fmt.Errorf("reserve: %w", err)
 			}
 		}
 		for i, w := range wants {

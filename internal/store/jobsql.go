@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,6 +34,13 @@ type JobSQL struct {
 	t, pk, id, tm, times, start, end, success, errc string
 
 	pending, reset, reserve, claim, occupied, inflight, countPending, report string
+
+	casts atomic.Pointer[map[string]string] // PostgreSQL column types, for batched finishes
+
+	// pendingFrom is the FROM target of the queries that pick pending
+	// rows: on SQLite it names the pending index once it is known to
+	// exist (see UsePendingIndex).
+	pendingFrom string
 }
 
 // Job generates the statements of one job.
@@ -46,16 +54,13 @@ func (s *Store) Job(spec JobSpec) *JobSQL {
 	now := d.Now()
 	j.pending = fmt.Sprintf("%s IS NULL AND %s IS NULL AND COALESCE(%s, 0) < ?", j.id, j.start, j.times)
 	j.reset = fmt.Sprintf("%s = NULL, %s = NULL, %s = NULL, %s = NULL, %s = NULL", j.id, j.tm, j.start, j.end, j.success)
+	j.pendingFrom = j.t
+	j.pickStatements()
 	// The rows to take are picked in a MATERIALIZED CTE, run once. Written
 	// as "IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)", PostgreSQL may
 	// re-run the sub-select for each row of a nested loop; each re-run skips
 	// the rows the statement already updated and picks others, so far more
 	// than n rows are taken.
-	j.reserve = s.q(fmt.Sprintf(`WITH picked AS MATERIALIZED (
-			SELECT %[5]s FROM %[1]s WHERE %[6]s ORDER BY %[5]s LIMIT ?%[7]s)
-		UPDATE %[1]s SET %[2]s = ?, %[3]s = %[4]s
-		WHERE %[5]s IN (SELECT %[5]s FROM picked) AND %[2]s IS NULL
-		RETURNING %[5]s`, j.t, j.id, j.tm, now, j.pk, j.pending, d.SkipLocked()))
 	j.claim = s.q(fmt.Sprintf(`WITH picked AS MATERIALIZED (
 			SELECT %[7]s FROM %[1]s WHERE %[8]s = ? AND %[2]s IS NULL AND %[5]s IS NULL ORDER BY %[9]s, %[7]s LIMIT ?%[10]s)
 		UPDATE %[1]s SET %[2]s = %[3]s, %[4]s = COALESCE(%[4]s, 0) + 1, %[5]s = NULL, %[6]s = NULL
@@ -64,7 +69,6 @@ func (s *Store) Job(spec JobSpec) *JobSQL {
 	j.occupied = s.q(fmt.Sprintf(`SELECT %[2]s, COUNT(*) FROM %[1]s WHERE %[2]s IS NOT NULL AND %[3]s IS NULL AND %[4]s IS NULL GROUP BY %[2]s`,
 		j.t, j.id, j.start, j.end))
 	j.inflight = s.q(fmt.Sprintf(`SELECT DISTINCT %[2]s FROM %[1]s WHERE %[2]s IS NOT NULL AND %[3]s IS NULL`, j.t, j.id, j.end))
-	j.countPending = s.q(fmt.Sprintf(`SELECT COUNT(*) FROM (SELECT 1 FROM %s WHERE %s LIMIT ?) p`, j.t, j.pending))
 	j.report = s.q(fmt.Sprintf(`SELECT COUNT(*),
 		COALESCE(SUM(CASE WHEN %[2]s = TRUE THEN 1 ELSE 0 END), 0),
 		COALESCE(SUM(CASE WHEN %[2]s = FALSE AND COALESCE(%[3]s, 0) >= ? THEN 1 ELSE 0 END), 0),
@@ -72,6 +76,31 @@ func (s *Store) Job(spec JobSpec) *JobSQL {
 		COALESCE(SUM(CASE WHEN %[4]s IS NOT NULL AND %[5]s IS NOT NULL AND %[6]s IS NULL THEN 1 ELSE 0 END), 0)
 		FROM %[1]s`, j.t, j.success, j.times, j.id, j.start, j.end))
 	return j
+}
+
+// pickStatements generates the statements that read pending rows.
+func (j *JobSQL) pickStatements() {
+	d := j.s.Dialect
+	j.countPending = j.s.q(fmt.Sprintf(`SELECT COUNT(*) FROM (SELECT 1 FROM %s WHERE %s LIMIT ?) p`, j.pendingFrom, j.pending))
+	j.reserve = j.s.q(fmt.Sprintf(`WITH picked AS MATERIALIZED (
+			SELECT %[5]s FROM %[8]s WHERE %[6]s ORDER BY %[5]s LIMIT ?%[7]s)
+		UPDATE %[1]s SET %[2]s = ?, %[3]s = %[4]s
+		WHERE %[5]s IN (SELECT %[5]s FROM picked) AND %[2]s IS NULL
+		RETURNING %[5]s`, j.t, j.id, j.tm, d.Now(), j.pk, j.pending, d.SkipLocked(), j.pendingFrom))
+}
+
+// UsePendingIndex makes the queries that pick pending rows read them
+// through the named index, on SQLite. Its planner, with statistics taken
+// while every row was pending, prefers walking the table in key order;
+// a statement prepared then keeps that plan, and steps over every
+// finished row at the front of the table on each call once most are done.
+// Call it before the statements are used, only for an index that exists.
+func (j *JobSQL) UsePendingIndex(name string) {
+	if j.s.Dialect.Name() != "sqlite" {
+		return
+	}
+	j.pendingFrom = j.t + " INDEXED BY " + Quote(name)
+	j.pickStatements()
 }
 
 // Spec returns the job's spec.
@@ -82,6 +111,73 @@ func (j *JobSQL) Spec() JobSpec { return j.spec }
 // Rows locked by a concurrent reserve are skipped, never taken twice.
 func (j *JobSQL) Reserve(ctx context.Context, q Querier, worker string, n int) ([]any, error) {
 	return j.s.queryKeys(ctx, q, j.reserve, j.spec.MaxTryTimes, n, worker)
+}
+
+// Share is how many rows a worker should be given.
+type Share struct {
+	Worker string
+	N      int
+}
+
+// ReserveShares reserves pending rows for several workers in one
+// statement, in key order: each worker gets a contiguous run of keys, so
+// that its later writes touch few pages. When fewer rows are pending than
+// asked for, every share shrinks in proportion instead of the first ones
+// taking all. It returns how many rows each share got, in order.
+func (j *JobSQL) ReserveShares(ctx context.Context, q Querier, shares []Share) ([]int, error) {
+	got := make([]int, len(shares))
+	total := 0
+	args := []any{j.spec.MaxTryTimes, 0, 0}
+	for _, sh := range shares {
+		args = append(args, sh.Worker, total, total+sh.N)
+		total += sh.N
+	}
+	if total == 0 {
+		return got, nil
+	}
+	args[1], args[2] = total, total
+	rows, err := j.s.query(ctx, q, j.reserveSharesSQL(len(shares)), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	index := make(map[string]int, len(shares))
+	for i, sh := range shares {
+		index[sh.Worker] = i
+	}
+	for rows.Next() {
+		var w string
+		if err := rows.Scan(&w); err != nil {
+			return nil, err
+		}
+		got[index[w]]++
+	}
+	return got, rows.Err()
+}
+
+// reserveSharesSQL is ReserveShares' statement for n shares. Share i owns
+// the positions [lo, hi) of 0 … total-1; the picked rows, numbered in key
+// order, are spread over those positions (row r of c at r*total/c).
+func (j *JobSQL) reserveSharesSQL(n int) string {
+	d := j.s.Dialect
+	cast := func(typ string) string {
+		if d.Name() == "sqlite" {
+			return ""
+		}
+		return "::" + typ
+	}
+	values := make([]string, n)
+	for i := range values {
+		values[i] = fmt.Sprintf("(?%s, ?%s, ?%s)", cast("text"), cast("bigint"), cast("bigint"))
+	}
+	return j.s.q(fmt.Sprintf(`WITH picked AS MATERIALIZED (
+			SELECT %[5]s FROM %[10]s WHERE %[6]s ORDER BY %[5]s LIMIT ?%[7]s),
+		numbered AS (SELECT %[5]s AS k, (row_number() OVER (ORDER BY %[5]s) - 1) * ?%[9]s / COUNT(*) OVER () AS pos FROM picked),
+		share (w, lo, hi) AS (VALUES %[8]s)
+		UPDATE %[1]s SET %[2]s = share.w, %[3]s = %[4]s
+		FROM numbered JOIN share ON numbered.pos >= share.lo AND numbered.pos < share.hi
+		WHERE %[1]s.%[5]s = numbered.k AND %[1]s.%[2]s IS NULL
+		RETURNING %[1]s.%[2]s`, j.t, j.id, j.tm, d.Now(), j.pk, j.pending, d.SkipLocked(), strings.Join(values, ", "), cast("bigint"), j.pendingFrom))
 }
 
 // ReserveKeys reserves the given rows for worker, skipping any that are
