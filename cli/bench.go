@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"text/tabwriter"
 	"time"
 
@@ -34,8 +35,21 @@ func benchCmd(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&cfg.ScaleSmall, "scale-small", 100_000, "scale: rows of the small table (0 skips it)")
 	fs.IntVar(&cfg.ScaleLarge, "scale-large", 10_000_000, "scale: rows of the large table (0 skips it)")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object with the figures and settings")
+	var cpuProfile string
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the bench process to this file")
 	if err := e.parse(fs, args); err != nil {
 		return err
+	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if cfg.URL == "" {
 		cfg.URL = os.Getenv("PAMPA_DATABASE_URL")
