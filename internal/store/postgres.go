@@ -21,7 +21,20 @@ type Postgres struct{}
 func (Postgres) Name() string { return "postgres" }
 
 // Open implements Dialect.
-func (Postgres) Open(url string) (*sql.DB, error) { return openPgx(withIdleTimeout(url), 20) }
+func (Postgres) Open(url string) (*sql.DB, error) {
+	return openPgx(withCustomPlans(withIdleTimeout(url)), 20)
+}
+
+// withCustomPlans has every execution of a prepared statement planned for
+// its own arguments and the table's current statistics. Under the default,
+// after five executions PostgreSQL may settle on a generic plan, and keep
+// it: a plan made while a job's table was empty or all pending (a scan in
+// key order with a filter) then steps over every finished row on each
+// call once most are done. Planning Pampa's short statements costs tens
+// of microseconds. A plan_cache_mode in the URL wins.
+func withCustomPlans(url string) string {
+	return withRuntimeParam(url, "plan_cache_mode", "force_custom_plan")
+}
 
 // withIdleTimeout ends sessions that sit idle inside a transaction: Pampa
 // never holds one open while a task runs, so such a session belongs to a

@@ -196,6 +196,27 @@ func TestOpenIsolation(t *testing.T) {
 	})
 }
 
+// TestOpenCustomPlans: on PostgreSQL, Pampa's sessions plan each execution
+// for its arguments (no generic plan kept from an empty table), unless the
+// URL says otherwise.
+func TestOpenCustomPlans(t *testing.T) {
+	t.Parallel()
+	url := testURL(t, "postgres")
+	for _, c := range []struct{ url, want string }{
+		{url, "force_custom_plan"},
+		{withRuntimeParam(url, "plan_cache_mode", "auto"), "auto"},
+	} {
+		s := openRaw(t, "postgres", c.url)
+		var got string
+		if err := s.DB.QueryRowContext(t.Context(), `SHOW plan_cache_mode`).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("plan_cache_mode = %q, want %q", got, c.want)
+		}
+	}
+}
+
 // TestOpenKeepsURLParameters opens each PostgreSQL dialect with a URL
 // parameter holding a space: the session must see it as written.
 func TestOpenKeepsURLParameters(t *testing.T) {
