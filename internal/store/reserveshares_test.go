@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 )
@@ -139,50 +138,4 @@ func TestReserveSharesConcurrently(t *testing.T) {
 			t.Fatalf("%d rows reserved (%d distinct), want all %d", reserved, distinct, rows)
 		}
 	})
-}
-
-// TestPendingIndexPinned: on SQLite, with statistics taken while every row
-// was pending, the planner walks the table in key order to pick pending
-// rows, stepping over every finished row once most are done. Pinned to
-// the pending index, it reads only pending rows.
-func TestPendingIndexPinned(t *testing.T) {
-	t.Parallel()
-	s := openStore(t, "sqlite")
-	j := newJob(t, s, "tasks", 2000, 3)
-	for _, ix := range j.Indexes("job") {
-		mustExec(t, s, ix.DDL)
-	}
-	mustExec(t, s, `ANALYZE`)
-	plan := func() string {
-		rows, err := s.DB.QueryContext(t.Context(), `EXPLAIN QUERY PLAN `+j.reserveSharesSQL(1), 3, 10, 10, "w", 0, 10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		var lines []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			lines = append(lines, detail)
-		}
-		return strings.Join(lines, "\n")
-	}
-	if p := plan(); strings.Contains(p, "USING INDEX") {
-		t.Logf("unpinned plan already uses an index (the planner changed?):\n%s", p)
-	}
-	name := j.Indexes("job")[0].Name
-	j.UsePendingIndex(name)
-	if p := plan(); !strings.Contains(p, "USING INDEX "+name) {
-		t.Fatalf("pinned plan does not read the pending index %s:\n%s", name, p)
-	}
-	if got := reserveShares(t, j, Share{"w", 10}); !slices.Equal(got, []int{10}) {
-		t.Fatalf("pinned ReserveShares got %v", got)
-	}
-	var n int
-	if err := s.DB.QueryRowContext(t.Context(), j.countPending, 3, 5000).Scan(&n); err != nil || n != 1990 {
-		t.Fatalf("pinned pending count = %d, %v; want 1990", n, err)
-	}
 }
