@@ -9,6 +9,10 @@ import (
 // succeeded; Failed those that used all their tries; Reserved wait in a
 // worker's queue; Running have started and not ended; Pending are all
 // others: never tried, or waiting for another try.
+//
+// Estimated is set when Total comes from PostgreSQL's statistics of the
+// table rather than a count (see ReportOptions.Exact), and Completed
+// therefore from Total less the other figures; those are always exact.
 type JobReport struct {
 	Job       string `json:"job"`
 	Total     int64  `json:"total"`
@@ -17,13 +21,68 @@ type JobReport struct {
 	Failed    int64  `json:"failed"`
 	Reserved  int64  `json:"reserved"`
 	Running   int64  `json:"running"`
+	Estimated bool   `json:"estimated"`
 }
 
-// Report counts the tasks of every job, in definition order.
+// reportEstimateMin is the table size, in rows by PostgreSQL's statistics,
+// from which a report estimates Total (and so Completed) instead of
+// counting the whole table: a count reads every row (about 1.7 s at
+// 10,000,000 rows), while the unfinished states are counted exactly
+// through their partial indexes at any size.
+const reportEstimateMin = 1_000_000
+
+// ReportOptions says which jobs to report and how.
+type ReportOptions struct {
+	// Jobs names the jobs to report, in that order; empty means every job,
+	// in definition order.
+	Jobs []string
+	// Exact counts every table in full, never estimating Total: as slow
+	// as the table is large.
+	Exact bool
+
+	estimateMin int64 // 0: reportEstimateMin; tests lower it
+}
+
+// Report counts the tasks of every job, in definition order. On
+// PostgreSQL, Total and Completed of a table of 1,000,000 rows or more are
+// estimated (JobReport.Estimated); ReportWith with Exact counts them.
 func (c *Client) Report(ctx context.Context) ([]JobReport, error) {
-	out := make([]JobReport, 0, len(c.jobs))
-	for _, j := range c.jobs {
-		r, err := c.jobReport(ctx, j)
+	return c.ReportWith(ctx, ReportOptions{})
+}
+
+// JobReport counts the tasks of one job, as Report does.
+func (c *Client) JobReport(ctx context.Context, name string) (JobReport, error) {
+	r, err := c.ReportWith(ctx, ReportOptions{Jobs: []string{name}})
+	if err != nil {
+		return JobReport{}, err
+	}
+	return r[0], nil
+}
+
+// ReportWith counts the tasks of the jobs opts names (all by default), in
+// that order.
+func (c *Client) ReportWith(ctx context.Context, opts ReportOptions) ([]JobReport, error) {
+	jobs := c.jobs
+	if len(opts.Jobs) > 0 {
+		jobs = make([]*jobRuntime, len(opts.Jobs))
+		for i, name := range opts.Jobs {
+			j, err := c.job(name)
+			if err != nil {
+				return nil, err
+			}
+			jobs[i] = j
+		}
+	}
+	estimateMin := opts.estimateMin
+	switch {
+	case opts.Exact:
+		estimateMin = 0
+	case estimateMin == 0:
+		estimateMin = reportEstimateMin
+	}
+	out := make([]JobReport, 0, len(jobs))
+	for _, j := range jobs {
+		r, err := c.jobReport(ctx, j, estimateMin)
 		if err != nil {
 			return nil, err
 		}
@@ -32,23 +91,19 @@ func (c *Client) Report(ctx context.Context) ([]JobReport, error) {
 	return out, nil
 }
 
-// JobReport counts the tasks of one job.
-func (c *Client) JobReport(ctx context.Context, name string) (JobReport, error) {
-	j, err := c.job(name)
-	if err != nil {
-		return JobReport{}, err
-	}
-	return c.jobReport(ctx, j)
-}
-
-func (c *Client) jobReport(ctx context.Context, j *jobRuntime) (JobReport, error) {
-	counts, err := j.sql.Count(ctx, c.store.DB)
+// jobReport counts one job's tasks, estimating a table of estimateMin rows
+// or more (0: never), then lets the job's reporting hooks replace figures.
+func (c *Client) jobReport(ctx context.Context, j *jobRuntime, estimateMin int64) (JobReport, error) {
+	counts, err := j.sql.CountEstimate(ctx, c.store.DB, estimateMin)
 	if err != nil {
 		return JobReport{}, fmt.Errorf("job %s: count tasks: %w", j.Name, err)
 	}
 	r := JobReport{Job: j.Name, Total: counts.Total, Completed: counts.Succeeded, Pending: counts.Pending(),
-		Failed: counts.Failed, Reserved: counts.Reserved, Running: counts.Running}
+		Failed: counts.Failed, Reserved: counts.Reserved, Running: counts.Running, Estimated: counts.Estimated}
 	h := j.Hooks
+	if (h.Total != nil || h.TotalSQL != "") && (h.Completed != nil || h.CompletedSQL != "") {
+		r.Estimated = false // the hooks give both figures that could be estimated
+	}
 	for _, o := range []struct {
 		name string
 		fn   func(context.Context, Querier) (int64, error)

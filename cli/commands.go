@@ -287,8 +287,12 @@ func watch(ctx context.Context, client *pampa.Client, out io.Writer, progress, u
 		for _, r := range reports {
 			if progress {
 				rate := float64(r.Completed-last[r.Job]) / now.Sub(lastAt).Seconds()
-				fmt.Fprintf(out, "%s: %d/%d completed (%.0f/s), %d pending, %d reserved, %d running, %d failed\n",
-					r.Job, r.Completed, r.Total, rate, r.Pending, r.Reserved, r.Running, r.Failed)
+				about := ""
+				if r.Estimated {
+					about = "~" // see printReports
+				}
+				fmt.Fprintf(out, "%s: %s%d/%s%d completed (%.0f/s), %d pending, %d reserved, %d running, %d failed\n",
+					r.Job, about, r.Completed, about, r.Total, rate, r.Pending, r.Reserved, r.Running, r.Failed)
 			}
 			last[r.Job] = r.Completed
 			if r.Pending+r.Reserved+r.Running > 0 {
@@ -344,13 +348,16 @@ func setupCmd(ctx context.Context, e *env, args []string) error {
 
 func reportCmd(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("report", "", "Count each job's tasks: total, completed (succeeded), pending (never tried or waiting for\n"+
-		"another try), failed (out of tries), reserved (queued for a worker) and running.")
+		"another try), failed (out of tries), reserved (queued for a worker) and running.\n"+
+		"On PostgreSQL, total and completed of a table of 1,000,000 rows or more are estimated\n"+
+		"(marked ~) from the table's statistics; the other figures are always exact.")
 	var cf clusterFlags
-	var asJSON bool
+	var asJSON, exact bool
 	var job string
 	cf.register(fs)
-	fs.BoolVar(&asJSON, "json", false, "print a JSON array with one object per job")
+	fs.BoolVar(&asJSON, "json", false, "print a JSON array with one object per job (\"estimated\": true when estimated)")
 	fs.StringVar(&job, "job", "", "report only this job")
+	fs.BoolVar(&exact, "exact", false, "count every table in full, never estimate (reads every row: slow on large tables)")
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -359,14 +366,12 @@ func reportCmd(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer client.Close()
-	var reports []pampa.JobReport
+	opts := pampa.ReportOptions{Exact: exact}
 	if job != "" {
-		r, err := client.JobReport(ctx, job)
-		if err != nil {
-			return err
-		}
-		reports = []pampa.JobReport{r}
-	} else if reports, err = client.Report(ctx); err != nil {
+		opts.Jobs = []string{job}
+	}
+	reports, err := client.ReportWith(ctx, opts)
+	if err != nil {
 		return err
 	}
 	if asJSON {
@@ -374,10 +379,28 @@ func reportCmd(ctx context.Context, e *env, args []string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(reports)
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	return printReports(e.stdout, reports)
+}
+
+// printReports prints reports as a table, with estimated figures marked
+// "~" and a footnote saying so.
+func printReports(w io.Writer, reports []pampa.JobReport) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "JOB\tTOTAL\tCOMPLETED\tPENDING\tFAILED\tRESERVED\tRUNNING\t")
+	estimated := false
 	for _, r := range reports {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t\n", r.Job, r.Total, r.Completed, r.Pending, r.Failed, r.Reserved, r.Running)
+		about := ""
+		if r.Estimated {
+			about, estimated = "~", true
+		}
+		fmt.Fprintf(tw, "%s\t%s%d\t%s%d\t%d\t%d\t%d\t%d\t\n", r.Job, about, r.Total, about, r.Completed, r.Pending, r.Failed, r.Reserved, r.Running)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if estimated {
+		_, err := fmt.Fprintln(w, "~ estimated from PostgreSQL's statistics of the table (1,000,000 rows or more); --exact counts every row")
+		return err
+	}
+	return nil
 }

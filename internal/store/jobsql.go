@@ -33,7 +33,7 @@ type JobSQL struct {
 
 	t, pk, id, tm, times, start, end, success, errc string
 
-	pending, reset, reserve, claim, occupied, inflight, countPending, report string
+	pending, reset, reserve, claim, occupied, inflight, countPending string
 
 	casts atomic.Pointer[map[string]string] // PostgreSQL column types, for batched finishes
 
@@ -69,12 +69,6 @@ func (s *Store) Job(spec JobSpec) *JobSQL {
 	j.occupied = s.q(fmt.Sprintf(`SELECT %[2]s, COUNT(*) FROM %[1]s WHERE %[2]s IS NOT NULL AND %[3]s IS NULL AND %[4]s IS NULL GROUP BY %[2]s`,
 		j.t, j.id, j.start, j.end))
 	j.inflight = s.q(fmt.Sprintf(`SELECT DISTINCT %[2]s FROM %[1]s WHERE %[2]s IS NOT NULL AND %[3]s IS NULL`, j.t, j.id, j.end))
-	j.report = s.q(fmt.Sprintf(`SELECT COUNT(*),
-		COALESCE(SUM(CASE WHEN %[2]s = TRUE THEN 1 ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN %[2]s = FALSE AND COALESCE(%[3]s, 0) >= ? THEN 1 ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN %[4]s IS NOT NULL AND %[5]s IS NULL THEN 1 ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN %[4]s IS NOT NULL AND %[5]s IS NOT NULL AND %[6]s IS NULL THEN 1 ELSE 0 END), 0)
-		FROM %[1]s`, j.t, j.success, j.times, j.id, j.start, j.end))
 	return j
 }
 
@@ -425,24 +419,6 @@ func (j *JobSQL) CountPending(ctx context.Context, q Querier, limit int) (int, e
 	var n int
 	err := j.s.queryRow(ctx, q, j.countPending, j.spec.MaxTryTimes, limit).Scan(&n)
 	return n, err
-}
-
-// Counts are a job's tasks by state.
-type Counts struct {
-	Total, Succeeded, Failed, Reserved, Running int64
-}
-
-// Pending is what is neither done nor in flight: never tried, or waiting
-// for another try.
-func (c Counts) Pending() int64 {
-	return c.Total - c.Succeeded - c.Failed - c.Reserved - c.Running
-}
-
-// Count counts the job's rows by state in one pass.
-func (j *JobSQL) Count(ctx context.Context, q Querier) (Counts, error) {
-	var c Counts
-	err := j.s.queryRow(ctx, q, j.report, j.spec.MaxTryTimes).Scan(&c.Total, &c.Succeeded, &c.Failed, &c.Reserved, &c.Running)
-	return c, err
 }
 
 // KeysFromQuery runs a user's selecting or relaunching query and returns

@@ -1,0 +1,64 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/pampa-go/pampa"
+)
+
+// `report --exact` counts every state exactly, as a table and as JSON.
+func TestReportExactFlag(t *testing.T) {
+	t.Parallel()
+	processDrivers(t, func(t *testing.T, driver string) {
+		e := newProcEnv(t, driver, 20)
+		// 1..14 succeeded, 15..16 reserved, 17 running, 18 failed for good
+		// (max_try_times 5), 19..20 never tried.
+		e.exec(`UPDATE numbers SET odd_checking_reservation_id = 'local.1', odd_checking_reservation_times = 1,
+			odd_checking_start_time = CURRENT_TIMESTAMP, odd_checking_end_time = CURRENT_TIMESTAMP, odd_checking_success = TRUE
+			WHERE value <= 14`)
+		e.exec(`UPDATE numbers SET odd_checking_reservation_id = 'local.2' WHERE value IN (15, 16, 17)`)
+		e.exec(`UPDATE numbers SET odd_checking_start_time = CURRENT_TIMESTAMP, odd_checking_reservation_times = 1 WHERE value = 17`)
+		e.exec(`UPDATE numbers SET odd_checking_reservation_id = 'local.1', odd_checking_reservation_times = 5,
+			odd_checking_start_time = CURRENT_TIMESTAMP, odd_checking_end_time = CURRENT_TIMESTAMP, odd_checking_success = FALSE
+			WHERE value = 18`)
+		want := pampa.JobReport{Job: "search_odd_numbers", Total: 20, Completed: 14, Pending: 2, Failed: 1, Reserved: 2, Running: 1}
+
+		out, errOut, code := runCLI(t, nil, "report", "--config", e.config, "--exact", "--json")
+		var got []pampa.JobReport
+		if code != 0 || json.Unmarshal([]byte(out), &got) != nil || len(got) != 1 || got[0] != want {
+			t.Fatalf("report --exact --json: exit %d, %s%s; want [%+v]", code, out, errOut, want)
+		}
+		if !strings.Contains(out, `"estimated": false`) {
+			t.Errorf("report --exact --json lacks \"estimated\": false:\n%s", out)
+		}
+		out, errOut, code = runCLI(t, nil, "report", "--config", e.config, "--exact", "--job", "search_odd_numbers")
+		row := strings.Fields(strings.Split(strings.TrimSpace(out), "\n")[1])
+		if code != 0 || strings.Join(row, " ") != "search_odd_numbers 20 14 2 1 2 1" || strings.Contains(out, "~") {
+			t.Errorf("report --exact --job: exit %d, want the exact figures, unmarked:\n%s%s", code, out, errOut)
+		}
+	})
+}
+
+// Estimated figures are marked "~", with a footnote; exact ones are not.
+func TestPrintReportsMarksEstimates(t *testing.T) {
+	t.Parallel()
+	var b bytes.Buffer
+	err := printReports(&b, []pampa.JobReport{
+		{Job: "big", Total: 10_000_000, Completed: 9_900_000, Pending: 100_000, Estimated: true},
+		{Job: "small", Total: 20, Completed: 20},
+	})
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if err != nil || len(lines) != 4 ||
+		strings.Join(strings.Fields(lines[1]), " ") != "big ~10000000 ~9900000 100000 0 0 0" ||
+		strings.Join(strings.Fields(lines[2]), " ") != "small 20 20 0 0 0 0" ||
+		!strings.HasPrefix(lines[3], "~ estimated") || !strings.Contains(lines[3], "--exact") {
+		t.Errorf("printReports = %v:\n%s", err, b.String())
+	}
+	b.Reset()
+	if err := printReports(&b, []pampa.JobReport{{Job: "small", Total: 20, Completed: 20}}); err != nil || strings.Contains(b.String(), "~") {
+		t.Errorf("printReports of exact figures = %v:\n%s", err, b.String())
+	}
+}
