@@ -288,7 +288,12 @@ func (w *Worker) mainLoop(ctx context.Context, hbDone <-chan struct{}) error {
 	var giveBack []*Task // tasks taken ahead, to un-start
 	reconcile := false   // a write failed: rows may be started that we do not hold
 	var fatal error
-	look := true // false while idle polls may first check with a read
+	// look: the worker may claim. False once a claim came up short (its
+	// queue ran dry), until the dispatcher wakes it or an idle poll finds
+	// rows queued for it with a read: claiming as each task ends would
+	// take the rows one or two at a time, a transaction each.
+	look := true
+	polled := false // the idle timer fired: check with a read
 
 	collect := func(o outcome) {
 		inflight--
@@ -335,12 +340,17 @@ func (w *Worker) mainLoop(ctx context.Context, hbDone <-chan struct{}) error {
 		if len(buffer) == 0 {
 			want += w.ahead()
 		}
-		if w.fenced.Load() || (len(finished) == 0 && !look && !w.queued(ctx)) {
+		if !look && polled && len(buffer) == 0 && want > 0 {
+			look = w.queued(ctx)
+		}
+		polled = false
+		if w.fenced.Load() || !look {
 			want = 0
 		}
-		// Record results once the tasks taken ahead are used up, or when
-		// they have waited long enough; claim in the same transaction.
-		flush := len(finished) > 0 && (len(buffer) == 0 || len(finished) >= w.maxQueue || time.Now().After(flushBy))
+		// Record results once the tasks taken ahead are used up (unless
+		// the queue ran dry: then with the next claim), or when they have
+		// waited long enough; claim in the same transaction.
+		flush := len(finished) > 0 && ((len(buffer) == 0 && look) || len(finished) >= w.maxQueue || time.Now().After(flushBy))
 		if flush || len(giveBack) > 0 || (want > 0 && len(buffer) == 0) {
 			var toRecord []outcome
 			if flush {
@@ -372,7 +382,9 @@ func (w *Worker) mainLoop(ctx context.Context, hbDone <-chan struct{}) error {
 				// The queue ran dry: ask the dispatcher for more.
 				w.c.bus.Notify(notify.Dispatch)
 			}
-			look = len(tasks) > 0 && len(tasks) == want
+			if want > 0 {
+				look = len(tasks) == want
+			}
 			if len(tasks) > 0 && inflight < w.opts.Concurrency {
 				continue // look again right away for the slots still free
 			}
@@ -388,24 +400,31 @@ func (w *Worker) mainLoop(ctx context.Context, hbDone <-chan struct{}) error {
 			select {
 			case o := <-done:
 				collect(o)
+			case <-wake:
 				look = true
 			case <-timer.C:
 			case <-ctx.Done():
 			}
 			continue
 		}
-		if len(finished) > 0 || len(buffer) > 0 {
+		if len(buffer) > 0 {
 			continue
 		}
-		resetTimer(timer, w.opts.Delay)
+		// Idle, or results waiting for the dispatcher to refill the
+		// queue: wait for a wake-up, the poll, or the results' deadline.
+		wait := w.opts.Delay
+		if len(finished) > 0 {
+			wait = max(min(wait, time.Until(flushBy)), time.Millisecond)
+		}
+		resetTimer(timer, wait)
 		select {
 		case <-ctx.Done():
 		case o := <-done:
 			collect(o)
-			look = true
 		case <-wake:
 			look = true
 		case <-timer.C:
+			polled = true
 		case <-hbDone:
 			fatal = errHeartbeatStopped
 		}
