@@ -197,22 +197,24 @@ func TestOpenIsolation(t *testing.T) {
 }
 
 // TestOpenCustomPlans: on PostgreSQL, Pampa's sessions plan each execution
-// for its arguments (no generic plan kept from an empty table), unless the
-// URL says otherwise.
+// for its arguments (no generic plan kept from an empty table) and compile
+// nothing, unless the URL says otherwise.
 func TestOpenCustomPlans(t *testing.T) {
 	t.Parallel()
 	url := testURL(t, "postgres")
-	for _, c := range []struct{ url, want string }{
-		{url, "force_custom_plan"},
-		{withRuntimeParam(url, "plan_cache_mode", "auto"), "auto"},
+	for _, c := range []struct{ url, setting, want string }{
+		{url, "plan_cache_mode", "force_custom_plan"},
+		{withRuntimeParam(url, "plan_cache_mode", "auto"), "plan_cache_mode", "auto"},
+		{url, "jit", "off"},
+		{withRuntimeParam(url, "jit", "on"), "jit", "on"},
 	} {
 		s := openRaw(t, "postgres", c.url)
 		var got string
-		if err := s.DB.QueryRowContext(t.Context(), `SHOW plan_cache_mode`).Scan(&got); err != nil {
+		if err := s.DB.QueryRowContext(t.Context(), `SELECT current_setting($1)`, c.setting).Scan(&got); err != nil {
 			t.Fatal(err)
 		}
 		if got != c.want {
-			t.Errorf("plan_cache_mode = %q, want %q", got, c.want)
+			t.Errorf("%s = %q, want %q", c.setting, got, c.want)
 		}
 	}
 }
