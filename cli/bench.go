@@ -28,12 +28,14 @@ func benchCmd(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&cfg.Tasks, "tasks", 100_000, "burn: tasks")
 	fs.IntVar(&cfg.Workers, "workers", 10, "workers")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 1, "tasks each worker runs at once")
-	fs.IntVar(&cfg.QueueSize, "queue-size", 5, "the job's queue_size")
+	fs.IntVar(&cfg.QueueSize, "queue-size", 100, "the job's queue_size (tasks handed to a worker at a time)")
 	fs.BoolVar(&cfg.Processes, "processes", false, "run the burn's workers as separate OS processes")
 	fs.DurationVar(&cfg.TrickleEvery, "trickle-every", 10*time.Millisecond, "trickle: one insert every")
 	fs.DurationVar(&cfg.TrickleFor, "trickle", 10*time.Second, "trickle: for how long (0 skips it)")
 	fs.IntVar(&cfg.ScaleSmall, "scale-small", 100_000, "scale: rows of the small table (0 skips it)")
 	fs.IntVar(&cfg.ScaleLarge, "scale-large", 10_000_000, "scale: rows of the large table (0 skips it)")
+	fs.BoolVar(&cfg.Explain, "explain", false, "scale: after timing each table, print every hot query's plan (PostgreSQL: EXPLAIN ANALYZE in a\n"+
+		"transaction rolled back; SQLite: EXPLAIN QUERY PLAN); with --json, a summary in \"plans\"")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object with the figures and settings")
 	var cpuProfile string
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the bench process to this file")

@@ -33,12 +33,22 @@ fi
 
 json=()
 [[ -n ${BENCH_JSON:-} ]] && json=(--json)
+# bench DB [FLAGS…]: one run on DB (postgres or sqlite).
+bench() {
+	local db=$1
+	shift
+	if [[ $db == postgres ]]; then
+		"$tool_dir/pampa" bench --db postgres --database-url "$url" "${json[@]}" "$@"
+	else
+		PAMPA_DATABASE_URL= "$tool_dir/pampa" bench --db sqlite "${json[@]}" "$@"
+	fi
+}
 # shellcheck disable=SC2086
 for db in postgres sqlite; do
 	echo "== $db"
-	if [[ $db == postgres ]]; then
-		"$tool_dir/pampa" bench --db postgres --database-url "$url" "${json[@]}" ${BENCH_FLAGS:-}
-	else
-		PAMPA_DATABASE_URL= "$tool_dir/pampa" bench --db sqlite "${json[@]}" ${BENCH_FLAGS:-}
-	fi
+	bench "$db" ${BENCH_FLAGS:-}
+	# The burn again with the original's queue_size, 5: a hand-off of 5
+	# tasks per worker per dispatcher round.
+	echo "== $db, queue_size 5"
+	bench "$db" --queue-size 5 --tasks 20000 --trickle 0 --scale-small 0 --scale-large 0 ${BENCH_FLAGS:-}
 done

@@ -44,11 +44,12 @@ type Config struct {
 	Tasks       int  // burn: rows; default 100,000
 	Workers     int  // workers; default 10
 	Concurrency int  // tasks per worker at once; default 1
-	QueueSize   int  // the job's queue_size; default 5, the original's
+	QueueSize   int  // the job's queue_size; default 100 (a no-op task takes microseconds)
 	Processes   bool // workers as separate OS processes
 
 	TrickleEvery, TrickleFor time.Duration // default 10ms for 10s; For 0 skips
 	ScaleSmall, ScaleLarge   int           // default 100,000 and 10,000,000; 0 skips
+	Explain                  bool          // scale: print the hot queries' plans
 
 	// Exe and Args re-run this program as a bench worker (Processes).
 	Exe  string
@@ -68,7 +69,7 @@ func (c Config) withDefaults() Config {
 		c.Concurrency = 1
 	}
 	if c.QueueSize == 0 {
-		c.QueueSize = 5
+		c.QueueSize = 100
 	}
 	if c.TrickleEvery == 0 {
 		c.TrickleEvery = 10 * time.Millisecond
@@ -102,6 +103,17 @@ type Result struct {
 	ReportMsLarge   float64 `json:"report_ms_large"`
 	WorkerRSSMB     float64 `json:"worker_rss_mb"`
 	DispatcherRSSMB float64 `json:"dispatcher_rss_mb"`
+
+	// Plans (Explain): by scale table size, each hot query's plan.
+	Plans map[int]map[string]PlanSummary `json:"plans,omitempty"`
+}
+
+// PlanSummary is one query's plan in short.
+type PlanSummary struct {
+	Indexes    []string `json:"indexes"`
+	ScansTable bool     `json:"scans_table"`
+	ExecMs     float64  `json:"exec_ms,omitempty"` // PostgreSQL: EXPLAIN ANALYZE's execution time
+	JIT        bool     `json:"jit,omitempty"`     // PostgreSQL: JIT-compiled
 }
 
 // Table and job names the bench uses.
@@ -183,9 +195,15 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			continue
 		}
 		say("scale: %d rows, 99%% done", s.rows)
-		round, report, err := scale(ctx, c, s.rows, cfg.Workers, say)
+		round, report, plans, err := scale(ctx, c, s.rows, cfg.Workers, cfg.Explain, say)
 		if err != nil {
 			return r, fmt.Errorf("scale %d: %w", s.rows, err)
+		}
+		if plans != nil {
+			if r.Plans == nil {
+				r.Plans = map[int]map[string]PlanSummary{}
+			}
+			r.Plans[s.rows] = plans
 		}
 		*s.round, *s.reports = ms(round), ms(report)
 		say("scale: %d rows: round %.2f ms, report %.2f ms", s.rows, *s.round, *s.reports)
@@ -284,7 +302,7 @@ func burn(ctx context.Context, c *pampa.Cluster, cfg Config, say func(string, ..
 		if !cfg.Processes && recorded < int64(cfg.Tasks) && !sayNow {
 			continue
 		}
-		rep, err := client.JobReport(ctx, Job)
+		rep, err := exactReport(ctx, client)
 		if err != nil {
 			return 0, 0, 0, err
 		}
@@ -304,6 +322,16 @@ func burn(ctx context.Context, c *pampa.Cluster, cfg Config, say func(string, ..
 			lastSay = time.Now()
 		}
 	}
+}
+
+// exactReport counts the bench job's rows exactly: on a large table a
+// report may estimate its total, and the bench compares counts.
+func exactReport(ctx context.Context, client *pampa.Client) (pampa.JobReport, error) {
+	reps, err := client.ReportWith(ctx, pampa.ReportOptions{Jobs: []string{Job}, Exact: true})
+	if err != nil {
+		return pampa.JobReport{}, err
+	}
+	return reps[0], nil
 }
 
 func waitWorkers(ctx context.Context, client *pampa.Client, n int) error {

@@ -29,7 +29,7 @@ func TestRunSmall(t *testing.T) {
 			defer cancel()
 			r, err := Run(ctx, Config{Driver: driver, URL: url, Tasks: 300, Workers: 3,
 				TrickleEvery: 20 * time.Millisecond, TrickleFor: 400 * time.Millisecond,
-				ScaleSmall: 1000, ScaleLarge: 2000, Out: &out})
+				ScaleSmall: 1000, ScaleLarge: 2000, Explain: true, Out: &out})
 			if err != nil {
 				t.Fatalf("Run: %v\n%s", err, out.String())
 			}
@@ -45,7 +45,14 @@ func TestRunSmall(t *testing.T) {
 			if r.WorkerRSSMB <= 0 || r.DispatcherRSSMB <= 0 {
 				t.Errorf("RSS: worker %.1f MB, dispatcher %.1f MB", r.WorkerRSSMB, r.DispatcherRSSMB)
 			}
-			if !strings.Contains(out.String(), "burn:") || !strings.Contains(out.String(), "scale:") {
+			for _, rows := range []int{1000, 2000} {
+				p, ok := r.Plans[rows]["reserve_shares"]
+				if !ok || len(p.Indexes) == 0 || (driver == pampa.DriverPostgres) != (p.ExecMs > 0) {
+					t.Errorf("plans of %d rows: %+v", rows, r.Plans[rows])
+				}
+			}
+			if !strings.Contains(out.String(), "burn:") || !strings.Contains(out.String(), "scale:") ||
+				!strings.Contains(out.String(), "explain: 2000 rows: claim") {
 				t.Errorf("no progress lines:\n%s", out.String())
 			}
 		})

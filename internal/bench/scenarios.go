@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pampa-go/pampa"
+	"github.com/pampa-go/pampa/internal/store"
 )
 
 // prepare recreates the bench table with rows rows, of which done are
@@ -105,7 +106,7 @@ func trickle(ctx context.Context, c *pampa.Cluster, cfg Config) ([]float64, erro
 		return nil, err
 	}
 	for {
-		rep, err := client.JobReport(ctx, Job)
+		rep, err := exactReport(ctx, client)
 		if err != nil {
 			return nil, err
 		}
@@ -136,7 +137,7 @@ func trickle(ctx context.Context, c *pampa.Cluster, cfg Config) ([]float64, erro
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		rep, err := client.JobReport(ctx, Job)
+		rep, err := exactReport(ctx, client)
 		if err != nil {
 			return nil, err
 		}
@@ -167,16 +168,17 @@ func trickle(ctx context.Context, c *pampa.Cluster, cfg Config) ([]float64, erro
 
 // scale times dispatcher rounds and reports over a table of rows rows,
 // 99% done, with live workers holding the rest. It returns the median of
-// several rounds and of several reports.
-func scale(ctx context.Context, c *pampa.Cluster, rows, workers int, say func(string, ...any)) (time.Duration, time.Duration, error) {
+// several rounds and of several reports and, with explain, the hot
+// queries' plans, explained after the timing.
+func scale(ctx context.Context, c *pampa.Cluster, rows, workers int, explain bool, say func(string, ...any)) (time.Duration, time.Duration, map[string]PlanSummary, error) {
 	start := time.Now()
 	if err := prepare(ctx, c, rows, rows/100*99); err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	say("scale: %d rows loaded in %.1fs", rows, time.Since(start).Seconds())
 	client, err := pampa.Open(ctx, c)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	defer client.Close()
 	runCtx, stop := context.WithCancel(ctx)
@@ -187,36 +189,89 @@ func scale(ctx context.Context, c *pampa.Cluster, rows, workers int, say func(st
 	// round's every step runs against the big table.
 	hold := func(ctx context.Context, t *pampa.Task) error { <-ctx.Done(); return ctx.Err() }
 	if err := c.Handle(Job, hold); err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	defer c.Handle(Job, Process)
 	log := slog.New(slog.DiscardHandler)
 	for i := 1; i <= workers; i++ {
 		w, err := client.NewWorker(pampa.WorkerID("bench", i), pampa.WorkerOptions{Logger: log, GracePeriod: time.Millisecond})
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, nil, err
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = w.Run(runCtx) }()
 	}
 	if err := waitWorkers(ctx, client, workers); err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	d := client.NewDispatcher(pampa.DispatcherOptions{Logger: log, MaintenanceEvery: time.Nanosecond})
 	var rounds, reports []time.Duration
 	for i := 0; i < 7; i++ {
 		t0 := time.Now()
 		if _, err := d.RunOnce(ctx); err != nil {
-			return 0, 0, err
+			return 0, 0, nil, err
 		}
 		rounds = append(rounds, time.Since(t0))
 		t0 = time.Now()
 		if _, err := client.Report(ctx); err != nil {
-			return 0, 0, err
+			return 0, 0, nil, err
 		}
 		reports = append(reports, time.Since(t0))
 	}
-	return median(rounds), median(reports), nil
+	var plans map[string]PlanSummary
+	if explain {
+		var err error
+		if plans, err = explainPlans(ctx, c, rows, say); err != nil {
+			return 0, 0, nil, fmt.Errorf("explain: %w", err)
+		}
+	}
+	return median(rounds), median(reports), plans, nil
+}
+
+// explainPlans prints the plans of the bench job's hot queries, as
+// worker bench.1 (which holds reserved rows) would run them, and sums them
+// up.
+func explainPlans(ctx context.Context, c *pampa.Cluster, rows int, say func(string, ...any)) (map[string]PlanSummary, error) {
+	s, err := store.Open(ctx, c.Database.Driver, c.Database.URL)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	jb := job(0)
+	f := jb.Fields
+	j := s.Job(store.JobSpec{Table: store.ParseIdent(jb.Table), PrimaryKey: jb.PrimaryKey,
+		ID: f.ReservationID, Time: f.ReservationTime, Times: f.ReservationTimes,
+		Start: f.StartTime, End: f.EndTime, Success: f.Success, Error: f.ErrorDescription,
+		MaxTryTimes: pampa.DefaultMaxTryTimes})
+	// As a client does on SQLite: reads of pending rows pinned to their index.
+	for _, ix := range j.Indexes(Job) {
+		if ok, err := s.IndexExists(ctx, j.Spec().Table, ix.Name); err != nil {
+			return nil, err
+		} else if ok && strings.HasSuffix(ix.Name, "_pending") {
+			j.UsePendingIndex(ix.Name)
+		}
+	}
+	plans, err := j.Explain(ctx, pampa.WorkerID("bench", 1))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]PlanSummary{}
+	for _, p := range plans {
+		sum := PlanSummary{Indexes: p.Indexes, ScansTable: p.ScansTable, ExecMs: ms(p.Execution), JIT: p.JIT}
+		out[p.Name] = sum
+		timing := ""
+		if p.Execution > 0 {
+			timing = fmt.Sprintf(", %.3f ms", sum.ExecMs)
+		}
+		if p.JIT {
+			timing += ", JIT-compiled"
+		}
+		say("explain: %d rows: %s: indexes %s, scans table %v%s", rows, p.Name, strings.Join(p.Indexes, ", "), p.ScansTable, timing)
+		for _, l := range p.Lines {
+			say("    %s", l)
+		}
+	}
+	return out, nil
 }
 
 func median(ds []time.Duration) time.Duration {
