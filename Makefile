@@ -5,7 +5,7 @@
 
 GO ?= go
 
-.PHONY: help test test-race lint build demo bench
+.PHONY: help test test-race lint build demo bench bench-river
 
 help: ## List the targets
 	@echo "Targets:"
@@ -32,6 +32,9 @@ demo: ## Quick start on embedded SQLite: 100,000 tasks on 10 workers, then the r
 
 bench: ## pampa bench on PostgreSQL (throwaway, fsync on) and SQLite: burn, trickle, scale, memory
 	bash scripts/bench.sh
+
+bench-river: ## Pampa and River side by side on one throwaway PostgreSQL: burn and trickle
+	bash scripts/bench-river.sh
 
 .PHONY: chaos
 chaos: ## Chaos run on a throwaway PostgreSQL: kills, stops, a restart; JSON verdict last (CHAOS_SHORT=1: under a minute)

@@ -28,7 +28,7 @@ func benchCmd(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&cfg.Tasks, "tasks", 100_000, "burn: tasks")
 	fs.IntVar(&cfg.Workers, "workers", 10, "workers")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 1, "tasks each worker runs at once")
-	fs.IntVar(&cfg.QueueSize, "queue-size", 100, "the job's queue_size (tasks handed to a worker at a time)")
+	fs.IntVar(&cfg.QueueSize, "queue-size", 250, "the job's queue_size (tasks handed to a worker at a time)")
 	fs.BoolVar(&cfg.Processes, "processes", false, "run the burn's workers as separate OS processes")
 	fs.DurationVar(&cfg.TrickleEvery, "trickle-every", 10*time.Millisecond, "trickle: one insert every")
 	fs.DurationVar(&cfg.TrickleFor, "trickle", 10*time.Second, "trickle: for how long (0 skips it)")

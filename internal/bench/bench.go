@@ -44,7 +44,7 @@ type Config struct {
 	Tasks       int  // burn: rows; default 100,000
 	Workers     int  // workers; default 10
 	Concurrency int  // tasks per worker at once; default 1
-	QueueSize   int  // the job's queue_size; default 100 (a no-op task takes microseconds)
+	QueueSize   int  // the job's queue_size; default 250 (a no-op task takes microseconds)
 	Processes   bool // workers as separate OS processes
 
 	TrickleEvery, TrickleFor time.Duration // default 10ms for 10s; For 0 skips
@@ -69,7 +69,7 @@ func (c Config) withDefaults() Config {
 		c.Concurrency = 1
 	}
 	if c.QueueSize == 0 {
-		c.QueueSize = 100
+		c.QueueSize = 250
 	}
 	if c.TrickleEvery == 0 {
 		c.TrickleEvery = 10 * time.Millisecond

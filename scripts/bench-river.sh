@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Pampa and River side by side on one throwaway PostgreSQL cluster (fsync
+# on): River's burn and trickle with its defaults and with fast fetching,
+# then `pampa bench`'s burn and trickle, each twice, alternating.
+#
+#   scripts/bench-river.sh            # tables
+#   BENCH_JSON=1 scripts/bench-river.sh
+#
+# River's program is benchmarks/river, a module of its own (River is not a
+# dependency of Pampa); its modules come from the Go module proxy.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+tool_dir=$(mktemp -d "${TMPDIR:-/tmp}/pampa-bench-river.XXXXXX")
+cleanup() {
+	if [[ -n ${pg_dir:-} ]]; then
+		"$tool_dir/pgtmp" stop --dir "$pg_dir" --remove || true
+	fi
+	rm -rf "$tool_dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+go build -o "$tool_dir/pampa" ./cmd/pampa
+go build -o "$tool_dir/pgtmp" ./internal/pgcluster/cmd/pgtmp
+(cd benchmarks/river && go build -o "$tool_dir/river" .)
+pg_dir=$(mktemp -d /tmp/pampa-benchpg.XXXXXX)
+url=$("$tool_dir/pgtmp" start --dir "$pg_dir")
+river_url=${url/\/postgres\?/\/riverbench?}
+psql "$url" -qc 'CREATE DATABASE riverbench'
+echo "bench: throwaway PostgreSQL (fsync on) at $url" >&2
+
+json=()
+[[ -n ${BENCH_JSON:-} ]] && json=(--json)
+for round in 1 2; do
+	echo "== round $round: River, defaults"
+	"$tool_dir/river" --database-url "$river_url" "${json[@]}"
+	echo "== round $round: River, FetchCooldown 2ms, FetchPollInterval 20ms"
+	"$tool_dir/river" --database-url "$river_url" --fetch-cooldown 2ms --fetch-poll 20ms "${json[@]}"
+	echo "== round $round: Pampa"
+	"$tool_dir/pampa" bench --db postgres --database-url "$url" --scale-small 0 --scale-large 0 "${json[@]}"
+done
