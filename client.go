@@ -112,7 +112,7 @@ func (c *Client) startNotifier(log *slog.Logger) {
 		ctx, cancel := context.WithCancel(context.Background())
 		c.stopNotifier = cancel
 		log = log.With("component", "notifier")
-		sender := notify.NewSender(c.store.DB, log)
+		sender := notify.NewSender(c.store.DB, c.bus, log)
 		listener := notify.NewListener(c.cluster.Database.WithDefaults().URL, c.bus, log)
 		go sender.Run(ctx)
 		go listener.Run(ctx)

@@ -7,7 +7,11 @@
 // lost signal costs one poll interval, never a task.
 package notify
 
-import "sync"
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"sync"
+)
 
 // Topics.
 const Dispatch = "dispatch"
@@ -18,6 +22,8 @@ func WorkerTopic(id string) string { return "worker:" + id }
 // Bus delivers signals between loops of one process and, once connected
 // to a Sender and a Listener, between processes.
 type Bus struct {
+	origin string // marks the signals this bus sends to other processes
+
 	mu       sync.Mutex
 	subs     map[string]map[chan struct{}]struct{}
 	remote   func(topic string) // sends a signal to other processes
@@ -40,7 +46,17 @@ func (b *Bus) Connect(send, listen func(topic string)) {
 }
 
 // NewBus returns an empty bus.
-func NewBus() *Bus { return &Bus{subs: map[string]map[chan struct{}]struct{}{}} }
+func NewBus() *Bus {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return &Bus{origin: "pampa-origin:" + hex.EncodeToString(b[:]), subs: map[string]map[chan struct{}]struct{}{}}
+}
+
+// Origin is the payload of the signals this bus sends to other processes.
+// They come back to its own listener too, which drops them: Notify has
+// already woken this process's subscribers, and a second wake-up would run
+// a dispatcher round, or a worker's claim, for nothing.
+func (b *Bus) Origin() string { return b.origin }
 
 // Notify wakes every subscriber of topic, in this process and in others
 // when the bus is connected; it never blocks.

@@ -68,7 +68,7 @@ func connected(t *testing.T, ctx context.Context, url string) (*Bus, *Listener) 
 	t.Cleanup(func() { db.Close() })
 	b := NewBus()
 	log := slog.New(slog.DiscardHandler)
-	s := NewSender(db, log)
+	s := NewSender(db, b, log)
 	l := NewListener(url, b, log)
 	go s.Run(ctx)
 	go l.Run(ctx)
@@ -109,6 +109,37 @@ func TestSignalsCrossProcesses(t *testing.T) {
 	waitSignal(t, wake, "the look after reconnecting")
 	a.Notify("worker:local.1")
 	waitSignal(t, wake, "a signal after reconnecting")
+}
+
+// TestOwnSignalsNotEchoed: a signal a bus sends reaches its own process
+// once (in memory), not a second time through its listener; signals from
+// other processes still arrive.
+func TestOwnSignalsNotEchoed(t *testing.T) {
+	t.Parallel()
+	url := testdb.PostgresURL(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, b, _ := connectedPair(t, ctx, url)
+	// Channels are shared by the whole database, and other tests signal
+	// "dispatch": a topic of this test's own.
+	topic := WorkerTopic("echo-test")
+	wake, unsub := b.Subscribe(topic)
+	defer unsub()
+	waitSignal(t, wake, "the listener's first look after connecting")
+	// A signal from a proves b listens, and that the path is fast.
+	a.Notify(topic)
+	waitSignal(t, wake, "a signal sent by another bus")
+	for range 3 {
+		b.Notify(topic)
+		waitSignal(t, wake, "the bus's own signal, in memory")
+		select {
+		case <-wake:
+			t.Fatal("the bus's own signal came back through its listener")
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	a.Notify(topic)
+	waitSignal(t, wake, "another bus's signal after our own")
 }
 
 func TestChannelNames(t *testing.T) {

@@ -124,6 +124,9 @@ func (l *Listener) session(ctx context.Context) error {
 			}
 			return err
 		}
+		if n.Payload == l.bus.Origin() {
+			continue // our own signal, already delivered here
+		}
 		l.mu.Lock()
 		topic, ok := l.topics[n.Channel]
 		l.mu.Unlock()
@@ -137,17 +140,19 @@ func (l *Listener) session(ctx context.Context) error {
 // a goroutine of its own so that callers never wait on the network.
 // Signals for the same topic sent while one is in flight coalesce.
 type Sender struct {
-	db  *sql.DB
-	log *slog.Logger
+	db     *sql.DB
+	origin string // the payload: the bus's Origin
+	log    *slog.Logger
 
 	mu      sync.Mutex
 	pending map[string]bool
 	kick    chan struct{}
 }
 
-// NewSender makes a sender over a connection pool; call Run to start it.
-func NewSender(db *sql.DB, log *slog.Logger) *Sender {
-	return &Sender{db: db, log: log, pending: map[string]bool{}, kick: make(chan struct{}, 1)}
+// NewSender makes a sender of a bus's signals over a connection pool; call
+// Run to start it.
+func NewSender(db *sql.DB, bus *Bus, log *slog.Logger) *Sender {
+	return &Sender{db: db, origin: bus.Origin(), log: log, pending: map[string]bool{}, kick: make(chan struct{}, 1)}
 }
 
 // Send queues a signal for topic; it never blocks.
@@ -175,7 +180,7 @@ func (s *Sender) Run(ctx context.Context) {
 		s.mu.Unlock()
 		for topic := range batch {
 			sendCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := s.db.ExecContext(sendCtx, "SELECT pg_notify($1, '')", Channel(topic))
+			_, err := s.db.ExecContext(sendCtx, "SELECT pg_notify($1, $2)", Channel(topic), s.origin)
 			cancel()
 			if err != nil && ctx.Err() == nil {
 				// Polling covers a lost signal; say so once per failure.

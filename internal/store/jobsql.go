@@ -104,7 +104,7 @@ func (j *JobSQL) Spec() JobSpec { return j.spec }
 // fewer than MaxTryTimes) for worker, in key order, and returns their keys.
 // Rows locked by a concurrent reserve are skipped, never taken twice.
 func (j *JobSQL) Reserve(ctx context.Context, q Querier, worker string, n int) ([]any, error) {
-	return j.s.queryKeys(ctx, q, j.reserve, j.spec.MaxTryTimes, n, worker)
+	return j.s.queryKeys(ctx, q, j.reserve, j.s.planEach(j.spec.MaxTryTimes, n, worker)...)
 }
 
 // Share is how many rows a worker should be given.
@@ -130,7 +130,7 @@ func (j *JobSQL) ReserveShares(ctx context.Context, q Querier, shares []Share) (
 		return got, nil
 	}
 	args[1], args[2] = total, total
-	rows, err := j.s.query(ctx, q, j.reserveSharesSQL(len(shares)), args...)
+	rows, err := j.s.query(ctx, q, j.reserveSharesSQL(len(shares)), j.s.planEach(args...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -417,7 +417,7 @@ func (j *JobSQL) InFlightWorkers(ctx context.Context, q Querier) ([]string, erro
 // costs no more than a small one.
 func (j *JobSQL) CountPending(ctx context.Context, q Querier, limit int) (int, error) {
 	var n int
-	err := j.s.queryRow(ctx, q, j.countPending, j.spec.MaxTryTimes, limit).Scan(&n)
+	err := j.s.queryRow(ctx, q, j.countPending, j.s.planEach(j.spec.MaxTryTimes, limit)...).Scan(&n)
 	return n, err
 }
 

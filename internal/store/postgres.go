@@ -22,7 +22,7 @@ func (Postgres) Name() string { return "postgres" }
 
 // Open implements Dialect.
 func (Postgres) Open(url string) (*sql.DB, error) {
-	return openPgx(withoutJIT(withCustomPlans(withIdleTimeout(url))), 20)
+	return openPgx(withoutJIT(withIdleTimeout(url)), 20)
 }
 
 // withoutJIT turns off JIT compilation for Pampa's sessions. Its
@@ -33,15 +33,23 @@ func (Postgres) Open(url string) (*sql.DB, error) {
 // setting in the URL wins.
 func withoutJIT(url string) string { return withRuntimeParam(url, "jit", "off") }
 
-// withCustomPlans has every execution of a prepared statement planned for
-// its own arguments and the table's current statistics. Under the default,
-// after five executions PostgreSQL may settle on a generic plan, and keep
-// it: a plan made while a job's table was empty or all pending (a scan in
-// key order with a filter) then steps over every finished row on each
-// call once most are done. Planning Pampa's short statements costs tens
-// of microseconds. A plan_cache_mode in the URL wins.
-func withCustomPlans(url string) string {
-	return withRuntimeParam(url, "plan_cache_mode", "force_custom_plan")
+// planEach prefixes the arguments of a statement that picks pending rows
+// so that, on PostgreSQL, each execution is planned for its own arguments
+// and the table's current statistics (pgx's unnamed-statement mode).
+// Prepared once and run many times, PostgreSQL may settle on a generic
+// plan after five executions and keep it until the table is analysed
+// again: a plan made while a job's table was empty or all pending (a scan
+// in key order with a filter) then steps over every finished row on each
+// call once most are done. These statements run once per dispatcher round
+// or maintenance pass, so planning each costs little; the workers' claims
+// and finishes, run far more often, keep their cached plans, which look
+// rows up by worker or by key whatever the statistics.
+func (s *Store) planEach(args ...any) []any {
+	switch s.Dialect.Name() {
+	case "postgres", "crdb":
+		return append([]any{pgx.QueryExecModeExec}, args...)
+	}
+	return args
 }
 
 // withIdleTimeout ends sessions that sit idle inside a transaction: Pampa

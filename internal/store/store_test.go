@@ -196,26 +196,67 @@ func TestOpenIsolation(t *testing.T) {
 	})
 }
 
-// TestOpenCustomPlans: on PostgreSQL, Pampa's sessions plan each execution
-// for its arguments (no generic plan kept from an empty table) and compile
-// nothing, unless the URL says otherwise.
-func TestOpenCustomPlans(t *testing.T) {
+// TestOpenWithoutJIT: on PostgreSQL, Pampa's sessions compile nothing,
+// unless the URL says otherwise.
+func TestOpenWithoutJIT(t *testing.T) {
 	t.Parallel()
 	url := testURL(t, "postgres")
-	for _, c := range []struct{ url, setting, want string }{
-		{url, "plan_cache_mode", "force_custom_plan"},
-		{withRuntimeParam(url, "plan_cache_mode", "auto"), "plan_cache_mode", "auto"},
-		{url, "jit", "off"},
-		{withRuntimeParam(url, "jit", "on"), "jit", "on"},
+	for _, c := range []struct{ url, want string }{
+		{url, "off"},
+		{withRuntimeParam(url, "jit", "on"), "on"},
 	} {
 		s := openRaw(t, "postgres", c.url)
 		var got string
-		if err := s.DB.QueryRowContext(t.Context(), `SELECT current_setting($1)`, c.setting).Scan(&got); err != nil {
+		if err := s.DB.QueryRowContext(t.Context(), `SHOW jit`).Scan(&got); err != nil {
 			t.Fatal(err)
 		}
 		if got != c.want {
-			t.Errorf("%s = %q, want %q", c.setting, got, c.want)
+			t.Errorf("jit = %q, want %q", got, c.want)
 		}
+	}
+}
+
+// TestPickStatementsPlannedEachTime: on PostgreSQL the statements that pick
+// pending rows are never kept as prepared statements, whose generic plan
+// could outlive the statistics it was made with; the others are.
+func TestPickStatementsPlannedEachTime(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, "postgres")
+	s.DB.SetMaxOpenConns(1) // one session, whose prepared statements we list
+	j := newJob(t, s, "tasks", 100, 3)
+	for range 7 {
+		if got := reserveShares(t, j, Share{"w1", 2}, Share{"w2", 2}); got[0]+got[1] == 0 {
+			t.Fatal("nothing reserved")
+		}
+		if _, err := j.CountPending(t.Context(), s.DB, 10); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := j.QueueLengths(t.Context(), s.DB); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, err := s.DB.QueryContext(t.Context(), `SELECT statement FROM pg_prepared_statements`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var prepared []string
+	for rows.Next() {
+		var st string
+		if err := rows.Scan(&st); err != nil {
+			t.Fatal(err)
+		}
+		prepared = append(prepared, st)
+	}
+	queueLengths := false
+	for _, st := range prepared {
+		if strings.Contains(st, "LIMIT") && strings.Contains(st, `"rid" IS NULL`) {
+			t.Errorf("a statement picking pending rows was prepared:\n%s", st)
+		}
+		queueLengths = queueLengths || strings.Contains(st, "GROUP BY")
+	}
+	if !queueLengths {
+		t.Errorf("the queue-length statement was not prepared (so this test sees nothing): %q", prepared)
 	}
 }
 
