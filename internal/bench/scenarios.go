@@ -181,6 +181,9 @@ func scale(ctx context.Context, c *pampa.Cluster, rows, workers int, explain boo
 		return 0, 0, nil, err
 	}
 	defer client.Close()
+	// Put the processing function back once the workers below have
+	// stopped (deferred calls run last first): they read it.
+	defer c.Handle(Job, Process)
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -191,7 +194,6 @@ func scale(ctx context.Context, c *pampa.Cluster, rows, workers int, explain boo
 	if err := c.Handle(Job, hold); err != nil {
 		return 0, 0, nil, err
 	}
-	defer c.Handle(Job, Process)
 	log := slog.New(slog.DiscardHandler)
 	for i := 1; i <= workers; i++ {
 		w, err := client.NewWorker(pampa.WorkerID("bench", i), pampa.WorkerOptions{Logger: log, GracePeriod: time.Millisecond})

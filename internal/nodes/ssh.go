@@ -271,6 +271,9 @@ func (c *Conn) Run(ctx context.Context, argv []string, stdin io.Reader, stdout, 
 	case <-ctx.Done():
 		_ = sess.Signal(ssh.SIGKILL)
 		sess.Close()
+		// Wait returns once the session's output has been copied: only
+		// then may the caller read what stdout and stderr received.
+		<-done
 		return fmt.Errorf("run %s: %w", argv[0], ctx.Err())
 	}
 	var exit *ssh.ExitError
