@@ -492,8 +492,10 @@ func (d *Dispatcher) dispatchJob(ctx context.Context, j *jobRuntime, workers []s
 				shares[i] = store.Share{Worker: w.worker, N: w.n}
 			}
 			err := d.c.store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-				var err error
-				got, err = j.sql.ReserveShares(ctx, tx, shares)
+				keys, err := j.sql.ReserveShares(ctx, tx, shares)
+				for i := range keys {
+					got[i] = len(keys[i])
+				}
 				return err
 			})
 			if err != nil {

@@ -33,7 +33,7 @@ type JobSQL struct {
 
 	t, pk, id, tm, times, start, end, success, errc string
 
-	pending, reset, reserve, claim, occupied, inflight, countPending string
+	pending, reset, claim, occupied, inflight, countPending string
 
 	casts atomic.Pointer[map[string]string] // PostgreSQL column types, for batched finishes
 
@@ -72,15 +72,10 @@ func (s *Store) Job(spec JobSpec) *JobSQL {
 	return j
 }
 
-// pickStatements generates the statements that read pending rows.
+// pickStatements generates the statements that read pending rows (the
+// reserving one is built per call, by reserveSharesSQL).
 func (j *JobSQL) pickStatements() {
-	d := j.s.Dialect
 	j.countPending = j.s.q(fmt.Sprintf(`SELECT COUNT(*) FROM (SELECT 1 FROM %s WHERE %s LIMIT ?) p`, j.pendingFrom, j.pending))
-	j.reserve = j.s.q(fmt.Sprintf(`WITH picked AS MATERIALIZED (
-			SELECT %[5]s FROM %[8]s WHERE %[6]s ORDER BY %[5]s LIMIT ?%[7]s)
-		UPDATE %[1]s SET %[2]s = ?, %[3]s = %[4]s
-		WHERE %[5]s IN (SELECT %[5]s FROM picked) AND %[2]s IS NULL
-		RETURNING %[5]s`, j.t, j.id, j.tm, d.Now(), j.pk, j.pending, d.SkipLocked(), j.pendingFrom))
 }
 
 // UsePendingIndex makes the queries that pick pending rows read them
@@ -104,7 +99,11 @@ func (j *JobSQL) Spec() JobSpec { return j.spec }
 // fewer than MaxTryTimes) for worker, in key order, and returns their keys.
 // Rows locked by a concurrent reserve are skipped, never taken twice.
 func (j *JobSQL) Reserve(ctx context.Context, q Querier, worker string, n int) ([]any, error) {
-	return j.s.queryKeys(ctx, q, j.reserve, j.s.planEach(j.spec.MaxTryTimes, n, worker)...)
+	keys, err := j.ReserveShares(ctx, q, []Share{{worker, n}})
+	if err != nil {
+		return nil, err
+	}
+	return keys[0], nil
 }
 
 // Share is how many rows a worker should be given.
@@ -117,9 +116,9 @@ type Share struct {
 // statement, in key order: each worker gets a contiguous run of keys, so
 // that its later writes touch few pages. When fewer rows are pending than
 // asked for, every share shrinks in proportion instead of the first ones
-// taking all. It returns how many rows each share got, in order.
-func (j *JobSQL) ReserveShares(ctx context.Context, q Querier, shares []Share) ([]int, error) {
-	got := make([]int, len(shares))
+// taking all. It returns the keys each share got, in order.
+func (j *JobSQL) ReserveShares(ctx context.Context, q Querier, shares []Share) ([][]any, error) {
+	got := make([][]any, len(shares))
 	total := 0
 	args := []any{j.spec.MaxTryTimes, 0, 0}
 	for _, sh := range shares {
@@ -140,11 +139,12 @@ func (j *JobSQL) ReserveShares(ctx context.Context, q Querier, shares []Share) (
 		index[sh.Worker] = i
 	}
 	for rows.Next() {
+		var k any
 		var w string
-		if err := rows.Scan(&w); err != nil {
+		if err := rows.Scan(&k, &w); err != nil {
 			return nil, err
 		}
-		got[index[w]]++
+		got[index[w]] = append(got[index[w]], normalizeKey(k))
 	}
 	return got, rows.Err()
 }
@@ -164,14 +164,22 @@ func (j *JobSQL) reserveSharesSQL(n int) string {
 	for i := range values {
 		values[i] = fmt.Sprintf("(?%s, ?%s, ?%s)", cast("text"), cast("bigint"), cast("bigint"))
 	}
+	// The table is aliased "r": its own name may be schema-qualified,
+	// which SQLite does not take in a column reference. SQLite's RETURNING
+	// names only the target's columns, unqualified; PostgreSQL's could be
+	// ambiguous without "r.".
+	returning := "r." + j.pk + ", r." + j.id
+	if d.Name() == "sqlite" {
+		returning = j.pk + ", " + j.id
+	}
 	return j.s.q(fmt.Sprintf(`WITH picked AS MATERIALIZED (
 			SELECT %[5]s FROM %[10]s WHERE %[6]s ORDER BY %[5]s LIMIT ?%[7]s),
 		numbered AS (SELECT %[5]s AS k, (row_number() OVER (ORDER BY %[5]s) - 1) * ?%[9]s / COUNT(*) OVER () AS pos FROM picked),
 		share (w, lo, hi) AS (VALUES %[8]s)
-		UPDATE %[1]s SET %[2]s = share.w, %[3]s = %[4]s
+		UPDATE %[1]s AS r SET %[2]s = share.w, %[3]s = %[4]s
 		FROM numbered JOIN share ON numbered.pos >= share.lo AND numbered.pos < share.hi
-		WHERE %[1]s.%[5]s = numbered.k AND %[1]s.%[2]s IS NULL
-		RETURNING %[1]s.%[2]s`, j.t, j.id, j.tm, d.Now(), j.pk, j.pending, d.SkipLocked(), strings.Join(values, ", "), cast("bigint"), j.pendingFrom))
+		WHERE r.%[5]s = numbered.k AND r.%[2]s IS NULL
+		RETURNING %[11]s`, j.t, j.id, j.tm, d.Now(), j.pk, j.pending, d.SkipLocked(), strings.Join(values, ", "), cast("bigint"), j.pendingFrom, returning))
 }
 
 // ReserveKeys reserves the given rows for worker, skipping any that are

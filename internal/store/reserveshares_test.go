@@ -9,16 +9,31 @@ import (
 	"testing"
 )
 
+// reserveShares reserves shares and returns how many rows each got, after
+// checking that the keys it returned are the ones the table now holds.
 func reserveShares(t *testing.T, j *JobSQL, shares ...Share) []int {
 	t.Helper()
-	var got []int
+	before := map[string][]int64{}
+	for _, sh := range shares {
+		before[sh.Worker] = reservedBy(t, j, sh.Worker)
+	}
+	var keys [][]any
 	err := j.s.Tx(t.Context(), func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		got, err = j.ReserveShares(ctx, tx, shares)
+		keys, err = j.ReserveShares(ctx, tx, shares)
 		return err
 	})
 	if err != nil {
 		t.Fatalf("ReserveShares(%v): %v", shares, err)
+	}
+	got := make([]int, len(keys))
+	for i, sh := range shares {
+		got[i] = len(keys[i])
+		want := append(before[sh.Worker], sortedInts(t, keys[i])...)
+		slices.Sort(want)
+		if held := reservedBy(t, j, sh.Worker); !slices.Equal(held, want) {
+			t.Fatalf("ReserveShares returned %v for %s, which now holds %v (before: %v)", keys[i], sh.Worker, held, before[sh.Worker])
+		}
 	}
 	return got
 }
@@ -104,9 +119,12 @@ func TestReserveSharesConcurrently(t *testing.T) {
 				for {
 					var got []int
 					err := s.Tx(t.Context(), func(ctx context.Context, tx *sql.Tx) error {
-						var err error
-						got, err = j.ReserveShares(ctx, tx, shares)
-						return err
+						keys, err := j.ReserveShares(ctx, tx, shares)
+						if err != nil {
+							return err
+						}
+						got = []int{len(keys[0]), len(keys[1])}
+						return nil
 					})
 					if err != nil {
 						errs[g] = err
