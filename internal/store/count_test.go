@@ -18,6 +18,12 @@ func bigJob(t *testing.T, s *Store) (j *JobSQL, want Counts) {
 	for _, ix := range j.Indexes("tasks") {
 		mustExec(t, s, ix.DDL)
 	}
+	if s.Dialect.Name() != "sqlite" {
+		// The statistics are the test's own ANALYZE's: an autovacuum
+		// pass racing the updates below (as it did in a loaded suite run)
+		// would move the live-row count it compares against.
+		mustExec(t, s, `ALTER TABLE tasks SET (autovacuum_enabled = false)`)
+	}
 	mustExec(t, s, `INSERT INTO tasks (id, payload)
 		WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 20000) SELECT n, 'p' FROM g`)
 	now := s.Dialect.Now()
