@@ -48,9 +48,9 @@ func Open(ctx context.Context, c *Cluster) (*Client, error) {
 			cl.Close()
 			return nil, err
 		}
-		if err := cl.usePendingIndex(ctx, j); err != nil {
+		if err := j.sql.PinPendingIndex(ctx, j.Name); err != nil {
 			cl.Close()
-			return nil, err
+			return nil, fmt.Errorf("job %q: look for its pending index: %w", j.Name, err)
 		}
 	}
 	if err := cl.store.Migrate(ctx); err != nil {
@@ -170,28 +170,6 @@ func (c *Client) checkColumns(ctx context.Context, j *jobRuntime) error {
 	if len(missing) > 0 {
 		return &ConfigError{Job: j.Name, Field: "tracking columns", Value: strings.Join(missing, ", "),
 			Reason: fmt.Sprintf("missing from table %q; run `pampa setup` to add them", j.Table)}
-	}
-	return nil
-}
-
-// usePendingIndex pins, on SQLite, the reads of pending rows to the index
-// `pampa setup` creates for them, when it exists (see
-// store.JobSQL.UsePendingIndex).
-func (c *Client) usePendingIndex(ctx context.Context, j *jobRuntime) error {
-	if c.store.Dialect.Name() != DriverSQLite {
-		return nil
-	}
-	for _, ix := range j.sql.Indexes(j.Name) {
-		if !strings.HasSuffix(ix.Name, "_pending") {
-			continue
-		}
-		ok, err := c.store.IndexExists(ctx, store.ParseIdent(j.Table), ix.Name)
-		if err != nil {
-			return fmt.Errorf("job %q: look for index %s: %w", j.Name, ix.Name, err)
-		}
-		if ok {
-			j.sql.UsePendingIndex(ix.Name)
-		}
 	}
 	return nil
 }

@@ -246,12 +246,8 @@ func explainPlans(ctx context.Context, c *pampa.Cluster, rows int, say func(stri
 		Start: f.StartTime, End: f.EndTime, Success: f.Success, Error: f.ErrorDescription,
 		MaxTryTimes: pampa.DefaultMaxTryTimes})
 	// As a client does on SQLite: reads of pending rows pinned to their index.
-	for _, ix := range j.Indexes(Job) {
-		if ok, err := s.IndexExists(ctx, j.Spec().Table, ix.Name); err != nil {
-			return nil, err
-		} else if ok && strings.HasSuffix(ix.Name, "_pending") {
-			j.UsePendingIndex(ix.Name)
-		}
+	if err := j.PinPendingIndex(ctx, Job); err != nil {
+		return nil, err
 	}
 	plans, err := j.Explain(ctx, pampa.WorkerID("bench", 1))
 	if err != nil {

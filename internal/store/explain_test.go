@@ -22,9 +22,9 @@ func explainTable(t *testing.T, s *Store, table string, n int, indexed bool) *Jo
 	if indexed {
 		for _, ix := range j.Indexes(table) {
 			mustExec(t, s, ix.DDL)
-			if strings.HasSuffix(ix.Name, "_pending") {
-				j.UsePendingIndex(ix.Name)
-			}
+		}
+		if err := j.PinPendingIndex(t.Context(), table); err != nil {
+			t.Fatal(err)
 		}
 	}
 	mustExec(t, s, `ANALYZE `+j.t) // this table only: the others are other tests'

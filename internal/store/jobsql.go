@@ -39,7 +39,7 @@ type JobSQL struct {
 
 	// pendingFrom is the FROM target of the queries that pick pending
 	// rows: on SQLite it names the pending index once it is known to
-	// exist (see UsePendingIndex).
+	// exist (see PinPendingIndex).
 	pendingFrom string
 }
 
@@ -78,18 +78,24 @@ func (j *JobSQL) pickStatements() {
 	j.countPending = j.s.q(fmt.Sprintf(`SELECT COUNT(*) FROM (SELECT 1 FROM %s WHERE %s LIMIT ?) p`, j.pendingFrom, j.pending))
 }
 
-// UsePendingIndex makes the queries that pick pending rows read them
-// through the named index, on SQLite. Its planner, with statistics taken
-// while every row was pending, prefers walking the table in key order;
-// a statement prepared then keeps that plan, and steps over every
-// finished row at the front of the table on each call once most are done.
-// Call it before the statements are used, only for an index that exists.
-func (j *JobSQL) UsePendingIndex(name string) {
+// PinPendingIndex makes, on SQLite, the queries that pick pending rows
+// read them through the job's pending index (see Indexes), if it exists.
+// SQLite's planner, with statistics taken while every row was pending,
+// prefers walking the table in key order; a statement prepared then keeps
+// that plan, and steps over every finished row at the front of the table
+// on each call once most are done. Call it before the statements are used.
+func (j *JobSQL) PinPendingIndex(ctx context.Context, job string) error {
 	if j.s.Dialect.Name() != "sqlite" {
-		return
+		return nil
+	}
+	name := indexBase(job) + "_pending"
+	ok, err := j.s.IndexExists(ctx, j.spec.Table, name)
+	if err != nil || !ok {
+		return err
 	}
 	j.pendingFrom = j.t + " INDEXED BY " + Quote(name)
 	j.pickStatements()
+	return nil
 }
 
 // Spec returns the job's spec.

@@ -34,6 +34,10 @@ func TestPendingIndexPinned(t *testing.T) {
 	t.Parallel()
 	s := openStore(t, "sqlite")
 	j := newJob(t, s, "tasks", 2000, 3)
+	// Without the index there is nothing to pin: no error, no change.
+	if err := j.PinPendingIndex(t.Context(), "job"); err != nil || j.pendingFrom != j.t {
+		t.Fatalf("PinPendingIndex without the index: %v, reads from %s", err, j.pendingFrom)
+	}
 	for _, ix := range j.Indexes("job") {
 		mustExec(t, s, ix.DDL)
 	}
@@ -43,7 +47,9 @@ func TestPendingIndexPinned(t *testing.T) {
 		t.Logf("unpinned plan already uses an index (the planner changed?):\n%s", p)
 	}
 	name := j.Indexes("job")[0].Name
-	j.UsePendingIndex(name)
+	if err := j.PinPendingIndex(t.Context(), "job"); err != nil {
+		t.Fatal(err)
+	}
 	if p := plan(); !strings.Contains(p, "USING INDEX "+name) {
 		t.Fatalf("pinned plan does not read the pending index %s:\n%s", name, p)
 	}

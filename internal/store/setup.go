@@ -33,6 +33,7 @@ func (j *JobSQL) Indexes(job string) []Index {
 		return Index{Name: name, DDL: fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s) WHERE %s", target, table, cols, where)}
 	}
 	return []Index{
+		// "pending" is the name PinPendingIndex looks for.
 		mk("pending", j.pk, fmt.Sprintf("%s IS NULL AND %s IS NULL", j.id, j.start)),
 		mk("inflight", j.id+", "+j.start, fmt.Sprintf("%s IS NOT NULL AND %s IS NULL", j.id, j.end)),
 		mk("failed", j.end, fmt.Sprintf("%s = FALSE", j.success)),
