@@ -11,28 +11,12 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-tool_dir=$(mktemp -d "${TMPDIR:-/tmp}/pampa-bench-river.XXXXXX")
-cleanup() {
-	if [[ -n ${pg_dir:-} ]]; then
-		"$tool_dir/pgtmp" stop --dir "$pg_dir" --remove || true
-	fi
-	rm -rf "$tool_dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-go build -o "$tool_dir/pampa" ./cmd/pampa
-go build -o "$tool_dir/pgtmp" ./internal/pgcluster/cmd/pgtmp
+# shellcheck source=scripts/bench-setup.sh
+source scripts/bench-setup.sh
 (cd benchmarks/river && go build -o "$tool_dir/river" .)
-pg_dir=$(mktemp -d /tmp/pampa-benchpg.XXXXXX)
-url=$("$tool_dir/pgtmp" start --dir "$pg_dir")
+start_pg
 river_url=${url/\/postgres\?/\/riverbench?}
 psql "$url" -qc 'CREATE DATABASE riverbench'
-echo "bench: throwaway PostgreSQL (fsync on) at $url" >&2
-
-json=()
-[[ -n ${BENCH_JSON:-} ]] && json=(--json)
 for round in 1 2; do
 	echo "== round $round: River, defaults"
 	"$tool_dir/river" --database-url "$river_url" "${json[@]}"

@@ -11,28 +11,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-tool_dir=$(mktemp -d "${TMPDIR:-/tmp}/pampa-bench.XXXXXX")
-cleanup() {
-	if [[ -n ${pg_dir:-} ]]; then
-		"$tool_dir/pgtmp" stop --dir "$pg_dir" --remove || true
-	fi
-	rm -rf "$tool_dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-go build -o "$tool_dir/pampa" ./cmd/pampa
+# shellcheck source=scripts/bench-setup.sh
+source scripts/bench-setup.sh
 url=${PAMPA_BENCH_DATABASE_URL:-}
-if [[ -z $url ]]; then
-	go build -o "$tool_dir/pgtmp" ./internal/pgcluster/cmd/pgtmp
-	pg_dir=$(mktemp -d /tmp/pampa-benchpg.XXXXXX)
-	url=$("$tool_dir/pgtmp" start --dir "$pg_dir")
-	echo "bench: throwaway PostgreSQL (fsync on) at $url" >&2
-fi
-
-json=()
-[[ -n ${BENCH_JSON:-} ]] && json=(--json)
+[[ -n $url ]] || start_pg
 # bench DB [FLAGS…]: one run on DB (postgres or sqlite).
 bench() {
 	local db=$1
