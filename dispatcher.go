@@ -142,7 +142,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		resetTimer(timer, d.opts.Delay)
 		select {
 		case <-ctx.Done():
-			d.resign()
+			d.Resign()
 			d.log.Info("dispatcher stopped")
 			return nil
 		case <-wake:
@@ -151,7 +151,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 }
 
-func (d *Dispatcher) resign() {
+// Resign gives up the leader lease if this dispatcher holds it, so that
+// another dispatcher can lead at once instead of after the lease's TTL.
+// Run does it when it stops; a program that drives rounds with RunOnce
+// calls it when done.
+func (d *Dispatcher) Resign() {
 	if !d.leading {
 		return
 	}

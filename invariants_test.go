@@ -233,7 +233,7 @@ func TestInvariantNoDoubleReservation(t *testing.T) {
 					t.Fatalf("dispatcher %s leading = %v after the first round", d.opts.ID, st.Leading)
 				}
 			}
-			leader.resign()
+			leader.Resign()
 			var next *Dispatcher
 			for _, d := range ds {
 				if d == leader {

@@ -336,7 +336,7 @@ func TestStretchMovesWorkersAndPersists(t *testing.T) {
 		if a := assigned(c2); a["local.1"] != "job_b" || a["local.2"] != "job_b" {
 			t.Fatalf("a new dispatcher changed the assignments: %v", a)
 		}
-		d.resign()
+		d.Resign()
 		e2 := &testEnv{t: t, cluster: e.cluster, client: c2}
 		allowB.Store(true)
 		r2, ws := e2.startIDs(steadyDispatcher(), steadyWorker(), "local.1", "local.2")

@@ -207,6 +207,9 @@ func scale(ctx context.Context, c *pampa.Cluster, rows, workers int, explain boo
 		return 0, 0, nil, err
 	}
 	d := client.NewDispatcher(pampa.DispatcherOptions{Logger: log, MaintenanceEvery: time.Nanosecond})
+	// Left held, the lease would keep the next run's dispatcher (the next
+	// `pampa bench` on this database) waiting for its TTL, inside its burn.
+	defer d.Resign()
 	var rounds, reports []time.Duration
 	for i := 0; i < 7; i++ {
 		t0 := time.Now()
