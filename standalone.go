@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync"
 	"syscall"
 	"time"
 
@@ -134,15 +135,25 @@ func runStandAlone(ctx context.Context, p StandAlone) (logged bool, err error) {
 		defer close(stopLogged)
 		log.Info("stop requested")
 	})
-	defer func() {
-		if !unregister() {
-			<-stopLogged
-		}
-	}()
+	// settle waits for that line, or writes it if the context was
+	// cancelled but had not yet started the function when unregister
+	// stopped it; called before "stopped", so the lines come in order.
+	var settleOnce sync.Once
+	settle := func() {
+		settleOnce.Do(func() {
+			if !unregister() {
+				<-stopLogged
+			} else if ctx.Err() != nil {
+				log.Info("stop requested")
+			}
+		})
+	}
+	defer settle()
 
 	failures := 0
 	for run := 1; ; run++ {
 		if ctx.Err() != nil {
+			settle()
 			log.Info("stopped", "runs", run-1, "failures", failures)
 			return false, nil
 		}
@@ -153,6 +164,7 @@ func runStandAlone(ctx context.Context, p StandAlone) (logged bool, err error) {
 			failures++
 		}
 		if p.RunOnce {
+			settle()
 			log.Info("stopped", "runs", 1, "failures", failures)
 			return true, err
 		}
