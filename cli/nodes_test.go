@@ -343,7 +343,7 @@ func TestNodesEndToEnd(t *testing.T) {
 		!stopped[0].Workers[0].WasRunning || stopped[0].Workers[0].TookMS == 0 {
 		t.Errorf("stop --json: %v\n%s", err, out)
 	}
-	if procs := n1.Processes(); len(procs) != 0 {
+	if procs := n1.ProcessesLeft(); len(procs) != 0 {
 		t.Errorf("processes of %s left after stop: %v", n1.User, procs)
 	}
 }

@@ -253,7 +253,7 @@ func TestNodesRealLifecycle(t *testing.T) {
 			t.Errorf("stopping a stopped %s: %+v", s.ID, s)
 		}
 	}
-	if procs := n.srv.Processes(); len(procs) != 0 {
+	if procs := n.srv.ProcessesLeft(); len(procs) != 0 {
 		t.Errorf("processes left after stop: %v", procs)
 	}
 

@@ -266,6 +266,24 @@ func (s *Server) Processes() []int {
 	return out
 }
 
+// ProcessesLeft waits up to a few seconds for the user's processes (other
+// than sshd) to end, and describes those still there: a remote command's
+// shell may take a moment to go once its session has closed.
+func (s *Server) ProcessesLeft() []string {
+	var procs []int
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if procs = s.Processes(); len(procs) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	var out []string
+	for _, pid := range procs {
+		cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		out = append(out, fmt.Sprintf("%d %q", pid, strings.ReplaceAll(string(cmd), "\x00", " ")))
+	}
+	return out
+}
+
 // DelegateCgroups gives the user a cgroup of its own, pampa-<user>, at the
 // top of each named cgroup v1 hierarchy (cpu, memory, blkio), as an
 // administrator would to let the user limit its workers. It fails the test
