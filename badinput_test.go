@@ -3,6 +3,7 @@ package pampa
 import (
 	"context"
 	"errors"
+	"github.com/pampa-go/pampa/internal/engine"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -56,8 +57,8 @@ func TestHostileErrorTexts(t *testing.T) {
 			if !utf8.ValidString(desc) || strings.ContainsRune(desc, 0) {
 				t.Errorf("task %d: description is not clean text: %q", v, desc[:min(len(desc), 80)])
 			}
-			if len(desc) > maxErrorLen+100 {
-				t.Errorf("task %d: description of %d bytes, want at most about %d", v, len(desc), maxErrorLen)
+			if len(desc) > engine.MaxErrorLen+100 {
+				t.Errorf("task %d: description of %d bytes, want at most about %d", v, len(desc), engine.MaxErrorLen)
 			}
 			want := strings.ToValidUTF8(texts[v], "\uFFFD")
 			want = strings.ReplaceAll(want, "\x00", "\\0")

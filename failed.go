@@ -50,7 +50,7 @@ func (c *Client) Retry(ctx context.Context, job string, keys ...any) ([]any, err
 		if done, err = j.sql.Redrive(ctx, tx, keys); err != nil {
 			return err
 		}
-		return j.relaunched(ctx, tx, done)
+		return c.engineJob(j).Relaunched(ctx, tx, done)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("job %s: retry failed tasks: %w", job, err)

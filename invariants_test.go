@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"github.com/pampa-go/pampa/internal/dispatcher"
 	"net/url"
 	"regexp"
 	"strings"
@@ -143,8 +144,8 @@ func TestInvariantNoDoubleReservation(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					for ctx.Err() == nil {
-						var st RoundStats
-						if err := d.dispatch(ctx, &st); err != nil && ctx.Err() == nil {
+						st, err := d.loop.ReserveOnce(ctx)
+						if err != nil && ctx.Err() == nil {
 							dispatchErrs <- err
 							return
 						}
@@ -253,7 +254,7 @@ func TestInvariantNoDoubleReservation(t *testing.T) {
 			if next == nil {
 				t.Fatal("no standby took the lease after the leader resigned")
 			}
-			l, err := e.client.store.CurrentLease(ctx, leaseName)
+			l, err := e.client.store.CurrentLease(ctx, dispatcher.LeaseName)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -4,41 +4,44 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
-	"github.com/pampa-go/pampa/internal/store"
+	"github.com/pampa-go/pampa/internal/engine"
 )
 
 // Task is one row of a job's table, handed to the processing function.
 // Its columns are readable by name; columns it [Task.Set]s are written back
 // in the same statement that records the try's outcome.
 type Task struct {
-	job    *Job
-	worker string
-	row    store.Row
-	key    any
-	try    int64
-	set    map[string]any
-	setErr error
-	log    *slog.Logger
-	db     *sql.DB
+	a   *engine.Attempt
+	job *Job
+	db  *sql.DB
+}
+
+// newTask is the public view of an attempt of one of the client's jobs.
+func (c *Client) newTask(a *engine.Attempt) *Task {
+	for _, j := range c.jobs {
+		if j.Name == a.Job.Name {
+			return &Task{a: a, job: j.Job, db: c.store.DB}
+		}
+	}
+	panic("pampa: attempt of an unknown job " + a.Job.Name)
 }
 
 // Key is the row's primary key.
-func (t *Task) Key() any { return t.key }
+func (t *Task) Key() any { return t.a.Key }
 
 // Try is the number of this try, 1 for the first.
-func (t *Task) Try() int { return int(t.try) }
+func (t *Task) Try() int { return int(t.a.Try) }
 
 // Job is the job the task belongs to.
 func (t *Task) Job() *Job { return t.job }
 
 // WorkerID is the id of the worker running the task.
-func (t *Task) WorkerID() string { return t.worker }
+func (t *Task) WorkerID() string { return t.a.Worker }
 
 // Log is the worker's logger, with the job, task key and try attached.
-func (t *Task) Log() *slog.Logger { return t.log }
+func (t *Task) Log() *slog.Logger { return t.a.Log }
 
 // DB is the database, for queries of the processing function's own. Writes
 // to the task's row are better done with Set: they are then fenced, and
@@ -46,49 +49,32 @@ func (t *Task) Log() *slog.Logger { return t.log }
 func (t *Task) DB() *sql.DB { return t.db }
 
 // Columns lists the row's column names.
-func (t *Task) Columns() []string { return t.row.Columns }
+func (t *Task) Columns() []string { return t.a.Row.Columns }
 
 // Get returns a column's value as the driver gave it (int64, float64,
 // bool, string, []byte, time.Time or nil), or nil if there is no such
 // column.
 func (t *Task) Get(column string) any {
-	v, _ := t.row.Get(column)
+	v, _ := t.a.Row.Get(column)
 	return v
 }
 
 // Has reports whether the row has the column.
 func (t *Task) Has(column string) bool {
-	_, ok := t.row.Get(column)
+	_, ok := t.a.Row.Get(column)
 	return ok
 }
 
 // Int64 returns a column as an integer.
 func (t *Task) Int64(column string) (int64, error) {
-	v, ok := t.row.Get(column)
+	v, ok := t.a.Row.Get(column)
 	if !ok {
-		return 0, fmt.Errorf("task %v: no column %q", t.key, column)
+		return 0, fmt.Errorf("task %v: no column %q", t.a.Key, column)
 	}
-	switch x := v.(type) {
-	case int64:
-		return x, nil
-	case int32:
-		return int64(x), nil
-	case int:
-		return int64(x), nil
-	case float64:
-		if x == float64(int64(x)) {
-			return int64(x), nil
-		}
-	case string:
-		if n, err := strconv.ParseInt(x, 10, 64); err == nil {
-			return n, nil
-		}
-	case []byte:
-		if n, err := strconv.ParseInt(string(x), 10, 64); err == nil {
-			return n, nil
-		}
+	if n, ok := engine.AsInt64(v); ok {
+		return n, nil
 	}
-	return 0, fmt.Errorf("task %v: column %q holds %T %v, not an integer", t.key, column, v, v)
+	return 0, fmt.Errorf("task %v: column %q holds %T %v, not an integer", t.a.Key, column, v, v)
 }
 
 // String returns a column formatted as text ("" for NULL).
@@ -112,21 +98,21 @@ func (t *Task) String(column string) string {
 // try succeeds or fails. Tracking columns cannot be set.
 func (t *Task) Set(column string, value any) {
 	if err := checkIdentifier(column, false); err != nil {
-		t.setErr = fmt.Errorf("Set(%q): %w", column, err)
+		t.a.SetErr = fmt.Errorf("Set(%q): %w", column, err)
 		return
 	}
 	if column == t.job.PrimaryKey {
-		t.setErr = fmt.Errorf("Set(%q): the primary key cannot be changed", column)
+		t.a.SetErr = fmt.Errorf("Set(%q): the primary key cannot be changed", column)
 		return
 	}
 	for _, f := range t.job.Fields.fields() {
 		if f.column == column {
-			t.setErr = fmt.Errorf("Set(%q): %s is a tracking column, managed by Pampa", column, f.option)
+			t.a.SetErr = fmt.Errorf("Set(%q): %s is a tracking column, managed by Pampa", column, f.option)
 			return
 		}
 	}
-	if t.set == nil {
-		t.set = map[string]any{}
+	if t.a.Set == nil {
+		t.a.Set = map[string]any{}
 	}
-	t.set[column] = value
+	t.a.Set[column] = value
 }

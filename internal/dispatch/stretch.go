@@ -1,6 +1,9 @@
-package pampa
+package dispatch
 
-import "github.com/pampa-go/pampa/internal/store"
+import (
+	"github.com/pampa-go/pampa/internal/engine"
+	"github.com/pampa-go/pampa/internal/store"
+)
 
 // Elastic assignment ("stretch"): which workers serve which job.
 //
@@ -26,7 +29,7 @@ import "github.com/pampa-go/pampa/internal/store"
 
 // jobLoad is a job's demand as the stretch rule sees it.
 type jobLoad struct {
-	job     *Job
+	job     *engine.Job
 	pending int // unknownLoad when it could not be counted
 }
 
@@ -63,7 +66,7 @@ func planAssignments(loads []jobLoad, workers []store.WorkerInfo) []assignment {
 			continue
 		}
 		l, ok := byJob[w.Job]
-		if !ok || !canRun(w, l.job) || l.pending == 0 { // an unknown load keeps its workers
+		if !ok || !l.job.RunsOn(w) || l.pending == 0 { // an unknown load keeps its workers
 			release(w) // rules 1 and 2
 			continue
 		}
@@ -91,7 +94,7 @@ func planAssignments(loads []jobLoad, workers []store.WorkerInfo) []assignment {
 			if have >= want {
 				break
 			}
-			if !w.Alive || current[w.ID] != "" || !canRun(w, l.job) {
+			if !w.Alive || current[w.ID] != "" || !l.job.RunsOn(w) {
 				continue
 			}
 			assigns = append(assigns, assignment{worker: w.ID, from: w.Job, to: l.job.Name})
@@ -113,22 +116,9 @@ func planAssignments(loads []jobLoad, workers []store.WorkerInfo) []assignment {
 	return append(out, assigns...)
 }
 
-// canRun reports whether a worker may be assigned to a job.
-func canRun(w store.WorkerInfo, j *Job) bool {
-	if !j.AcceptsWorker(w.ID) {
-		return false
-	}
-	for _, name := range w.Jobs {
-		if name == j.Name {
-			return true
-		}
-	}
-	return false
-}
-
 // pendingLimit is how far the stretch pass counts a job's backlog: enough
 // to tell how many workers it wants, no further.
-func pendingLimit(j *Job, liveWorkers int) int {
+func pendingLimit(j *engine.Job, liveWorkers int) int {
 	n := liveWorkers
 	if j.MaxAssignedWorkers > 0 {
 		n = min(n, j.MaxAssignedWorkers)

@@ -1,0 +1,132 @@
+// Package dispatch is the leader's hand-out: it assigns workers to jobs
+// (the stretch rule, stretch.go) and tops each assigned worker's queue up
+// to its job's queue_size, reserving every worker's share of a job in one
+// statement (reserve.go).
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/pampa-go/pampa/internal/engine"
+	"github.com/pampa-go/pampa/internal/notify"
+	"github.com/pampa-go/pampa/internal/store"
+)
+
+// Options tune the service.
+type Options struct {
+	Store *store.Store
+	Bus   *notify.Bus
+	Jobs  []*engine.Job
+	Log   *slog.Logger
+	// WorkerTTL: a heartbeat older than this makes a worker not alive.
+	WorkerTTL time.Duration
+	// ReleaseAfter is how long a job must have had nothing pending before
+	// its workers are released.
+	ReleaseAfter time.Duration
+}
+
+// Result says what the service did.
+type Result struct {
+	Reserved int // rows reserved for workers
+	Assigned int // assignment changes
+}
+
+// Service assigns and reserves. It is used by one goroutine.
+type Service struct {
+	opts Options
+	// idleSince is when each job was last seen with nothing pending and
+	// nothing newly reserved (absent while it is busy).
+	idleSince map[string]time.Time
+}
+
+// New returns the service.
+func New(opts Options) *Service {
+	return &Service{opts: opts, idleSince: map[string]time.Time{}}
+}
+
+// Stretch applies the elastic assignment rule to the registry as the
+// maintenance pass judged it.
+func (s *Service) Stretch(ctx context.Context, workers []store.WorkerInfo, res *Result) error {
+	live := 0
+	for _, w := range workers {
+		if w.Alive {
+			live++
+		}
+	}
+	loads := make([]jobLoad, 0, len(s.opts.Jobs))
+	var errs []error
+	for _, j := range s.opts.Jobs {
+		n, err := s.pendingCount(ctx, j, pendingLimit(j, live))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("job %s: count pending: %w", j.Name, err))
+		}
+		loads = append(loads, jobLoad{job: j, pending: s.load(j.Name, n, err)})
+	}
+	for _, a := range planAssignments(loads, workers) {
+		ok, err := s.opts.Store.Assign(ctx, a.worker, a.from, a.to)
+		if err != nil {
+			return errors.Join(append(errs, fmt.Errorf("assign %s: %w", a.worker, err))...)
+		}
+		if !ok {
+			continue
+		}
+		res.Assigned++
+		if a.to == "" {
+			s.opts.Log.Info("worker released", "worker", a.worker, "job", a.from)
+		} else {
+			s.opts.Log.Info("worker assigned", "worker", a.worker, "job", a.to)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// load is the backlog the stretch rule sees: unknownLoad (keep the
+// workers, add none) when it could not be counted, or when the job has
+// just gone quiet, for ReleaseAfter.
+func (s *Service) load(job string, pending int, err error) int {
+	switch {
+	case err != nil:
+		return unknownLoad
+	case pending > 0:
+		delete(s.idleSince, job)
+		return pending
+	case s.idleSince[job].IsZero():
+		s.idleSince[job] = time.Now()
+		return unknownLoad
+	case time.Since(s.idleSince[job]) < s.opts.ReleaseAfter:
+		return unknownLoad
+	}
+	return 0
+}
+
+// pendingCount counts a job's dispatchable backlog up to limit, through
+// its pending or selecting hook when it has one.
+func (s *Service) pendingCount(ctx context.Context, j *engine.Job, limit int) (int, error) {
+	h := j.Hooks
+	switch {
+	case h.Pending != nil:
+		n, err := h.Pending(ctx)
+		return int(n), err
+	case h.Selecting != nil:
+		keys, err := selectKeys(ctx, j, limit)
+		return len(keys), err
+	default:
+		return j.SQL.CountPending(ctx, s.opts.Store.DB, limit)
+	}
+}
+
+// selectKeys runs the job's selecting hook, keeping at most n keys.
+func selectKeys(ctx context.Context, j *engine.Job, n int) ([]any, error) {
+	keys, err := j.Hooks.Selecting(ctx, n)
+	if err != nil {
+		return nil, fmt.Errorf("selecting hook: %w", err)
+	}
+	if len(keys) > n {
+		keys = keys[:n]
+	}
+	return keys, nil
+}

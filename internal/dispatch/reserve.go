@@ -1,0 +1,150 @@
+package dispatch
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/pampa-go/pampa/internal/engine"
+	"github.com/pampa-go/pampa/internal/notify"
+	"github.com/pampa-go/pampa/internal/store"
+)
+
+// Reserve tops up the queue of every live worker assigned to a job.
+func (s *Service) Reserve(ctx context.Context, res *Result) error {
+	workers, err := s.opts.Store.Workers(ctx, s.opts.WorkerTTL)
+	if err != nil {
+		return fmt.Errorf("list workers: %w", err)
+	}
+	var errs []error
+	for _, j := range s.opts.Jobs {
+		if err := s.reserveJob(ctx, j, workers, res); err != nil {
+			errs = append(errs, fmt.Errorf("job %s: %w", j.Name, err))
+		}
+	}
+	if res.Reserved > 0 {
+		s.opts.Log.Debug("reserved tasks", "n", res.Reserved)
+	}
+	return errors.Join(errs...)
+}
+
+// reserveJob tops up the queues of the job's workers.
+func (s *Service) reserveJob(ctx context.Context, j *engine.Job, workers []store.WorkerInfo, res *Result) error {
+	var mine []store.WorkerInfo
+	for _, w := range workers {
+		if w.Alive && w.Job == j.Name {
+			mine = append(mine, w)
+		}
+	}
+	if len(mine) == 0 {
+		return nil
+	}
+	wants, err := s.wants(ctx, j, mine)
+	if err != nil {
+		return err
+	}
+	var got []int
+	if j.Hooks.Selecting != nil {
+		got, err = s.reserveSelected(ctx, j, wants)
+	} else {
+		got, err = s.reserveShares(ctx, j, wants)
+	}
+	if err != nil {
+		return err
+	}
+	for i, w := range wants {
+		if got[i] > 0 {
+			res.Reserved += got[i]
+			s.opts.Bus.Notify(notify.WorkerTopic(w.Worker))
+			delete(s.idleSince, j.Name) // busy: a trickle keeps its workers
+		}
+	}
+	return nil
+}
+
+// wants is how many rows each worker's queue lacks, for the workers the
+// allowing hook lets have more.
+func (s *Service) wants(ctx context.Context, j *engine.Job, mine []store.WorkerInfo) ([]store.Share, error) {
+	queues, err := s.queueLengths(ctx, j, mine)
+	if err != nil {
+		return nil, fmt.Errorf("queue lengths: %w", err)
+	}
+	var wants []store.Share
+	for _, w := range mine {
+		free := j.QueueSize - queues[w.ID]
+		if free <= 0 {
+			continue
+		}
+		ok := true
+		if j.Hooks.Allowing != nil {
+			if ok, err = j.Hooks.Allowing(ctx, w.ID); err != nil {
+				return nil, fmt.Errorf("allowing hook (worker %s): %w", w.ID, err)
+			}
+		}
+		if ok {
+			wants = append(wants, store.Share{Worker: w.ID, N: free})
+		}
+	}
+	return wants, nil
+}
+
+func (s *Service) queueLengths(ctx context.Context, j *engine.Job, ws []store.WorkerInfo) (map[string]int, error) {
+	if j.Hooks.Occupied == nil {
+		return j.SQL.QueueLengths(ctx, s.opts.Store.DB)
+	}
+	out := map[string]int{}
+	for _, w := range ws {
+		n, err := j.Hooks.Occupied(ctx, w.ID)
+		if err != nil {
+			return nil, fmt.Errorf("occupied hook (worker %s): %w", w.ID, err)
+		}
+		out[w.ID] = n
+	}
+	return out, nil
+}
+
+// reserveShares reserves every worker's share in one statement: one
+// commit a round.
+func (s *Service) reserveShares(ctx context.Context, j *engine.Job, wants []store.Share) ([]int, error) {
+	got := make([]int, len(wants))
+	err := s.opts.Store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		keys, err := j.SQL.ReserveShares(ctx, tx, wants)
+		for i := range keys {
+			got[i] = len(keys[i])
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reserve: %w", err)
+	}
+	return got, nil
+}
+
+// reserveSelected reserves, worker by worker, the rows the job's
+// selecting hook picks, until the backlog runs out.
+func (s *Service) reserveSelected(ctx context.Context, j *engine.Job, wants []store.Share) ([]int, error) {
+	got := make([]int, len(wants))
+	for i, w := range wants {
+		custom, err := selectKeys(ctx, j, w.N)
+		if err != nil || len(custom) == 0 {
+			if err != nil {
+				err = fmt.Errorf("reserve for %s: %w", w.Worker, err)
+			}
+			return got, err
+		}
+		var keys []any
+		err = s.opts.Store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			var err error
+			keys, err = j.SQL.ReserveKeys(ctx, tx, w.Worker, custom)
+			return err
+		})
+		if err != nil {
+			return got, fmt.Errorf("reserve for %s: %w", w.Worker, err)
+		}
+		if got[i] = len(keys); got[i] < w.N {
+			break // the backlog is empty
+		}
+	}
+	return got, nil
+}

@@ -1,0 +1,174 @@
+// Package dispatcher is the dispatcher's round loop. Several dispatchers
+// may share a database; the one holding the lease leads, the others wait
+// as standbys. Each round of the leader:
+//
+//	lease       → take or renew the lease (internal/leadership)
+//	maintenance → declare dead workers, relaunch what will not finish
+//	              where it is (internal/maintenance)
+//	stretch     → assign and release workers per job (internal/dispatch)
+//	reserve     → top each assigned worker's queue up to queue_size
+//	              (internal/dispatch)
+//
+// maintenance and stretch run at most every MaintenanceEvery; reserve
+// runs every round. A round runs every Delay, or sooner when a worker
+// running low wakes the dispatcher.
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/pampa-go/pampa/internal/dispatch"
+	"github.com/pampa-go/pampa/internal/engine"
+	"github.com/pampa-go/pampa/internal/leadership"
+	"github.com/pampa-go/pampa/internal/maintenance"
+	"github.com/pampa-go/pampa/internal/notify"
+	"github.com/pampa-go/pampa/internal/store"
+)
+
+// LeaseName is the leader lease the dispatchers of a database share.
+const LeaseName = "dispatcher"
+
+// Options configure the loop; the public package fills in the defaults
+// documented on its DispatcherOptions.
+type Options struct {
+	Store *store.Store
+	Bus   *notify.Bus
+	Jobs  []*engine.Job
+	Log   *slog.Logger
+	ID    string
+
+	Delay            time.Duration
+	MaintenanceEvery time.Duration
+	LeaseTTL         time.Duration
+	WorkerTTL        time.Duration
+	ReleaseAfter     time.Duration
+	ExpiryGrace      time.Duration
+
+	// Retryable reports passing database conditions.
+	Retryable func(error) bool
+}
+
+// Stats say what one round did.
+type Stats struct {
+	Leading     bool
+	Maintenance maintenance.Result
+	Dispatch    dispatch.Result
+}
+
+// Loop is one dispatcher.
+type Loop struct {
+	opts     Options
+	elector  *leadership.Elector
+	maintain *maintenance.Service
+	dispatch *dispatch.Service
+
+	lastMaintenance time.Time
+	// dbTrouble is when a round last failed to reach the database. For a
+	// WorkerTTL after it, stale heartbeats say more about the outage than
+	// about the workers, so nobody is declared dead.
+	dbTrouble time.Time
+}
+
+// New returns a loop.
+func New(opts Options) *Loop {
+	return &Loop{
+		opts:    opts,
+		elector: leadership.New(leadership.Options{Store: opts.Store, Name: LeaseName, ID: opts.ID, TTL: opts.LeaseTTL, Log: opts.Log}),
+		maintain: maintenance.New(maintenance.Options{Store: opts.Store, Jobs: opts.Jobs, Log: opts.Log,
+			WorkerTTL: opts.WorkerTTL, ExpiryGrace: opts.ExpiryGrace}),
+		dispatch: dispatch.New(dispatch.Options{Store: opts.Store, Bus: opts.Bus, Jobs: opts.Jobs, Log: opts.Log,
+			WorkerTTL: opts.WorkerTTL, ReleaseAfter: opts.ReleaseAfter}),
+	}
+}
+
+// Leading reports whether the dispatcher held the lease at its last round.
+func (l *Loop) Leading() bool { return l.elector.Leading() }
+
+// Resign gives up the lease if held.
+func (l *Loop) Resign() { l.elector.Resign() }
+
+// Run runs rounds until ctx is cancelled, then resigns the lease.
+func (l *Loop) Run(ctx context.Context) error {
+	wake, unsubscribe := l.opts.Bus.Subscribe(notify.Dispatch)
+	defer unsubscribe()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		if _, err := l.RunOnce(ctx); err != nil && ctx.Err() == nil {
+			l.logFailure(err)
+		}
+		engine.ResetTimer(timer, l.opts.Delay)
+		select {
+		case <-ctx.Done():
+			l.Resign()
+			l.opts.Log.Info("dispatcher stopped")
+			return nil
+		case <-wake:
+		case <-timer.C:
+		}
+	}
+}
+
+func (l *Loop) logFailure(err error) {
+	if !l.opts.Retryable(err) {
+		l.opts.Log.Warn("round failed", "err", err)
+		return
+	}
+	if l.dbTrouble.IsZero() || time.Since(l.dbTrouble) > l.opts.Delay*10 {
+		l.opts.Log.Warn("database unreachable; retrying", "err", err)
+	}
+	l.dbTrouble = time.Now()
+}
+
+// RunOnce runs one round if this dispatcher leads (or becomes leader).
+func (l *Loop) RunOnce(ctx context.Context) (Stats, error) {
+	var st Stats
+	gained, err := l.elector.Elect(ctx)
+	if err != nil {
+		return st, err
+	}
+	if gained {
+		l.lastMaintenance = time.Time{}
+	}
+	st.Leading = l.elector.Leading()
+	if !st.Leading {
+		return st, nil
+	}
+	var merr error
+	if time.Since(l.lastMaintenance) >= l.opts.MaintenanceEvery {
+		// A failed maintenance step (a lock held by a frozen process, a
+		// broken hook) does not hold up dispatching.
+		merr = l.maintainAndStretch(ctx, &st)
+		l.lastMaintenance = time.Now()
+	}
+	return st, errors.Join(merr, l.dispatch.Reserve(ctx, &st.Dispatch))
+}
+
+// maintainAndStretch runs the maintenance pass, then the stretch rule on
+// the registry it judged.
+func (l *Loop) maintainAndStretch(ctx context.Context, st *Stats) error {
+	if !l.dbTrouble.IsZero() && time.Since(l.dbTrouble) < l.opts.WorkerTTL {
+		// Just back from an outage: give workers a TTL to heartbeat again
+		// before judging them; dispatching goes on meanwhile.
+		return nil
+	}
+	workers, err := l.maintain.RunOnce(ctx, &st.Maintenance)
+	if workers == nil {
+		return err
+	}
+	if serr := l.dispatch.Stretch(ctx, workers, &st.Dispatch); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	return err
+}
+
+// ReserveOnce runs the reserve step alone, lease or not: for tests that
+// race dispatchers against each other without the lease's protection.
+func (l *Loop) ReserveOnce(ctx context.Context) (dispatch.Result, error) {
+	var r dispatch.Result
+	err := l.dispatch.Reserve(ctx, &r)
+	return r, err
+}
