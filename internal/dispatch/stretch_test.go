@@ -248,4 +248,3 @@ func TestPendingLimit(t *testing.T) {
 		}
 	}
 }
-
