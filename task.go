@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/pampa-go/pampa/internal/bridge"
 	"github.com/pampa-go/pampa/internal/engine"
 )
 
@@ -115,4 +116,9 @@ func (t *Task) Set(column string, value any) {
 		t.a.Set = map[string]any{}
 	}
 	t.a.Set[column] = value
+}
+
+func init() {
+	bridge.NewTask = func(job any, a *engine.Attempt) any { return &Task{a: a, job: job.(*Job)} }
+	bridge.AttemptOf = func(task any) *engine.Attempt { return task.(*Task).a }
 }
