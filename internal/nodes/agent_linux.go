@@ -24,48 +24,75 @@ import (
 func serveStart(ctx context.Context, req *startRequest) startResponse {
 	var resp startResponse
 	relDir := path.Join(req.Dir, releasesDir, req.Release)
-	data, err := os.ReadFile(path.Join(relDir, manifestName))
+	rel, err := loadRelease(relDir, req)
 	if err != nil {
-		resp.Error = fmt.Sprintf("release %s: %v", req.Release, err)
+		resp.Error = err.Error()
 		return resp
-	}
-	var rel Release
-	if err := json.Unmarshal(data, &rel); err != nil || rel.Program == "" {
-		resp.Error = fmt.Sprintf("release %s: unreadable %s", req.Release, manifestName)
-		return resp
-	}
-	for _, d := range []string{runDir, logsDir} {
-		if err := os.MkdirAll(path.Join(req.Dir, d), 0o755); err != nil {
-			resp.Error = err.Error()
-			return resp
-		}
 	}
 	plan := planLimits(req.Limits, req.Dir)
 	resp.Limits = plan.reports
-	strictWhy := ""
-	if req.StrictLimits {
-		strictWhy = unapplied(plan.reports)
-	}
-
-	type launched struct {
-		i    int
-		cmd  *exec.Cmd
-		done chan error
-		out  string
-	}
-	var started []launched
-	var locks []*os.File
+	started, locks := launchWorkers(req, relDir, rel, plan, &resp)
 	defer func() {
 		for _, l := range locks {
 			l.Close()
 		}
 	}()
+	var wg sync.WaitGroup
+	for _, l := range started {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			settleWorker(ctx, req, plan, l, &resp.Workers[l.i])
+		}()
+	}
+	wg.Wait()
+	for _, l := range started {
+		confirmWorker(req, plan, l, &resp.Workers[l.i])
+	}
+	return resp
+}
+
+// loadRelease reads the release's manifest and makes the run and log
+// directories.
+func loadRelease(relDir string, req *startRequest) (*Release, error) {
+	data, err := os.ReadFile(path.Join(relDir, manifestName))
+	if err != nil {
+		return nil, fmt.Errorf("release %s: %v", req.Release, err)
+	}
+	var rel Release
+	if err := json.Unmarshal(data, &rel); err != nil || rel.Program == "" {
+		return nil, fmt.Errorf("release %s: unreadable %s", req.Release, manifestName)
+	}
+	for _, d := range []string{runDir, logsDir} {
+		if err := os.MkdirAll(path.Join(req.Dir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	return &rel, nil
+}
+
+// launched is a worker process just started, not yet known to stay up.
+type launched struct {
+	i    int // index in the response's workers
+	cmd  *exec.Cmd
+	done chan error
+	out  string
+}
+
+// launchWorkers starts each requested worker that is not running yet,
+// under a lock per worker held until the caller closes it (one start at a
+// time per worker, across concurrent agents).
+func launchWorkers(req *startRequest, relDir string, rel *Release, plan *limitPlan, resp *startResponse) ([]launched, []*os.File) {
+	strictWhy := ""
+	if req.StrictLimits {
+		strictWhy = unapplied(plan.reports)
+	}
+	var started []launched
+	var locks []*os.File
 	for _, id := range req.Workers {
-		ws := WorkerStart{ID: id}
 		i := len(resp.Workers)
-		resp.Workers = append(resp.Workers, ws)
+		resp.Workers = append(resp.Workers, WorkerStart{ID: id})
 		w := &resp.Workers[i]
-		// One start at a time per worker, across concurrent agents.
 		lock, err := lockWorker(req.Dir, id)
 		if err != nil {
 			w.Error = err.Error()
@@ -85,7 +112,7 @@ func serveStart(ctx context.Context, req *startRequest) startResponse {
 			continue
 		}
 		removeRecord(req.Dir, id)
-		cmd, out, err := launch(req, relDir, &rel, plan, id)
+		cmd, out, err := launch(req, relDir, rel, plan, id)
 		if err != nil {
 			w.Error = err.Error()
 			continue
@@ -95,78 +122,72 @@ func serveStart(ctx context.Context, req *startRequest) startResponse {
 		go func() { l.done <- cmd.Wait() }()
 		started = append(started, l)
 	}
+	return started, locks
+}
 
-	// A worker that dies at once (bad config, database unreachable, id
-	// taken) is reported with the end of its output. The settle time
-	// counts from when the worker's program runs: on a loaded machine the
-	// exec step itself may take a while, and until it is done the limits
-	// are not all in force yet.
-	settle := time.Duration(req.SettleMS) * time.Millisecond
-	var wg sync.WaitGroup
-	for _, l := range started {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w := &resp.Workers[l.i]
-			var err error
-			exited := false
-			execDeadline := time.After(execTimeout)
-		waitExec:
-			for !execDone(w.PID) {
-				select {
-				case err = <-l.done:
-					exited = true
-					break waitExec
-				case <-execDeadline:
-					break waitExec
-				case <-ctx.Done():
-					return
-				case <-time.After(20 * time.Millisecond):
-				}
-			}
-			if !exited {
-				select {
-				case err = <-l.done:
-					exited = true
-				case <-time.After(settle):
-				case <-ctx.Done():
-				}
-			}
-			if !exited {
-				return
-			}
+// settleWorker reports a worker that dies at once (bad config, database
+// unreachable, id taken) with the end of its output. The settle time
+// counts from when the worker's program runs: on a loaded machine the
+// exec step itself may take a while, and until it is done the limits are
+// not all in force yet.
+func settleWorker(ctx context.Context, req *startRequest, plan *limitPlan, l launched, w *WorkerStart) {
+	var err error
+	exited := false
+	execDeadline := time.After(execTimeout)
+waitExec:
+	for !execDone(w.PID) {
+		select {
+		case err = <-l.done:
+			exited = true
+			break waitExec
+		case <-execDeadline:
+			break waitExec
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if !exited {
+		select {
+		case err = <-l.done:
+			exited = true
+		case <-time.After(time.Duration(req.SettleMS) * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+	if !exited {
+		return
+	}
+	removeRecord(req.Dir, w.ID)
+	data, _ := os.ReadFile(l.out)
+	w.Error = fmt.Sprintf("exited at once (%v): %s", exitText(err), tailLines(data, 5))
+	if plan.rlimit > 0 {
+		w.Error += " [max_ram is applied as RLIMIT_DATA, which also counts the address space the Go runtime reserves (100-200 MiB): if it ran out of memory, raise max_ram]"
+	}
+	w.PID = 0
+}
+
+// confirmWorker checks the limits of a worker that stayed up, and stops
+// it if strict limits are not in force.
+func confirmWorker(req *startRequest, plan *limitPlan, l launched, w *WorkerStart) {
+	if w.Error != "" {
+		return
+	}
+	w.Started = true
+	w.Limits = plan.verify(w.PID, w.ID)
+	if req.StrictLimits {
+		if why := unapplied(w.Limits); why != "" {
+			_ = l.cmd.Process.Kill()
 			removeRecord(req.Dir, w.ID)
-			data, _ := os.ReadFile(l.out)
-			w.Error = fmt.Sprintf("exited at once (%v): %s", exitText(err), tailLines(data, 5))
-			if plan.rlimit > 0 {
-				w.Error += " [max_ram is applied as RLIMIT_DATA, which also counts the address space the Go runtime reserves (100-200 MiB): if it ran out of memory, raise max_ram]"
-			}
-			w.PID = 0
-		}()
-	}
-	wg.Wait()
-	for _, l := range started {
-		w := &resp.Workers[l.i]
-		if w.Error != "" {
-			continue
-		}
-		w.Started = true
-		w.Limits = plan.verify(w.PID, w.ID)
-		if req.StrictLimits {
-			if why := unapplied(w.Limits); why != "" {
-				_ = l.cmd.Process.Kill()
-				removeRecord(req.Dir, w.ID)
-				w.Started, w.PID = false, 0
-				w.Error = "stopped: these limits were not in force once it ran: " + why
-				continue
-			}
-		}
-		if rec, err := readRecord(os.ReadFile, req.Dir, w.ID); err == nil {
-			rec.Limits = w.Limits
-			_ = writeRecord(req.Dir, rec)
+			w.Started, w.PID = false, 0
+			w.Error = "stopped: these limits were not in force once it ran: " + why
+			return
 		}
 	}
-	return resp
+	if rec, err := readRecord(os.ReadFile, req.Dir, w.ID); err == nil {
+		rec.Limits = w.Limits
+		_ = writeRecord(req.Dir, rec)
+	}
 }
 
 // execTimeout bounds the wait for the exec step to become the worker.
