@@ -228,55 +228,77 @@ func burn(ctx context.Context, c *pampa.Cluster, cfg Config, say func(string, ..
 	defer wg.Wait()
 	defer stop()
 	log := slog.New(slog.DiscardHandler)
-
-	var procs []*exec.Cmd
-	var workers []*pampa.Worker
-	if cfg.Processes {
-		for i := 1; i <= cfg.Workers; i++ {
-			cmd := exec.CommandContext(runCtx, cfg.Exe, append(append([]string{}, cfg.Args...),
-				"--db", cfg.Driver, "--database-url", cfg.URL, "--id", pampa.WorkerID("bench", i),
-				"--workers", strconv.Itoa(cfg.Workers), "--queue-size", strconv.Itoa(cfg.QueueSize),
-				"--concurrency", strconv.Itoa(cfg.Concurrency))...)
-			cmd.Stderr = os.Stderr
-			if err := cmd.Start(); err != nil {
-				return 0, 0, 0, fmt.Errorf("start worker process: %w", err)
-			}
-			procs = append(procs, cmd)
-		}
-		defer func() {
-			for _, p := range procs {
-				_ = p.Process.Signal(os.Interrupt)
-			}
-			for _, p := range procs {
-				_ = p.Wait()
-			}
-		}()
-	} else {
-		for i := 1; i <= cfg.Workers; i++ {
-			w, err := client.NewWorker(pampa.WorkerID("bench", i), pampa.WorkerOptions{
-				Concurrency: cfg.Concurrency, Logger: log})
-			if err != nil {
-				return 0, 0, 0, err
-			}
-			workers = append(workers, w)
-			wg.Add(1)
-			go func() { defer wg.Done(); _ = w.Run(runCtx) }()
-		}
+	b := &burnRun{cfg: cfg, client: client, say: say}
+	defer b.stopProcesses()
+	if err := b.startWorkers(runCtx, &wg, log); err != nil {
+		return 0, 0, 0, err
 	}
 	// Let the workers register before the clock starts.
 	if err := waitWorkers(ctx, client, cfg.Workers); err != nil {
 		return 0, 0, 0, err
 	}
 	d := client.NewDispatcher(pampa.DispatcherOptions{Logger: log})
-	start := time.Now()
+	b.start = time.Now()
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = d.Run(runCtx) }()
+	return b.watch(ctx)
+}
 
+// burnRun is one burn's workers, as processes or in this process.
+type burnRun struct {
+	cfg     Config
+	client  *pampa.Client
+	say     func(string, ...any)
+	procs   []*exec.Cmd
+	workers []*pampa.Worker
+	start   time.Time
+}
+
+func (b *burnRun) startWorkers(ctx context.Context, wg *sync.WaitGroup, log *slog.Logger) error {
+	cfg := b.cfg
+	for i := 1; i <= cfg.Workers; i++ {
+		id := pampa.WorkerID("bench", i)
+		if cfg.Processes {
+			cmd := exec.CommandContext(ctx, cfg.Exe, append(append([]string{}, cfg.Args...),
+				"--db", cfg.Driver, "--database-url", cfg.URL, "--id", id,
+				"--workers", strconv.Itoa(cfg.Workers), "--queue-size", strconv.Itoa(cfg.QueueSize),
+				"--concurrency", strconv.Itoa(cfg.Concurrency))...)
+			cmd.Stderr = os.Stderr
+			if err := cmd.Start(); err != nil {
+				return fmt.Errorf("start worker process: %w", err)
+			}
+			b.procs = append(b.procs, cmd)
+			continue
+		}
+		w, err := b.client.NewWorker(id, pampa.WorkerOptions{Concurrency: cfg.Concurrency, Logger: log})
+		if err != nil {
+			return err
+		}
+		b.workers = append(b.workers, w)
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = w.Run(ctx) }()
+	}
+	return nil
+}
+
+func (b *burnRun) stopProcesses() {
+	for _, p := range b.procs {
+		_ = p.Process.Signal(os.Interrupt)
+	}
+	for _, p := range b.procs {
+		_ = p.Wait()
+	}
+}
+
+// watch waits for every task to be done and returns the burn's time and
+// the peak RSS of the workers and of this process. A report counts the
+// whole table, too costly to run often without slowing the burn.
+// In-process workers count the results they recorded: a report confirms
+// once they add up. Worker processes are watched through a report every
+// 250 ms.
+func (b *burnRun) watch(ctx context.Context) (time.Duration, float64, float64, error) {
+	cfg := b.cfg
 	var workerRSS float64
-	// A report counts the whole table, too costly to run often without
-	// slowing the burn. In-process workers count the results they
-	// recorded: a report confirms once they add up. Worker processes are
-	// watched through a report every 250 ms.
 	every := 250 * time.Millisecond
 	if !cfg.Processes {
 		every = 10 * time.Millisecond
@@ -290,35 +312,34 @@ func burn(ctx context.Context, c *pampa.Cluster, cfg Config, say func(string, ..
 			return 0, 0, 0, ctx.Err()
 		case <-tick.C:
 		}
-		for _, p := range procs {
+		for _, p := range b.procs {
 			workerRSS = max(workerRSS, peakRSSMB(p.Process.Pid))
 		}
 		checked := time.Now()
 		var recorded int64
-		for _, w := range workers {
+		for _, w := range b.workers {
 			recorded += w.Stats().Succeeded.Load() + w.Stats().Failed.Load()
 		}
 		sayNow := time.Since(lastSay) >= 2*time.Second
 		if !cfg.Processes && recorded < int64(cfg.Tasks) && !sayNow {
 			continue
 		}
-		rep, err := exactReport(ctx, client)
+		rep, err := exactReport(ctx, b.client)
 		if err != nil {
 			return 0, 0, 0, err
 		}
 		if rep.Completed == int64(cfg.Tasks) {
-			dur := checked.Sub(start)
 			self := peakRSSMB(os.Getpid())
 			if !cfg.Processes {
 				workerRSS = self // one process holds everything
 			}
-			return dur, workerRSS, self, nil
+			return checked.Sub(b.start), workerRSS, self, nil
 		}
 		if rep.Failed > 0 {
 			return 0, 0, 0, fmt.Errorf("%d tasks failed", rep.Failed)
 		}
-		if time.Since(lastSay) >= 2*time.Second {
-			say("burn: %d/%d done", rep.Completed, cfg.Tasks)
+		if sayNow {
+			b.say("burn: %d/%d done", rep.Completed, cfg.Tasks)
 			lastSay = time.Now()
 		}
 	}
