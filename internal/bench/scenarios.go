@@ -105,19 +105,8 @@ func trickle(ctx context.Context, c *pampa.Cluster, cfg Config) ([]float64, erro
 	if _, err := db.ExecContext(ctx, insert, 0); err != nil {
 		return nil, err
 	}
-	for {
-		rep, err := exactReport(ctx, client)
-		if err != nil {
-			return nil, err
-		}
-		if rep.Completed == 1 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+	if err := waitCompleted(ctx, client, 1, time.Minute); err != nil {
+		return nil, err
 	}
 
 	committed := map[int64]int64{}
@@ -135,20 +124,37 @@ func trickle(ctx context.Context, c *pampa.Cluster, cfg Config) ([]float64, erro
 		case <-tick.C:
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	if err := waitCompleted(ctx, client, int64(len(committed))+1, 30*time.Second); err != nil {
+		return nil, err
+	}
+	return latencies(ctx, db, committed)
+}
+
+// waitCompleted waits until n tasks of the bench job are done.
+func waitCompleted(ctx context.Context, client *pampa.Client, n int64, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for {
 		rep, err := exactReport(ctx, client)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if rep.Completed == int64(len(committed))+1 {
-			break
+		if rep.Completed == n {
+			return nil
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%d of %d trickled rows done after 30s", rep.Completed, len(committed))
+			return fmt.Errorf("%d of %d rows done after %s", rep.Completed, n, timeout)
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
+}
+
+// latencies are the milliseconds from each row's commit to the start of
+// its processing.
+func latencies(ctx context.Context, db *sql.DB, committed map[int64]int64) ([]float64, error) {
 	rows, err := db.QueryContext(ctx, `SELECT id, began_ns FROM `+Table+` WHERE id > 0`)
 	if err != nil {
 		return nil, err
