@@ -3,6 +3,7 @@ package chaos
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sync"
@@ -16,13 +17,17 @@ type span struct{ From, To int64 }
 const open = math.MaxInt64
 
 // liveness records, per process id, the spans in which the process was
-// alive. Safe for concurrent use.
+// alive, and when it died (was SIGKILLed, or exited). Safe for concurrent
+// use.
 type liveness struct {
-	mu    sync.Mutex
-	spans map[int][]span
+	mu     sync.Mutex
+	spans  map[int][]span
+	deaths map[int]int64 // Unix nanoseconds
 }
 
-func newLiveness() *liveness { return &liveness{spans: map[int][]span{}} }
+func newLiveness() *liveness {
+	return &liveness{spans: map[int][]span{}, deaths: map[int]int64{}}
+}
 
 // begin opens a span for pid at t, unless one is open already.
 func (l *liveness) begin(pid int, t time.Time) {
@@ -45,29 +50,105 @@ func (l *liveness) end(pid int, t time.Time) {
 	}
 }
 
-// snapshot copies the spans.
-func (l *liveness) snapshot() map[int][]span {
+// died records that pid was killed or exited at t, keeping the earliest
+// such moment (the SIGKILL comes before the exit it causes). It ends
+// pid's open span too.
+func (l *liveness) died(pid int, t time.Time) {
+	l.end(pid, t)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if d, ok := l.deaths[pid]; !ok || t.UnixNano() < d {
+		l.deaths[pid] = t.UnixNano()
+	}
+}
+
+// snapshot copies the spans and the deaths.
+func (l *liveness) snapshot() (map[int][]span, map[int]int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := make(map[int][]span, len(l.spans))
 	for pid, s := range l.spans {
 		out[pid] = slices.Clone(s)
 	}
-	return out
+	return out, maps.Clone(l.deaths)
 }
 
-// execution is one recorded run of the processing function.
+// execution is one run of the processing function, from its start record
+// and, unless it was cut off, its end record.
 type execution struct {
 	Task       int64
 	Worker     string
 	Try        int
 	PID        int
-	Start, End int64 // Unix nanoseconds
+	Start, End int64 // Unix nanoseconds; End is set by closeCutOff for a run cut off
+	// Outcome is outcomeDone or outcomeCancelled from the end record, or
+	// "" for a run cut off (no end record).
+	Outcome string
 }
 
+// cutOff reports whether the run has no end record.
+func (x execution) cutOff() bool { return x.Outcome == "" }
+
 func (x execution) String() string {
-	return fmt.Sprintf("%s (pid %d) try %d from %s for %s", x.Worker, x.PID, x.Try,
-		time.Unix(0, x.Start).Format("15:04:05.000000"), time.Duration(x.End-x.Start).Round(time.Microsecond))
+	how := x.Outcome
+	if x.cutOff() {
+		how = "cut off"
+	}
+	took := "until the end of the run"
+	if x.End != open {
+		took = time.Duration(x.End - x.Start).Round(time.Microsecond).String()
+	}
+	return fmt.Sprintf("%s (pid %d) try %d from %s for %s, %s", x.Worker, x.PID, x.Try,
+		time.Unix(0, x.Start).Format("15:04:05.000000"), took, how)
+}
+
+// closeCutOff ends each run that was cut off at its process's death: a
+// run with no end record lasted, for all anyone knows, until its process
+// was killed. A run whose process is not known to have died lasts to the
+// end of time.
+func closeCutOff(execs []execution, deaths map[int]int64) {
+	for i, x := range execs {
+		if !x.cutOff() {
+			continue
+		}
+		execs[i].End = open
+		if d, ok := deaths[x.PID]; ok {
+			execs[i].End = max(d, x.Start)
+		}
+	}
+}
+
+// verdict is what the executions say.
+type verdict struct {
+	Overlaps   []concurrentPair // pairs of runs of one task overlapping in time
+	Concurrent []concurrentPair // those overlapping while both processes were alive
+	Duplicates int              // runs beyond the first of each task
+	CutOff     int              // runs with no end record
+	Cancelled  int              // runs that ended on their context
+}
+
+// judge computes the verdict on execs (sorted by sortExecutions, in
+// place), given each worker process's spans of life and death.
+func judge(execs []execution, alive map[int][]span, deaths map[int]int64) verdict {
+	var v verdict
+	for _, x := range execs {
+		switch x.Outcome {
+		case "":
+			v.CutOff++
+		case outcomeCancelled:
+			v.Cancelled++
+		}
+	}
+	closeCutOff(execs, deaths)
+	sortExecutions(execs)
+	v.Duplicates = duplicates(execs)
+	v.Overlaps = findOverlaps(execs, alive)
+	for _, p := range v.Overlaps {
+		if p.BothAlive {
+			v.Concurrent = append(v.Concurrent, p)
+		}
+	}
+	return v
 }
 
 // concurrentPair is two executions of one task whose spans overlap;
@@ -99,18 +180,6 @@ func findOverlaps(execs []execution, alive map[int][]span) []concurrentPair {
 			}
 		}
 		lo = hi
-	}
-	return out
-}
-
-// findConcurrent returns the overlapping pairs whose processes were both
-// alive during the overlap: the concurrent runs.
-func findConcurrent(execs []execution, alive map[int][]span) []concurrentPair {
-	var out []concurrentPair
-	for _, p := range findOverlaps(execs, alive) {
-		if p.BothAlive {
-			out = append(out, p)
-		}
 	}
 	return out
 }

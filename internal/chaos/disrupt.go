@@ -187,7 +187,7 @@ func (r *runner) killWorker(ctx context.Context) bool {
 	if err := p.signal(syscall.SIGKILL); err != nil {
 		return false
 	}
-	r.live.end(p.pid, at)
+	r.live.died(p.pid, at)
 	r.workerKills.Add(1)
 	h, err := r.inflight(ctx, s.name)
 	if err != nil {

@@ -11,10 +11,15 @@
 // [ChildMain]): no separate build is needed, and a test binary works as
 // well as the pampa-chaos command.
 //
-// The processing function sleeps a few milliseconds (honouring its
-// context) and then records the execution — task, worker, try, process id,
-// start and end in Unix nanoseconds — in a side table, through the task's
-// database handle. A run whose context is cancelled records nothing.
+// The processing function records each execution in a side table,
+// through the task's database handle, in two steps: a start record (task,
+// worker, try, process id, start in Unix nanoseconds), committed before
+// the work begins; then, after sleeping a few milliseconds (honouring its
+// context), an end record (end, and "done" or "cancelled" when its
+// context ended first). A run with a start record and no end record was
+// cut off: its process was killed, or died, in the middle of it; for the
+// checks it lasted until that process's death, as the runner saw it (the
+// SIGKILL it sent, or the exit it reaped).
 //
 //	runner ─┬─ SIGKILL the leader ─────▶ dispatcher ×2 ── lease, reserve ───────┐
 //	        ├─ SIGKILL + start again ──▶ worker ×6 ───── claim, finish, record ─┤
@@ -37,10 +42,15 @@
 //
 // lost: tasks not succeeded when the run ends.
 //
-// duplicate_runs: recorded executions beyond the first of each task.
+// duplicate_runs: executions started beyond the first of each task,
+// whether they ended, were cancelled or were cut off.
+//
+// cut_off_runs: executions with a start record and no end record.
 //
 // concurrent_runs: pairs of executions of one task whose time spans overlap
-// at a moment when both processes were alive. The runner knows, for every
+// at a moment when both processes were alive; a run cut off spans from its
+// start to its process's death, so a killed run still counts against any
+// run of its task that began before the kill. The runner knows, for every
 // worker process, the intervals in which it was alive: from its start
 // until it was SIGKILLed (or exited); a SIGSTOPped process stops being
 // alive at the SIGSTOP and becomes alive again only when it has registered
@@ -74,7 +84,7 @@
 // for it.
 //
 // The run also reports problems that make it fail besides lost tasks and
-// concurrent runs: a succeeded task with no recorded execution, a process
+// concurrent runs: a succeeded task with no execution that ran to its end, a process
 // that exited on its own, a worker that ran no task for a long while after
 // the PostgreSQL restart, a recovery that did not happen within its
 // bound, tasks not done in time, and a scenario whose planned disruptions

@@ -117,7 +117,7 @@ func (r *runner) start(s *slot) (*proc, error) {
 		err := cmd.Wait()
 		p.exitAt, p.err = time.Now(), err
 		if s.role == roleWorker {
-			r.live.end(p.pid, p.exitAt)
+			r.live.died(p.pid, p.exitAt)
 		}
 		close(p.exited)
 	}()

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -56,18 +57,45 @@ func ChildMain() {
 	})
 }
 
-const insertExecution = `INSERT INTO ` + executionsTable + ` (task, worker, try, pid, started_ns, ended_ns)
-	VALUES ($1, $2, $3, $4, $5, $6)`
+// Statements of the processing function on the executions table: a start
+// record, committed before the work begins, and an end record once it
+// ends. A run with a start record and no end record was cut off: its
+// process died, or was killed, in the middle of it.
+const (
+	insertStart = `INSERT INTO ` + executionsTable + ` (task, worker, try, pid, started_ns)
+	VALUES ($1, $2, $3, $4, $5) RETURNING id`
+	updateEnd = `UPDATE ` + executionsTable + ` SET ended_ns = $2, outcome = $3 WHERE id = $1`
+)
 
-// process is the processing function: it sleeps between minD and maxD,
-// honouring ctx, then records the execution. A cancelled run records
-// nothing; a run that cannot record fails, so that it is tried again.
+// Outcomes of an ended run.
+const (
+	outcomeDone      = "done"
+	outcomeCancelled = "cancelled"
+)
+
+// endRetryFor bounds how long a run retries its end record (the server
+// may be restarting); a run whose end is never written counts as lasting
+// until its process died.
+const endRetryFor = 20 * time.Second
+
+// process is the processing function: it records its start, sleeps
+// between minD and maxD honouring ctx, then records its end — "done", or
+// "cancelled" when ctx ended first. A run that cannot record its start
+// does no work and fails; one that cannot record its end fails too, so
+// that it is tried again.
 func process(minD, maxD time.Duration) pampa.ProcessFunc {
 	return func(ctx context.Context, t *pampa.Task) error {
-		start := time.Now()
 		id, err := t.Int64("id")
 		if err != nil {
 			return err
+		}
+		// Taken before the start record is written: the span recorded
+		// covers the whole run, never less.
+		start := time.Now()
+		var xid int64
+		if err := t.DB().QueryRowContext(ctx, insertStart,
+			id, t.WorkerID(), t.Try(), os.Getpid(), start.UnixNano()).Scan(&xid); err != nil {
+			return fmt.Errorf("record the start: %w", err)
 		}
 		d := minD
 		if maxD > minD {
@@ -75,18 +103,40 @@ func process(minD, maxD time.Duration) pampa.ProcessFunc {
 		}
 		timer := time.NewTimer(d)
 		defer timer.Stop()
+		outcome := outcomeDone
 		select {
 		case <-timer.C:
 		case <-ctx.Done():
+			outcome = outcomeCancelled
+		}
+		if err := recordEnd(ctx, t.DB(), xid, time.Now(), outcome); err != nil {
+			return fmt.Errorf("record the end: %w", err)
+		}
+		if outcome == outcomeCancelled {
 			return ctx.Err()
 		}
-		end := time.Now()
-		_, err = t.DB().ExecContext(ctx, insertExecution,
-			id, t.WorkerID(), t.Try(), os.Getpid(), start.UnixNano(), end.UnixNano())
-		if err != nil {
-			return fmt.Errorf("record the execution: %w", err)
-		}
 		return nil
+	}
+}
+
+// recordEnd writes the end record of execution xid, retrying for up to
+// endRetryFor, even once ctx is cancelled: a cancelled run must say when
+// it stopped.
+func recordEnd(ctx context.Context, db *sql.DB, xid int64, end time.Time, outcome string) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endRetryFor)
+	defer cancel()
+	for {
+		qctx, qcancel := context.WithTimeout(rctx, 5*time.Second)
+		_, err := db.ExecContext(qctx, updateEnd, xid, end.UnixNano(), outcome)
+		qcancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-rctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 }
 

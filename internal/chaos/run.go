@@ -35,6 +35,7 @@ type Result struct {
 	DuplicateRuns  int     `json:"duplicate_runs"`
 	Kills          int     `json:"kills"`
 	MaxRecoveryS   float64 `json:"max_recovery_s"`
+	CutOffRuns     int     `json:"cut_off_runs"`
 
 	// Problems are the run's other failures, one sentence each.
 	Problems []string `json:"-"`
@@ -246,8 +247,8 @@ func (r *runner) prepare(ctx context.Context) error {
 	stmts := []string{
 		`CREATE TABLE ` + taskTable + ` (id bigint PRIMARY KEY)`,
 		`INSERT INTO ` + taskTable + ` (id) SELECT g FROM generate_series(1, ` + strconv.Itoa(r.cfg.Tasks) + `) g`,
-		`CREATE TABLE ` + executionsTable + ` (task bigint NOT NULL, worker text NOT NULL, try integer NOT NULL,
-			pid integer NOT NULL, started_ns bigint NOT NULL, ended_ns bigint NOT NULL)`,
+		`CREATE TABLE ` + executionsTable + ` (id bigserial PRIMARY KEY, task bigint NOT NULL, worker text NOT NULL,
+			try integer NOT NULL, pid integer NOT NULL, started_ns bigint NOT NULL, ended_ns bigint, outcome text)`,
 	}
 	for _, q := range stmts {
 		if _, err := r.db.ExecContext(ctx, q); err != nil {
@@ -437,7 +438,7 @@ func (r *runner) shutdown(graceful bool) {
 		if graceful {
 			_ = p.signal(syscall.SIGTERM)
 		} else {
-			_ = p.signal(syscall.SIGKILL)
+			r.kill(p)
 		}
 	}
 	limit := time.After(15 * time.Second)
@@ -445,10 +446,19 @@ func (r *runner) shutdown(graceful bool) {
 		select {
 		case <-p.exited:
 		case <-limit:
-			_ = p.signal(syscall.SIGKILL)
+			r.kill(p)
 			<-p.exited
 		}
 		<-p.output
+	}
+}
+
+// kill SIGKILLs p and, for a worker, records its death: a run it leaves
+// cut off lasted until then.
+func (r *runner) kill(p *proc) {
+	at := time.Now()
+	if p.signal(syscall.SIGKILL) == nil && p.slot.role == roleWorker {
+		r.live.died(p.pid, at)
 	}
 }
 
@@ -540,38 +550,18 @@ func (r *runner) analyze(ctx context.Context, complete bool) (Result, error) {
 	res.Lost = res.Tasks - res.Succeeded
 	res.Kills = int(r.workerKills.Load() + r.leaderKills.Load())
 
-	rows, err := r.db.QueryContext(ctx, `SELECT task, worker, try, pid, started_ns, ended_ns FROM `+executionsTable)
+	execs, err := r.executions(ctx)
 	if err != nil {
-		return res, fmt.Errorf("chaos: read executions: %w", err)
+		return res, err
 	}
-	var execs []execution
-	for rows.Next() {
-		var x execution
-		if err := rows.Scan(&x.Task, &x.Worker, &x.Try, &x.PID, &x.Start, &x.End); err != nil {
-			rows.Close()
-			return res, fmt.Errorf("chaos: read executions: %w", err)
-		}
-		execs = append(execs, x)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return res, fmt.Errorf("chaos: read executions: %w", err)
-	}
-	sortExecutions(execs)
-	res.DuplicateRuns = duplicates(execs)
-	overlaps := findOverlaps(execs, r.live.snapshot())
-	var pairs []concurrentPair
-	for _, p := range overlaps {
-		if p.BothAlive {
-			pairs = append(pairs, p)
-		}
-	}
-	res.ConcurrentRuns = len(pairs)
-	r.logf("%d executions recorded: %d tasks ran more than once, %d runs beyond the first; %d pairs overlapped in time, %d of them while both processes were alive",
-		len(execs), r.tasksRunAgain(execs), res.DuplicateRuns, len(overlaps), len(pairs))
-	for i, p := range pairs {
+	alive, deaths := r.live.snapshot()
+	v := judge(execs, alive, deaths)
+	res.DuplicateRuns, res.CutOffRuns, res.ConcurrentRuns = v.Duplicates, v.CutOff, len(v.Concurrent)
+	r.logf("%d executions recorded (%d cut off, %d cancelled): %d tasks ran more than once, %d runs beyond the first; %d pairs overlapped in time, %d of them while both processes were alive",
+		len(execs), v.CutOff, v.Cancelled, r.tasksRunAgain(execs), res.DuplicateRuns, len(v.Overlaps), len(v.Concurrent))
+	for i, p := range v.Concurrent {
 		if i == 10 {
-			r.logf("… and %d more concurrent runs", len(pairs)-10)
+			r.logf("… and %d more concurrent runs", len(v.Concurrent)-10)
 			break
 		}
 		r.logf("CONCURRENT RUN of task %d: %s | %s", p.A.Task, p.A, p.B)
@@ -579,11 +569,11 @@ func (r *runner) analyze(ctx context.Context, complete bool) (Result, error) {
 
 	var noExec int
 	if err := r.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+taskTable+` t WHERE `+colSucceeded+`
-		AND NOT EXISTS (SELECT 1 FROM `+executionsTable+` e WHERE e.task = t.id)`).Scan(&noExec); err != nil {
+		AND NOT EXISTS (SELECT 1 FROM `+executionsTable+` e WHERE e.task = t.id AND e.outcome = $1)`, outcomeDone).Scan(&noExec); err != nil {
 		return res, fmt.Errorf("chaos: check executions: %w", err)
 	}
 	if noExec > 0 {
-		r.problem("%d tasks succeeded without a recorded execution", noExec)
+		r.problem("%d tasks succeeded without a recorded execution that ran to its end", noExec)
 	}
 	if res.Lost > 0 {
 		r.describeLost(ctx)
@@ -616,8 +606,8 @@ func (r *runner) analyze(ctx context.Context, complete bool) (Result, error) {
 	if worst.kind != "" {
 		r.logf("slowest recovery after a kill: %s (%s) in %.3fs", worst.kind, worst.what, worst.took.Seconds())
 	}
-	r.logf("tasks %d, succeeded %d, failed for good %d, lost %d, concurrent runs %d, duplicate runs %d, kills %d",
-		res.Tasks, res.Succeeded, res.Failed, res.Lost, res.ConcurrentRuns, res.DuplicateRuns, res.Kills)
+	r.logf("tasks %d, succeeded %d, failed for good %d, lost %d, concurrent runs %d, duplicate runs %d, cut-off runs %d, kills %d",
+		res.Tasks, res.Succeeded, res.Failed, res.Lost, res.ConcurrentRuns, res.DuplicateRuns, res.CutOffRuns, res.Kills)
 	switch {
 	case !complete:
 		r.logf("INCOMPLETE: the run did not go to its end")
@@ -627,6 +617,28 @@ func (r *runner) analyze(ctx context.Context, complete bool) (Result, error) {
 		r.logf("FAIL: %d lost, %d concurrent runs, %d problems", res.Lost, res.ConcurrentRuns, len(res.Problems))
 	}
 	return res, nil
+}
+
+// executions reads the start and end records of the runs.
+func (r *runner) executions(ctx context.Context) ([]execution, error) {
+	rows, err := r.db.QueryContext(ctx, `SELECT task, worker, try, pid, started_ns, COALESCE(ended_ns, 0), COALESCE(outcome, '')
+		FROM `+executionsTable)
+	if err != nil {
+		return nil, fmt.Errorf("chaos: read executions: %w", err)
+	}
+	defer rows.Close()
+	var execs []execution
+	for rows.Next() {
+		var x execution
+		if err := rows.Scan(&x.Task, &x.Worker, &x.Try, &x.PID, &x.Start, &x.End, &x.Outcome); err != nil {
+			return nil, fmt.Errorf("chaos: read executions: %w", err)
+		}
+		execs = append(execs, x)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("chaos: read executions: %w", err)
+	}
+	return execs, nil
 }
 
 func (r *runner) tasksRunAgain(execs []execution) int {

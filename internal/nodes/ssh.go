@@ -282,7 +282,11 @@ func (c *Conn) Run(ctx context.Context, argv []string, stdin io.Reader, stdout, 
 	case err == nil:
 		return nil
 	case errors.As(err, &exit):
-		return &ExitError{Command: argv[0], Status: exit.ExitStatus(), Signal: exit.Signal(), Stderr: errTail.String()}
+		status := exit.ExitStatus()
+		if exit.Signal() != "" {
+			status = -1 // the library reports 0 for a command killed by a signal
+		}
+		return &ExitError{Command: argv[0], Status: status, Signal: exit.Signal(), Stderr: errTail.String()}
 	case errors.As(err, &missing):
 		return &ExitError{Command: argv[0], Status: -1, Signal: "unknown (no exit status)", Stderr: errTail.String()}
 	}

@@ -112,12 +112,17 @@ func (s *fakeServer) serve(c net.Conn, cfg *ssh.ServerConfig) {
 				if run != nil {
 					status = run(cmd, ch)
 				}
-				_, _ = ch.SendRequest("exit-status", false, binary.BigEndian.AppendUint32(nil, status))
+				if status != noExitStatus {
+					_, _ = ch.SendRequest("exit-status", false, binary.BigEndian.AppendUint32(nil, status))
+				}
 				return
 			}
 		}()
 	}
 }
+
+// noExitStatus, returned by a fakeServer's run, sends no exit status.
+const noExitStatus = ^uint32(0)
 
 func (s *fakeServer) target(t *testing.T, knownHosts string) *Target {
 	host, port, _ := net.SplitHostPort(s.l.Addr().String())

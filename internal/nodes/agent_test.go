@@ -1,0 +1,266 @@
+//go:build linux
+
+package nodes
+
+// The agent run in this process on a node directory of its own: real
+// files, real detached worker processes (this test binary as the fake
+// worker), no SSH in between.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pampa-go/pampa/internal/nodes/nodestest"
+)
+
+// agentDir is a node directory with one release, "r1", whose program is
+// this test binary acting as the test program.
+type agentDir struct {
+	dir  string
+	pids []int // workers started, killed at the end
+}
+
+func newAgentDir(t *testing.T) *agentDir {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &agentDir{dir: t.TempDir()}
+	relDir := filepath.Join(a.dir, releasesDir, "r1")
+	if err := os.MkdirAll(relDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	wrapper := "#!/bin/sh\nexport " + envTestProgram + "=1\nexec " + Quote(exe) + ` "$@"` + "\n"
+	if err := os.WriteFile(filepath.Join(relDir, "prog"), []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	manifest, _ := json.Marshal(Release{ID: "r1", Program: "prog"})
+	if err := os.WriteFile(filepath.Join(relDir, manifestName), manifest, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, pid := range a.pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	return a
+}
+
+// serve runs `nodes agent serve` on req and returns its exit status, its
+// response and its error output.
+func (a *agentDir) serve(t *testing.T, req startRequest) (int, startResponse, string) {
+	t.Helper()
+	if req.Protocol == 0 {
+		req.Protocol = agentProtocol
+	}
+	if req.Op == "" {
+		req.Op = "start"
+	}
+	if req.Dir == "" {
+		req.Dir = a.dir
+	}
+	if req.Release == "" {
+		req.Release = "r1"
+	}
+	body, _ := json.Marshal(req)
+	var stdout, stderr bytes.Buffer
+	code := AgentMain(context.Background(), []string{"serve"}, bytes.NewReader(body), &stdout, &stderr)
+	var resp startResponse
+	if code == 0 {
+		if err := json.Unmarshal(stdout.Bytes(), &resp); err != nil {
+			t.Fatalf("agent response %q: %v", stdout.String(), err)
+		}
+		if resp.Protocol != agentProtocol {
+			t.Errorf("response protocol = %d", resp.Protocol)
+		}
+		for _, w := range resp.Workers {
+			if w.PID > 0 {
+				a.pids = append(a.pids, w.PID)
+			}
+		}
+	}
+	return code, resp, stderr.String()
+}
+
+func TestNodesAgentServe(t *testing.T) {
+	t.Parallel()
+	a := newAgentDir(t)
+	code, resp, stderr := a.serve(t, startRequest{Workers: []string{"n.1", "n.2"}, GraceMS: 1500, SettleMS: 200})
+	if code != 0 || resp.Error != "" || len(resp.Workers) != 2 {
+		t.Fatalf("serve = %d, %+v, %s", code, resp, stderr)
+	}
+	pids := map[string]int{}
+	for _, w := range resp.Workers {
+		if !w.Started || w.AlreadyRunning || w.PID <= 0 || w.Error != "" {
+			t.Fatalf("%s: %+v", w.ID, w)
+		}
+		pids[w.ID] = w.PID
+		// Recorded, detached in a session of its own, and this worker's.
+		rec, err := readRecord(os.ReadFile, a.dir, w.ID)
+		if err != nil || rec.PID != w.PID || rec.Release != "r1" || rec.GraceMS != 1500 || rec.StartTicks == 0 {
+			t.Errorf("%s: record %+v, %v", w.ID, rec, err)
+		}
+		if pid, _ := os.ReadFile(pidPath(a.dir, w.ID)); strings.TrimSpace(string(pid)) != strconv.Itoa(w.PID) {
+			t.Errorf("%s: pid file holds %q, want %d", w.ID, pid, w.PID)
+		}
+		if sid, err := sessionOf(w.PID); err != nil || sid != w.PID {
+			t.Errorf("%s: session %d (%v), want its own", w.ID, sid, err)
+		}
+		if st := processState(os.ReadFile, a.dir, w.ID); !st.Running {
+			t.Errorf("%s: %+v", w.ID, st)
+		}
+		out, _ := os.ReadFile(OutPath(a.dir, w.ID))
+		if !strings.Contains(string(out), "pampa: starting worker "+w.ID+" (release r1)") {
+			t.Errorf("%s: its .out file lacks the start line: %q", w.ID, out)
+		}
+	}
+	nodestest.WaitFor(t, 20*time.Second, "n.2 to log with its grace", func() bool {
+		data, _ := os.ReadFile(LogPath(a.dir, "n.2"))
+		return bytes.Contains(data, []byte("worker n.2 started, pid "+strconv.Itoa(pids["n.2"])))
+	})
+
+	// Starting them again starts nothing.
+	code, resp, stderr = a.serve(t, startRequest{Workers: []string{"n.1", "n.2"}, SettleMS: 100})
+	if code != 0 || len(resp.Workers) != 2 {
+		t.Fatalf("serve again = %d, %+v, %s", code, resp, stderr)
+	}
+	for _, w := range resp.Workers {
+		if w.Started || !w.AlreadyRunning || w.PID != pids[w.ID] {
+			t.Errorf("%s started twice: %+v", w.ID, w)
+		}
+	}
+
+	// A stale pid file (its process gone) does not stop a start.
+	if err := syscall.Kill(pids["n.1"], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	nodestest.WaitFor(t, 20*time.Second, "n.1 to be gone", func() bool {
+		return !processState(os.ReadFile, a.dir, "n.1").Running
+	})
+	code, resp, _ = a.serve(t, startRequest{Workers: []string{"n.1"}, SettleMS: 100})
+	if w := resp.Workers[0]; code != 0 || !w.Started || w.PID == pids["n.1"] {
+		t.Errorf("start after a kill: %+v", w)
+	}
+}
+
+func TestNodesAgentServeFailures(t *testing.T) {
+	t.Parallel()
+	a := newAgentDir(t)
+
+	t.Run("WorkerDiesAtOnce", func(t *testing.T) {
+		code, resp, _ := a.serve(t, startRequest{Workers: []string{"n.3"}, WorkerArgs: []string{"--fail"}, SettleMS: 10000})
+		w := resp.Workers[0]
+		if code != 0 || w.Started || w.PID != 0 || !strings.Contains(w.Error, "exited at once (exit status 1)") ||
+			!strings.Contains(w.Error, "cannot connect to the database") {
+			t.Errorf("a worker failing at start: %+v", w)
+		}
+		if _, err := readRecord(os.ReadFile, a.dir, "n.3"); err == nil {
+			t.Error("the pid file of a worker that died at once is left")
+		}
+	})
+	t.Run("StrictLimits", func(t *testing.T) {
+		code, resp, _ := a.serve(t, startRequest{Workers: []string{"n.4"}, Limits: Limits{NetIOMbps: 10}, StrictLimits: true, SettleMS: 100})
+		if code != 0 || len(resp.Limits) != 1 || resp.Limits[0].Applied || resp.Limits[0].Why != netIOWhy {
+			t.Fatalf("limits: %+v", resp.Limits)
+		}
+		if w := resp.Workers[0]; w.Started || !strings.Contains(w.Error, "not started: these limits cannot be applied on this node: net_io") {
+			t.Errorf("strict start: %+v", w)
+		}
+		if _, err := os.Stat(LogPath(a.dir, "n.4")); err == nil {
+			t.Error("a refused worker ran")
+		}
+	})
+	t.Run("UnknownRelease", func(t *testing.T) {
+		code, resp, _ := a.serve(t, startRequest{Release: "r9", Workers: []string{"n.1"}})
+		if code != 0 || !strings.Contains(resp.Error, "release r9:") || len(resp.Workers) != 0 {
+			t.Errorf("unknown release: %d, %+v", code, resp)
+		}
+	})
+	t.Run("UnreadableManifest", func(t *testing.T) {
+		relDir := filepath.Join(a.dir, releasesDir, "bad")
+		os.MkdirAll(relDir, 0o755)
+		os.WriteFile(filepath.Join(relDir, manifestName), []byte(`{"id":"bad"}`), 0o644) // no program
+		code, resp, _ := a.serve(t, startRequest{Release: "bad", Workers: []string{"n.1"}})
+		if code != 0 || !strings.Contains(resp.Error, "unreadable "+manifestName) {
+			t.Errorf("manifest without a program: %d, %+v", code, resp)
+		}
+	})
+	t.Run("UnwritableDirectory", func(t *testing.T) {
+		// run/ cannot be made: a file holds its name.
+		b := newAgentDir(t)
+		os.WriteFile(filepath.Join(b.dir, runDir), nil, 0o644)
+		code, resp, _ := b.serve(t, startRequest{Workers: []string{"n.1"}})
+		if code != 0 || !strings.Contains(resp.Error, runDir) {
+			t.Errorf("run/ not a directory: %d, %+v", code, resp)
+		}
+	})
+}
+
+func TestNodesAgentCommandLine(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		stdin string
+		code  int
+		err   string
+	}{
+		{"NoSubcommand", nil, "", 2, "want serve or exec"},
+		{"Unknown", []string{"dance"}, "", 2, `unknown subcommand "dance"`},
+		{"BadRequest", []string{"serve"}, "{not json", 2, "read request"},
+		{"OtherProtocol", []string{"serve"}, `{"protocol":2,"op":"start"}`, 2, "unsupported request (protocol 2"},
+		{"OtherOp", []string{"serve"}, `{"protocol":1,"op":"stop"}`, 2, `op "stop"`},
+		{"ExecTooShort", []string{"exec", "{}"}, "", 2, "want SPEC -- PROGRAM"},
+		{"ExecNoSeparator", []string{"exec", "{}", "prog", "worker"}, "", 2, "want SPEC -- PROGRAM"},
+		{"ExecBadSpec", []string{"exec", "{nope", "--", "/bin/true"}, "", 126, "bad spec"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := AgentMain(context.Background(), tc.args, strings.NewReader(tc.stdin), &stdout, &stderr)
+		if code != tc.code || !strings.Contains(stderr.String(), tc.err) || stdout.Len() != 0 {
+			t.Errorf("%s: status %d, stderr %q, stdout %q; want %d and %q", tc.name, code, stderr.String(), stdout.String(), tc.code, tc.err)
+		}
+	}
+}
+
+func TestNodesAgentLauncherCommand(t *testing.T) {
+	t.Parallel()
+	argv := agentCommand("/h/pampa/releases/r 1", "prog", "serve")
+	want := []string{"sh", "-c", launcher, "pampa-launcher", "/h/pampa/releases/r 1/env", "/h/pampa/releases/r 1/prog", "nodes", "agent", "serve"}
+	if strings.Join(argv, "\x00") != strings.Join(want, "\x00") {
+		t.Fatalf("agentCommand = %q", argv)
+	}
+	// The launcher exports the env file (comments and blank lines
+	// skipped, a last line without a newline kept) and runs its arguments.
+	dir := t.TempDir()
+	env := filepath.Join(dir, "env")
+	os.WriteFile(env, []byte("# comment\n\nA_VAR=one two\nQ=it's $(not run)\nLAST=end"), 0o600)
+	line, err := Command("sh", "-c", launcher, "pampa-launcher", env, "sh", "-c", `printf '%s|' "$A_VAR" "$Q" "$LAST"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := runSh(line)
+	if err != nil || out != "one two|it's $(not run)|end|" {
+		t.Errorf("launcher output %q, %v", out, err)
+	}
+	// No env file: the command still runs.
+	line, _ = Command("sh", "-c", launcher, "pampa-launcher", filepath.Join(dir, "none"), "echo", "ran")
+	if out, err := runSh(line); err != nil || out != "ran\n" {
+		t.Errorf("without an env file: %q, %v", out, err)
+	}
+}
+
+// runSh runs a command line as the SSH user's login shell would.
+func runSh(line string) (string, error) {
+	out, err := exec.Command("sh", "-c", line).Output()
+	return string(out), err
+}
