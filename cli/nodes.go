@@ -22,7 +22,7 @@ import (
 
 	"github.com/pampa-go/pampa"
 	"github.com/pampa-go/pampa/internal/nodes"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 const nodesAbout = `Operate the cluster's nodes over SSH.
