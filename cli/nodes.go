@@ -50,7 +50,15 @@ func nodesCmd(ctx context.Context, e *env, args []string) error {
 		"status": nodesStatusCmd, "deploy": nodesDeployCmd, "start": nodesStartCmd,
 		"stop": nodesStopCmd, "restart": nodesRestartCmd, "logs": nodesLogsCmd,
 	}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
+	switch {
+	case len(args) > 1 && isHelp(args[0]):
+		// nodes help COMMAND: as nodes COMMAND --help.
+		args = []string{args[1], "--help"}
+	case len(args) > 1 && args[1] == "help":
+		// nodes COMMAND help, likewise.
+		args = append([]string{args[0], "--help"}, args[2:]...)
+	}
+	if len(args) == 0 || isHelp(args[0]) {
 		w := e.stdout
 		if len(args) == 0 {
 			w = e.stderr
@@ -97,14 +105,7 @@ func (e *env) parseAll(fs *flag.FlagSet, args []string) ([]string, error) {
 	if err := e.parse(fs, args); err != nil {
 		return nil, err
 	}
-	var pos []string
-	for rest := fs.Args(); len(rest) > 0; rest = fs.Args() {
-		pos = append(pos, rest[0])
-		if err := e.parse(fs, rest[1:]); err != nil {
-			return nil, err
-		}
-	}
-	return pos, nil
+	return fs.Args(), nil
 }
 
 // nodeTarget is a chosen node, or why it cannot be used.
