@@ -14,6 +14,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -105,8 +106,19 @@ func commands() []command {
 
 // env is what a command runs with.
 type env struct {
-	prog           *Program
+	prog *Program
+	// stdout and stderr escape control characters (see escapeControl):
+	// all text for people goes through them.
 	stdout, stderr io.Writer
+	// rawStdout is stdout as given, for JSON and machine-read output.
+	rawStdout io.Writer
+}
+
+// printJSON prints v as indented JSON, exactly, on stdout.
+func (e *env) printJSON(v any) error {
+	enc := json.NewEncoder(e.rawStdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // Run runs one command line (without the program name) and returns the
@@ -115,17 +127,17 @@ func Run(ctx context.Context, p *Program, args []string, stdout, stderr io.Write
 	if p == nil {
 		p = &Program{}
 	}
-	e := &env{prog: p, stdout: stdout, stderr: stderr}
+	e := &env{prog: p, stdout: newEscapingWriter(stdout), stderr: newEscapingWriter(stderr), rawStdout: stdout}
 	switch {
 	case len(args) == 0:
-		e.usage(stderr)
+		e.usage(e.stderr)
 		return 2
 	case isHelp(args[0]):
 		if len(args) > 1 {
 			// help CMD [SUB]: the command's own help.
 			return e.run(ctx, append(slices.Clone(args[1:]), "--help"))
 		}
-		e.usage(stdout)
+		e.usage(e.stdout)
 		return 0
 	case args[0] == "--version" || args[0] == "-version" || args[0] == "-v":
 		return e.run(ctx, append([]string{"version"}, args[1:]...))

@@ -9,7 +9,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -41,7 +40,7 @@ for a command's flags.`
 func nodesCmd(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 && args[0] == "agent" {
 		// The node-side agent, run over SSH by `nodes start`.
-		if code := nodes.AgentMain(ctx, args[1:], os.Stdin, e.stdout, e.stderr); code != 0 {
+		if code := nodes.AgentMain(ctx, args[1:], os.Stdin, e.rawStdout, e.stderr); code != 0 {
 			return fmt.Errorf("agent: exit status %d", code)
 		}
 		return nil
@@ -362,9 +361,7 @@ func nodesDeployCmd(ctx context.Context, e *env, args []string) error {
 			}
 			out = append(out, r)
 		}
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
+		if err := e.printJSON(out); err != nil {
 			return err
 		}
 		return failures(errs, "deploy")
