@@ -171,7 +171,7 @@ func (e *env) run(ctx context.Context, args []string) int {
 			fmt.Fprintf(e.stderr, "%s %s: %v\nRun '%s %s --help' for usage.\n", e.name(), c.name, err, e.name(), c.name)
 			return 2
 		default:
-			fmt.Fprintf(e.stderr, "%s %s: %v\n", e.name(), c.name, err)
+			fmt.Fprintf(e.stderr, "%s %s: %s\n", e.name(), c.name, errorText(err))
 			return 1
 		}
 	}

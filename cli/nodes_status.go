@@ -108,7 +108,7 @@ func nodesStatusCmd(ctx context.Context, e *env, args []string) error {
 	})
 	<-regDone
 	if regErr != nil {
-		out.RegistryError = regErr.Error()
+		out.RegistryError = errorText(regErr)
 	}
 	for i, ns := range out.Nodes {
 		ns.Reachable = errs[i] == nil
