@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pampa-go/pampa"
 	"github.com/pampa-go/pampa/internal/nodes"
 )
 
@@ -154,7 +155,7 @@ func (e *env) startNodes(ctx context.Context, sf *startFlags, names []string, st
 	if sf.wait > 0 && len(fresh) > 0 {
 		deadline := time.Now().Add(sf.wait)
 		for {
-			var reg map[string]regWorker
+			var reg map[string]pampa.WorkerStatus
 			reg, regErr = readRegistry(ctx, c, sf.ttl)
 			if regErr == nil {
 				for _, w := range fresh {
@@ -274,7 +275,7 @@ func (e *env) startNodes(ctx context.Context, sf *startFlags, names []string, st
 // their heartbeat has not lapsed yet: a new process would be refused the
 // id until then. ttl is the workers' heartbeat TTL. It returns a note
 // saying what it waited for.
-func awaitDeadHolders(ctx context.Context, conn *nodes.Conn, ids []string, reg map[string]regWorker, ttl time.Duration) (string, error) {
+func awaitDeadHolders(ctx context.Context, conn *nodes.Conn, ids []string, reg map[string]pampa.WorkerStatus, ttl time.Duration) (string, error) {
 	if len(reg) == 0 {
 		return "", nil
 	}
@@ -289,8 +290,7 @@ func awaitDeadHolders(ctx context.Context, conn *nodes.Conn, ids []string, reg m
 		if p.Running || !p.Stale || !ok || r.PID != p.PID || (r.State != "running" && r.State != "stopping") {
 			continue
 		}
-		age := time.Duration(r.HeartbeatAgeSec * float64(time.Second))
-		if left := ttl - age; left > 0 {
+		if left := ttl - r.LastBeat; left > 0 {
 			wait = max(wait, left+500*time.Millisecond)
 			dead = append(dead, fmt.Sprintf("%s (pid %d)", id, p.PID))
 		}

@@ -39,19 +39,7 @@ type workerStatusJSON struct {
 	// Process is nil when the node could not be reached.
 	Process  *nodes.ProcessState `json:"process,omitempty"`
 	Extra    bool                `json:"extra,omitempty"`
-	Registry *regWorker          `json:"registry,omitempty"`
-}
-
-// regWorker is a worker's registry row.
-type regWorker struct {
-	State           string  `json:"state"`
-	Alive           bool    `json:"alive"`
-	PID             int     `json:"pid"`
-	Host            string  `json:"host"`
-	Version         string  `json:"version"`
-	Job             string  `json:"job,omitempty"`
-	HeartbeatAgeSec float64 `json:"heartbeat_age_sec"`
-	UptimeSec       float64 `json:"uptime_sec"`
+	Registry *pampa.WorkerStatus `json:"registry,omitempty"`
 }
 
 type statusJSON struct {
@@ -90,7 +78,7 @@ func nodesStatusCmd(ctx context.Context, e *env, args []string) error {
 			Limits: nodes.Limits{RAMMB: n.MaxRAMMB, CPUPercent: n.MaxCPUPercent, DiskIOMbps: n.MaxDiskIOMbps, NetIOMbps: n.MaxNetIOMbps}}
 	}
 	// The registry is read while the nodes are.
-	var reg map[string]regWorker
+	var reg map[string]pampa.WorkerStatus
 	var regErr error
 	regDone := make(chan struct{})
 	go func() {
@@ -146,7 +134,7 @@ func nodesStatusCmd(ctx context.Context, e *env, args []string) error {
 
 // readRegistry reads the worker registry, if the cluster has a database
 // this machine can reach. A SQLite file that does not exist is not created.
-func readRegistry(ctx context.Context, c *pampa.Cluster, ttl time.Duration) (map[string]regWorker, error) {
+func readRegistry(ctx context.Context, c *pampa.Cluster, ttl time.Duration) (map[string]pampa.WorkerStatus, error) {
 	db := c.Database.WithDefaults()
 	if err := db.Validate(); err != nil {
 		return nil, err
@@ -171,10 +159,12 @@ func readRegistry(ctx context.Context, c *pampa.Cluster, ttl time.Duration) (map
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
-	out := map[string]regWorker{}
+	out := map[string]pampa.WorkerStatus{}
 	for _, w := range ws {
-		out[w.ID] = regWorker{State: w.State, Alive: w.Alive, PID: w.PID, Host: w.Host, Version: w.Version,
-			Job: w.Job, HeartbeatAgeSec: w.HeartbeatAgeSec, UptimeSec: w.UptimeSec}
+		out[w.ID] = pampa.WorkerStatus{ID: w.ID, Node: w.Node, Host: w.Host, PID: w.PID, Version: w.Version,
+			Jobs: w.Jobs, Job: w.Job, State: w.State, Alive: w.Alive,
+			LastBeat: time.Duration(w.HeartbeatAgeSec * float64(time.Second)),
+			Uptime:   time.Duration(w.UptimeSec * float64(time.Second))}
 	}
 	return out, nil
 }
@@ -240,7 +230,7 @@ func printStatus(w io.Writer, s *statusJSON) {
 			}
 			hb, state, job := "-", "not registered", "-"
 			if r := wk.Registry; r != nil {
-				state, hb = r.State, shortDuration(time.Duration(r.HeartbeatAgeSec*float64(time.Second)))+" ago"
+				state, hb = r.State, shortDuration(r.LastBeat)+" ago"
 				if r.Alive {
 					state += ", alive"
 				} else if r.State == "running" {
@@ -253,7 +243,7 @@ func printStatus(w io.Writer, s *statusJSON) {
 					pid = fmt.Sprintf("%d (registry, on %s)", r.PID, r.Host)
 				}
 				if r.Alive || uptime == "-" && r.State == "running" {
-					uptime = shortDuration(time.Duration(r.UptimeSec * float64(time.Second)))
+					uptime = shortDuration(r.Uptime)
 				}
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", wk.ID, proc, pid, uptime, hb, state, job)
