@@ -196,6 +196,8 @@ func (e *env) usage(w io.Writer) {
 	fmt.Fprintf(w, "\nHelp on a command: %[1]s help COMMAND, %[1]s COMMAND help or %[1]s COMMAND --help.\n", e.name())
 	fmt.Fprintf(w, "Version: %[1]s version, %[1]s --version or %[1]s -v.\n", e.name())
 	fmt.Fprintf(w, "Flags may come before or after other arguments; \"--\" ends the flags.\n")
+	fmt.Fprintf(w, "\nThe cluster comes from --config FILE (default ./pampa.yaml); a relative SQLite path in\n")
+	fmt.Fprintf(w, "its database.url is taken from the file's directory, not the current one.\n")
 	fmt.Fprintf(w, "\nThe original's key=value arguments work too:\n")
 	fmt.Fprintf(w, "  %s worker id=local.1 delay=30 db=postgres log=no config=~/pampa.yaml\n", e.name())
 }
@@ -305,7 +307,8 @@ type clusterFlags struct {
 }
 
 func (c *clusterFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.config, "config", "", "config file (YAML); default pampa.yaml in the working directory when the program defines no cluster in Go")
+	fs.StringVar(&c.config, "config", "", "config file (YAML); default pampa.yaml in the working directory when the program defines no cluster in Go.\n"+
+		"A relative SQLite path in its database.url is taken from the file's directory")
 	fs.StringVar(&c.db, "db", "", "database driver: sqlite, postgres or crdb (overrides the config)")
 	fs.StringVar(&c.dbURL, "database-url", "", "database URL or SQLite file (overrides the config; default $PAMPA_DATABASE_URL)")
 }

@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/pampa-go/pampa"
+	"github.com/pampa-go/pampa/internal/config"
 	"github.com/pampa-go/pampa/internal/nodes"
-	"go.yaml.in/yaml/v3"
 )
 
 const nodesAbout = `Operate the cluster's nodes over SSH.
@@ -399,33 +399,7 @@ func nodesDeployCmd(ctx context.Context, e *env, args []string) error {
 // have no use for it). A document without any is returned unchanged, byte
 // for byte; n counts the values removed.
 func withoutPasswords(data []byte) (out []byte, n int, err error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, 0, err
-	}
-	var walk func(*yaml.Node)
-	walk = func(y *yaml.Node) {
-		if y.Kind == yaml.MappingNode {
-			kept := y.Content[:0]
-			for i := 0; i+1 < len(y.Content); i += 2 {
-				if y.Content[i].Value == "ssh_password" {
-					n++
-					continue
-				}
-				kept = append(kept, y.Content[i], y.Content[i+1])
-			}
-			y.Content = kept
-		}
-		for _, c := range y.Content {
-			walk(c)
-		}
-	}
-	walk(&doc)
-	if n == 0 {
-		return data, 0, nil
-	}
-	out, err = yaml.Marshal(&doc)
-	return out, n, err
+	return config.StripKey(data, "ssh_password")
 }
 
 func nodesLogsCmd(ctx context.Context, e *env, args []string) error {
