@@ -348,34 +348,45 @@ func nodesDeployCmd(ctx context.Context, e *env, args []string) error {
 		return err
 	})
 	if asJSON {
-		type res struct {
-			Node  string          `json:"node"`
-			Error string          `json:"error,omitempty"`
-			Done  *nodes.Deployed `json:"deployed,omitempty"`
-		}
-		var out []res
-		for i, nt := range ts {
-			r := res{Node: nt.node.Name, Done: results[i]}
-			if errs[i] != nil {
-				r.Error = nodeErrText(errs[i])
-			}
-			out = append(out, r)
-		}
-		if err := e.printJSON(out); err != nil {
+		if err := e.printDeployJSON(ts, results, errs); err != nil {
 			return err
 		}
-		return failures(errs, "deploy")
+	} else {
+		printDeployed(e.stdout, ts, results, errs)
 	}
+	return failures(errs, "deploy")
+}
+
+// printDeployJSON prints one object per node.
+func (e *env) printDeployJSON(ts []nodeTarget, results []*nodes.Deployed, errs []error) error {
+	type res struct {
+		Node  string          `json:"node"`
+		Error string          `json:"error,omitempty"`
+		Done  *nodes.Deployed `json:"deployed,omitempty"`
+	}
+	var out []res
+	for i, nt := range ts {
+		r := res{Node: nt.node.Name, Done: results[i]}
+		if errs[i] != nil {
+			r.Error = nodeErrText(errs[i])
+		}
+		out = append(out, r)
+	}
+	return e.printJSON(out)
+}
+
+// printDeployed says, per node, which release is current now.
+func printDeployed(w io.Writer, ts []nodeTarget, results []*nodes.Deployed, errs []error) {
 	for i, nt := range ts {
 		name := nt.node.Name
 		if errs[i] != nil {
-			errorLine(e.stdout, name, errs[i])
+			errorLine(w, name, errs[i])
 			continue
 		}
 		d := results[i]
 		switch {
 		case d.Unchanged:
-			fmt.Fprintf(e.stdout, "%s: %s is already the current release in %s\n", name, d.Release.ID, d.Dir)
+			fmt.Fprintf(w, "%s: %s is already the current release in %s\n", name, d.Release.ID, d.Dir)
 		default:
 			how := "uploaded"
 			if d.Reused {
@@ -385,13 +396,12 @@ func nodesDeployCmd(ctx context.Context, e *env, args []string) error {
 			if prev == "" {
 				prev = "none"
 			}
-			fmt.Fprintf(e.stdout, "%s: release %s (%s) is now current in %s (was: %s)\n", name, d.Release.ID, how, d.Dir, prev)
+			fmt.Fprintf(w, "%s: release %s (%s) is now current in %s (was: %s)\n", name, d.Release.ID, how, d.Dir, prev)
 		}
 		if len(d.Pruned) > 0 {
-			fmt.Fprintf(e.stdout, "%s: removed old releases %s\n", name, strings.Join(d.Pruned, ", "))
+			fmt.Fprintf(w, "%s: removed old releases %s\n", name, strings.Join(d.Pruned, ", "))
 		}
 	}
-	return failures(errs, "deploy")
 }
 
 // withoutPasswords removes every ssh_password from a config document, so
