@@ -20,7 +20,9 @@ type Database struct {
 	// Driver is "sqlite" (default), "postgres" or "crdb".
 	Driver string `yaml:"driver"`
 	// URL is a file path or "file:" URI for SQLite (default "pampa.db"), a
-	// PostgreSQL connection string or URL otherwise.
+	// PostgreSQL connection string or URL otherwise. A relative SQLite path
+	// read from a config file is taken from the file's directory (see
+	// [ParseConfig]); one set in Go, from the current directory.
 	URL string `yaml:"url"`
 }
 

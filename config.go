@@ -1,18 +1,16 @@
 package pampa
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
-	"slices"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/pampa-go/pampa/internal/config"
 )
 
 // LoadConfig reads a cluster definition from a YAML (or JSON) file. See
@@ -80,6 +78,9 @@ func LoadConfig(path string) (*Cluster, error) {
 //     Set one of max_job_duration and max_job_duration_minutes.
 //   - ${NAME} in database.url is replaced by the environment variable NAME,
 //     which must be set. Nothing else is expanded.
+//   - A relative SQLite path in database.url is taken from the directory of
+//     the config file (source, when it names a file), not from the current
+//     directory; with no such file, from the current directory.
 //   - YAML anchors, aliases and merge keys ("<<: *defaults") work. Top-level
 //     keys starting with "x-" are ignored, to give shared settings a home.
 //
@@ -91,245 +92,131 @@ func ParseConfig(data []byte, source string) (*Cluster, error) {
 	return parseConfig(data, source, os.LookupEnv)
 }
 
-const (
-	// configMaxMergeWork bounds the key/value pairs visited while expanding merge
-	// keys, so a document of nested "<<" aliases cannot blow up.
-	configMaxMergeWork = 10000
-	// configMaxMergeDepth bounds how deeply merged mappings may merge others;
-	// it also stops a mapping that merges itself.
-	configMaxMergeDepth = 16
-	// configMaxErrors is how many bad definitions one error lists.
-	configMaxErrors = 10
-)
-
-var configTopLevelKeys = []string{"database", "jobs", "nodes"}
-
 func parseConfig(data []byte, source string, lookupEnv func(string) (string, bool)) (*Cluster, error) {
-	if source == "" {
-		source = "config"
+	b := &configBuilder{c: &Cluster{}, lookupEnv: lookupEnv}
+	if fi, err := os.Stat(source); err == nil && fi.Mode().IsRegular() {
+		// Absolute, so that the path does not depend on the directory the
+		// process is in later.
+		if dir, err := filepath.Abs(filepath.Dir(source)); err == nil {
+			b.dir = dir
+		}
 	}
-	p := &configParser{source: source, lookupEnv: lookupEnv, mergeWork: configMaxMergeWork}
-	root, err := p.document(data)
-	if err != nil {
+	if err := config.Parse(data, source, b); err != nil {
 		return nil, err
 	}
-	c := &Cluster{}
-	p.cluster(root, c)
-	if err := p.err(); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return b.c, nil
 }
 
-// configParser walks the YAML node tree itself rather than decoding it into
-// structs in one go, so that each error can name the job or node it is in,
-// the key and its line.
-type configParser struct {
-	source    string
+// configBuilder turns the file's definitions, as internal/config decodes
+// them, into the cluster's, through the same validation as in Go.
+type configBuilder struct {
+	c         *Cluster
 	lookupEnv func(string) (string, bool)
-	mergeWork int
-	errs      []configFoundError
-	dropped   int
+	dir       string // the config file's directory, "" when not a file
 }
 
-type configFoundError struct {
-	line int
-	err  error
+func (b *configBuilder) Begin(section string) (config.Fields, func(*config.Mapping) (string, error)) {
+	switch section {
+	case config.Database:
+		return b.database()
+	case config.Nodes:
+		return b.node()
+	}
+	return b.job()
 }
 
-func (p *configParser) fail(line int, err error) {
-	if len(p.errs) == configMaxErrors {
-		p.dropped++
-		return
+// FieldError names the job or node the key is in, or the database section.
+func (b *configBuilder) FieldError(m *config.Mapping, key, value, reason string) error {
+	e := &ConfigError{Field: key, Value: value, Reason: reason}
+	switch m.Section {
+	case config.Database:
+		e.Field = "database." + key
+	case config.Nodes:
+		e.Node = m.Name
+	case config.Jobs:
+		e.Job = m.Name
 	}
-	if line > 0 {
-		err = fmt.Errorf("%s:%d: %w", p.source, line, err)
-	} else {
-		err = fmt.Errorf("%s: %w", p.source, err)
-	}
-	p.errs = append(p.errs, configFoundError{line, err})
+	return e
 }
 
-// err joins the errors found, in the order of their lines in the file.
-func (p *configParser) err() error {
-	slices.SortStableFunc(p.errs, func(a, b configFoundError) int { return a.line - b.line })
-	errs := make([]error, 0, len(p.errs)+1)
-	for _, e := range p.errs {
-		errs = append(errs, e.err)
+// configErrorField is the key a definition's error is about, if it says.
+func configErrorField(err error) string {
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		return ce.Field
 	}
-	if p.dropped > 0 {
-		errs = append(errs, fmt.Errorf("%s: and %d more errors", p.source, p.dropped))
-	}
-	return errors.Join(errs...)
+	return ""
 }
 
-// document parses data into its single YAML document. It returns nil for an
-// empty document.
-func (p *configParser) document(data []byte) (*yaml.Node, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, nil
-		}
-		return nil, p.syntaxError(err)
-	}
-	var extra yaml.Node
-	switch err := dec.Decode(&extra); {
-	case errors.Is(err, io.EOF):
-	case err != nil:
-		return nil, p.syntaxError(err)
-	default:
-		return nil, fmt.Errorf("%s:%d: a config file holds one YAML document; remove the second one (after \"---\")", p.source, extra.Line)
-	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode {
-		if len(root.Content) == 0 {
-			return nil, nil
-		}
-		root = root.Content[0]
-	}
-	root = yamlResolve(root)
-	if yamlIsNull(root) {
-		return nil, nil
-	}
-	if root.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("%s:%d: the top level must be a mapping with the keys database, nodes and jobs, not %s", p.source, root.Line, yamlDescribe(root))
-	}
-	return root, nil
-}
-
-// syntaxError rewrites the parser's "yaml: line N: ..." as "source:N: ...".
-func (p *configParser) syntaxError(err error) error {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	if rest, ok := strings.CutPrefix(msg, "line "); ok {
-		if num, text, ok := strings.Cut(rest, ": "); ok {
-			if line, err := strconv.Atoi(num); err == nil {
-				return fmt.Errorf("%s:%d: %s", p.source, line, text)
-			}
-		}
-	}
-	return fmt.Errorf("%s: %s", p.source, msg)
-}
-
-func (p *configParser) cluster(root *yaml.Node, c *Cluster) {
-	var database, nodes, jobs *yaml.Node
-	if root != nil {
-		pairs, err := p.pairs(root, 0)
-		if err != nil {
-			p.fail(err.line, err)
-			return
-		}
-		bad := false
-		for _, kv := range pairs {
-			switch kv.name {
-			case "database":
-				database = kv.value
-			case "nodes":
-				nodes = kv.value
-			case "jobs":
-				jobs = kv.value
-			default:
-				if strings.HasPrefix(kv.name, "x-") {
-					continue // a place for anchors, as in Compose files
-				}
-				p.fail(kv.key.Line, configUnknownKey(&ConfigError{Field: kv.name}, kv.name, configTopLevelKeys))
-				bad = true
-			}
-		}
-		if bad {
-			return
-		}
-	}
-	p.database(database, c)
-	for i, n := range p.list(nodes, "nodes") {
-		p.node(i, n, c)
-	}
-	for i, n := range p.list(jobs, "jobs") {
-		p.job(i, n, c)
-	}
-}
-
-// list returns the items of a top-level sequence, resolving aliases.
-func (p *configParser) list(n *yaml.Node, key string) []*yaml.Node {
-	if yamlIsNull(n) {
-		return nil
-	}
-	if n.Kind != yaml.SequenceNode {
-		p.fail(n.Line, fmt.Errorf("%s must be a list (each item starting with \"- \"), not %s", key, yamlDescribe(n)))
-		return nil
-	}
-	items := make([]*yaml.Node, len(n.Content))
-	for i, item := range n.Content {
-		items[i] = yamlResolve(item)
-	}
-	return items
-}
-
-func (p *configParser) database(n *yaml.Node, c *Cluster) {
+func (b *configBuilder) database() (config.Fields, func(*config.Mapping) (string, error)) {
 	var db Database
-	sec := configSection{prefix: "database."}
-	if !yamlIsNull(n) {
-		sec.line = n.Line
-		if !p.decode(n, configFieldsOf(&db), &sec) {
-			return
+	return config.FieldsOf(&db), func(*config.Mapping) (string, error) {
+		url, err := config.ExpandEnv(db.URL, b.lookupEnv)
+		if err != nil {
+			return "database.url", &ConfigError{Field: "database.url", Reason: err.Error()}
 		}
-	}
-	url, err := configExpandEnv(db.URL, p.lookupEnv)
-	if err != nil {
-		p.fail(sec.lineOf("database.url"), &ConfigError{Field: "database.url", Reason: err.Error()})
-		return
-	}
-	db.URL = url
-	db = db.WithDefaults()
-	if err := db.Validate(); err != nil {
-		var ce *ConfigError
-		field := ""
-		if errors.As(err, &ce) {
-			field = ce.Field
+		db.URL = url
+		if db.Driver == DriverSQLite || db.Driver == "" {
+			db.URL = sqlitePathFrom(b.dir, db.URL)
 		}
-		p.fail(sec.lineOf(field), err)
-		return
+		db = db.WithDefaults()
+		if err := db.Validate(); err != nil {
+			return configErrorField(err), err
+		}
+		b.c.Database = db
+		return "", nil
 	}
-	c.Database = db
 }
 
-func (p *configParser) node(i int, n *yaml.Node, c *Cluster) {
-	if n.Kind != yaml.MappingNode {
-		p.fail(n.Line, fmt.Errorf("nodes[%d]: want a mapping of node options, not %s", i, yamlDescribe(n)))
-		return
+// sqlitePathFrom makes a relative SQLite path (plain or in a "file:" URI)
+// relative to dir instead of the current directory. In-memory databases,
+// absolute paths and an empty dir leave url as it is.
+func sqlitePathFrom(dir, url string) string {
+	path, query, uri := url, "", false
+	if rest, ok := strings.CutPrefix(url, "file:"); ok {
+		uri = true
+		path, query, _ = strings.Cut(rest, "?")
 	}
+	if dir == "" || path == "" || strings.HasPrefix(path, ":memory:") || filepath.IsAbs(path) || strings.HasPrefix(path, "/") {
+		return url
+	}
+	path = filepath.Join(dir, path)
+	if !uri {
+		return path
+	}
+	if query != "" || strings.Contains(url, "?") {
+		return "file:" + path + "?" + query
+	}
+	return "file:" + path
+}
+
+func (b *configBuilder) node() (config.Fields, func(*config.Mapping) (string, error)) {
 	var node Node
 	// Decode straight into Node through its yaml tags, except the options
 	// whose zero value means "default": those go through pointers so that
 	// an explicit 0 can be told from an absent key.
 	var port, maxWorkers *int
-	fields := configFieldsOf(&node)
+	fields := config.FieldsOf(&node)
 	fields["ssh_port"] = &port
 	fields["max_workers"] = &maxWorkers
-	sec := configSection{line: n.Line, node: true}
-	if !p.decode(n, fields, &sec) {
-		return
-	}
-	bad := func(field string, v int, why string) {
-		p.fail(sec.lineOf(field), &ConfigError{Node: node.Name, Field: field, Value: strconv.Itoa(v), Reason: why})
-	}
-	if port != nil {
-		if *port < 1 || *port > 65535 {
-			bad("ssh_port", *port, "must be between 1 and 65535; leave it out for the default (22)")
-			return
+	return fields, func(*config.Mapping) (string, error) {
+		bad := func(field string, v int, why string) (string, error) {
+			return field, &ConfigError{Node: node.Name, Field: field, Value: strconv.Itoa(v), Reason: why}
 		}
-		node.Port = *port
-	}
-	if maxWorkers != nil {
-		if *maxWorkers < 1 {
-			bad("max_workers", *maxWorkers, "must be at least 1")
-			return
+		if port != nil {
+			if *port < 1 || *port > 65535 {
+				return bad("ssh_port", *port, "must be between 1 and 65535; leave it out for the default (22)")
+			}
+			node.Port = *port
 		}
-		node.MaxWorkers = *maxWorkers
-	}
-	if err := c.AddNode(node); err != nil {
-		p.fail(sec.lineOfError(err), err)
+		if maxWorkers != nil {
+			if *maxWorkers < 1 {
+				return bad("max_workers", *maxWorkers, "must be at least 1")
+			}
+			node.MaxWorkers = *maxWorkers
+		}
+		err := b.c.AddNode(node)
+		return configErrorField(err), err
 	}
 }
 
@@ -351,23 +238,15 @@ type configJobFile struct {
 	Hooks                 Hooks          `yaml:",inline"`
 }
 
-func (p *configParser) job(i int, n *yaml.Node, c *Cluster) {
-	if n.Kind != yaml.MappingNode {
-		p.fail(n.Line, fmt.Errorf("jobs[%d]: want a mapping of job options, not %s", i, yamlDescribe(n)))
-		return
-	}
+func (b *configBuilder) job() (config.Fields, func(*config.Mapping) (string, error)) {
 	var f configJobFile
-	sec := configSection{line: n.Line}
-	if !p.decode(n, configFieldsOf(&f), &sec) {
-		return
-	}
-	j, cerr := f.job()
-	if cerr != nil {
-		p.fail(sec.lineOf(cerr.Field), cerr)
-		return
-	}
-	if err := c.AddJob(j); err != nil {
-		p.fail(sec.lineOfError(err), err)
+	return config.FieldsOf(&f), func(*config.Mapping) (string, error) {
+		j, cerr := f.job()
+		if cerr != nil {
+			return cerr.Field, cerr
+		}
+		err := b.c.AddJob(j)
+		return configErrorField(err), err
 	}
 }
 
@@ -437,92 +316,4 @@ func configMinutes(m float64) (time.Duration, string) {
 		return 0, "shorter than a nanosecond"
 	}
 	return d, ""
-}
-
-// configSection is the mapping being decoded: what errors in it are named
-// after, and the line of each of its keys.
-type configSection struct {
-	prefix string // prepended to key names in errors ("database.")
-	node   bool   // the mapping is a node, not a job
-	name   string // the job's or node's name, once known
-	line   int
-	lines  map[string]int
-}
-
-func (s *configSection) configError(field, value, reason string) *ConfigError {
-	e := &ConfigError{Field: s.prefix + field, Value: value, Reason: reason}
-	switch {
-	case s.prefix != "":
-	case s.node:
-		e.Node = s.name
-	default:
-		e.Job = s.name
-	}
-	return e
-}
-
-// lineOf returns the line of the key an error field refers to, or of the
-// mapping when the key is absent.
-func (s *configSection) lineOf(field string) int {
-	field = strings.TrimPrefix(field, s.prefix)
-	for _, k := range []string{field, field + "_minutes"} {
-		if l, ok := s.lines[k]; ok {
-			return l
-		}
-	}
-	return s.line
-}
-
-func (s *configSection) lineOfError(err error) int {
-	var ce *ConfigError
-	if errors.As(err, &ce) {
-		return s.lineOf(ce.Field)
-	}
-	return s.line
-}
-
-// configExpandEnv replaces each ${NAME} in s with the environment variable
-// NAME. An unset variable is an error: a connection string with a silently
-// empty password fails later, and less clearly. A "$" not followed by "{"
-// is kept.
-func configExpandEnv(s string, lookup func(string) (string, bool)) (string, error) {
-	if !strings.Contains(s, "${") {
-		return s, nil
-	}
-	var b strings.Builder
-	for {
-		i := strings.Index(s, "${")
-		if i < 0 {
-			b.WriteString(s)
-			return b.String(), nil
-		}
-		b.WriteString(s[:i])
-		end := strings.IndexByte(s[i+2:], '}')
-		if end < 0 {
-			return "", errors.New(`"${" without a closing "}"`)
-		}
-		name := s[i+2 : i+2+end]
-		if !configIsEnvName(name) {
-			return "", fmt.Errorf("%q is not an environment variable name; use letters, digits and '_'", name)
-		}
-		val, ok := lookup(name)
-		if !ok {
-			return "", fmt.Errorf("environment variable %s is not set", name)
-		}
-		b.WriteString(val)
-		s = s[i+2+end+1:]
-	}
-}
-
-func configIsEnvName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i, r := range s {
-		letter := r == '_' || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z')
-		if !letter && (i == 0 || r < '0' || r > '9') {
-			return false
-		}
-	}
-	return true
 }

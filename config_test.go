@@ -751,3 +751,53 @@ jobs:
 	// [local.1 local.2]
 	// config.yaml:3: job "odd": queue_size = "0": must be at least 1; leave it out for the default (5)
 }
+
+// TestConfigSQLitePathFromFile: a relative SQLite path in a config file is
+// taken from the file's directory, whatever the current directory; with
+// no file behind the document, from the current directory. (Not parallel:
+// it changes the current directory.)
+func TestConfigSQLitePathFromFile(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "conf")
+	elsewhere := filepath.Join(root, "elsewhere")
+	for _, d := range []string{dir, elsewhere} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Chdir(elsewhere)
+	for _, tc := range []struct{ url, want string }{
+		{"tasks.db", filepath.Join(dir, "tasks.db")},
+		{"data/tasks.db", filepath.Join(dir, "data", "tasks.db")},
+		{"file:tasks.db?_pragma=busy_timeout(100)", "file:" + filepath.Join(dir, "tasks.db") + "?_pragma=busy_timeout(100)"},
+		{"file:tasks.db", "file:" + filepath.Join(dir, "tasks.db")},
+		{"/abs/tasks.db", "/abs/tasks.db"},
+		{":memory:", ":memory:"},
+		{"file::memory:?cache=shared", "file::memory:?cache=shared"},
+	} {
+		path := filepath.Join(dir, "pampa.yaml")
+		if err := os.WriteFile(path, []byte("database: {driver: sqlite, url: \""+tc.url+"\"}\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{path, filepath.Join("..", "conf", "pampa.yaml")} {
+			c, err := pampa.LoadConfig(p)
+			if err != nil {
+				t.Fatalf("LoadConfig(%s): %v", p, err)
+			}
+			if c.Database.URL != tc.want {
+				t.Errorf("LoadConfig(%s) with url %q: URL = %q, want %q", p, tc.url, c.Database.URL, tc.want)
+			}
+		}
+	}
+	// A document with no file behind it: the current directory.
+	c, err := pampa.ParseConfig([]byte("database: {url: tasks.db}\n"), "inline")
+	if err != nil || c.Database.URL != "tasks.db" {
+		t.Errorf("ParseConfig with no file: URL %q, %v; want tasks.db", c.Database.URL, err)
+	}
+	// A PostgreSQL URL is never touched.
+	path := filepath.Join(dir, "pg.yaml")
+	os.WriteFile(path, []byte("database: {driver: postgres, url: \"host=db dbname=app\"}\n"), 0o600)
+	if c, err := pampa.LoadConfig(path); err != nil || c.Database.URL != "host=db dbname=app" {
+		t.Errorf("postgres URL: %v", err)
+	}
+}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -82,8 +81,7 @@ func benchCmd(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if asJSON {
-		enc := json.NewEncoder(e.stdout)
-		return enc.Encode(r)
+		return e.printJSON(r)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "\ndatabase\t%s\n", r.Driver)

@@ -14,6 +14,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -104,8 +106,19 @@ func commands() []command {
 
 // env is what a command runs with.
 type env struct {
-	prog           *Program
+	prog *Program
+	// stdout and stderr escape control characters (see escapeControl):
+	// all text for people goes through them.
 	stdout, stderr io.Writer
+	// rawStdout is stdout as given, for JSON and machine-read output.
+	rawStdout io.Writer
+}
+
+// printJSON prints v as indented JSON, exactly, on stdout.
+func (e *env) printJSON(v any) error {
+	enc := json.NewEncoder(e.rawStdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // Run runs one command line (without the program name) and returns the
@@ -114,18 +127,27 @@ func Run(ctx context.Context, p *Program, args []string, stdout, stderr io.Write
 	if p == nil {
 		p = &Program{}
 	}
-	e := &env{prog: p, stdout: stdout, stderr: stderr}
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+	e := &env{prog: p, stdout: newEscapingWriter(stdout), stderr: newEscapingWriter(stderr), rawStdout: stdout}
+	switch {
+	case len(args) == 0:
+		e.usage(e.stderr)
+		return 2
+	case isHelp(args[0]):
 		if len(args) > 1 {
-			return e.run(ctx, []string{args[1], "--help"})
+			// help CMD [SUB]: the command's own help.
+			return e.run(ctx, append(slices.Clone(args[1:]), "--help"))
 		}
-		e.usage(stdout)
-		if len(args) == 0 {
-			return 2
-		}
+		e.usage(e.stdout)
 		return 0
+	case args[0] == "--version" || args[0] == "-version" || args[0] == "-v":
+		return e.run(ctx, append([]string{"version"}, args[1:]...))
 	}
 	return e.run(ctx, args)
+}
+
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	return arg == "help" || arg == "-h" || arg == "--help" || arg == "-help"
 }
 
 func (e *env) run(ctx context.Context, args []string) int {
@@ -133,6 +155,11 @@ func (e *env) run(ctx context.Context, args []string) int {
 	for _, c := range all {
 		if c.name != args[0] {
 			continue
+		}
+		if len(args) > 1 && args[1] == "help" {
+			// CMD help: as CMD --help. (A positional argument that is
+			// literally "help" can follow "--".)
+			args = append([]string{args[0], "--help"}, args[2:]...)
 		}
 		err := c.run(ctx, e, args[1:])
 		switch {
@@ -144,7 +171,7 @@ func (e *env) run(ctx context.Context, args []string) int {
 			fmt.Fprintf(e.stderr, "%s %s: %v\nRun '%s %s --help' for usage.\n", e.name(), c.name, err, e.name(), c.name)
 			return 2
 		default:
-			fmt.Fprintf(e.stderr, "%s %s: %v\n", e.name(), c.name, err)
+			fmt.Fprintf(e.stderr, "%s %s: %s\n", e.name(), c.name, errorText(err))
 			return 1
 		}
 	}
@@ -166,7 +193,12 @@ func (e *env) usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintf(w, "\nEvery command takes --help. The original's key=value arguments work too:\n")
+	fmt.Fprintf(w, "\nHelp on a command: %[1]s help COMMAND, %[1]s COMMAND help or %[1]s COMMAND --help.\n", e.name())
+	fmt.Fprintf(w, "Version: %[1]s version, %[1]s --version or %[1]s -v.\n", e.name())
+	fmt.Fprintf(w, "Flags may come before or after other arguments; \"--\" ends the flags.\n")
+	fmt.Fprintf(w, "\nThe cluster comes from --config FILE (default ./pampa.yaml); a relative SQLite path in\n")
+	fmt.Fprintf(w, "its database.url is taken from the file's directory, not the current one.\n")
+	fmt.Fprintf(w, "\nThe original's key=value arguments work too:\n")
 	fmt.Fprintf(w, "  %s worker id=local.1 delay=30 db=postgres log=no config=~/pampa.yaml\n", e.name())
 }
 
@@ -226,10 +258,45 @@ func (e *env) parse(fs *flag.FlagSet, args []string) error {
 		}
 	}
 	fs.SetOutput(io.Discard) // errors are reported once, by Run
-	if err := fs.Parse(norm); err != nil {
+	if err := fs.Parse(flagsFirst(fs, norm)); err != nil {
 		return usageError{err}
 	}
 	return nil
+}
+
+// flagsFirst moves the flags (with their values) before the positional
+// arguments, ending them with "--", so that "setup JOB --notify" means
+// "setup --notify JOB": the standard flag package stops at the first
+// positional argument. Reordering here, rather than switching to a CLI
+// library that parses flags anywhere, keeps NormalizeArgs the one place
+// that knows the original's key=value forms, and keeps every command's
+// flags in the standard flag.FlagSet its help is printed from. A literal
+// "--" ends the flags: whatever follows is positional.
+func flagsFirst(fs *flag.FlagSet, args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			pos = append(pos, a)
+			continue
+		}
+		flags = append(flags, a)
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if f := fs.Lookup(name); f != nil && !hasValue && !isBoolFlag(f) && i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	return append(append(flags, "--"), pos...)
+}
+
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 // clusterFlags are the flags every command that touches the database has.
@@ -240,7 +307,8 @@ type clusterFlags struct {
 }
 
 func (c *clusterFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.config, "config", "", "config file (YAML); default pampa.yaml in the working directory when the program defines no cluster in Go")
+	fs.StringVar(&c.config, "config", "", "config file (YAML); default pampa.yaml in the working directory when the program defines no cluster in Go.\n"+
+		"A relative SQLite path in its database.url is taken from the file's directory")
 	fs.StringVar(&c.db, "db", "", "database driver: sqlite, postgres or crdb (overrides the config)")
 	fs.StringVar(&c.dbURL, "database-url", "", "database URL or SQLite file (overrides the config; default $PAMPA_DATABASE_URL)")
 }

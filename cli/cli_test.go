@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -216,5 +217,86 @@ func TestVersion(t *testing.T) {
 	out, _, code := runCLI(t, &Program{Version: "v1.2.3"}, "version")
 	if code != 0 || !strings.HasPrefix(out, "pampa v1.2.3 (go") {
 		t.Errorf("version: exit %d, %q", code, out)
+	}
+}
+
+func TestVersionForms(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-v"}, {"version", "--help"}} {
+		out, errOut, code := runCLI(t, &Program{Version: "v1.2.3"}, args...)
+		want := "pampa v1.2.3 (go"
+		if args[len(args)-1] == "--help" {
+			want = "Usage: pampa version"
+		}
+		if code != 0 || !strings.HasPrefix(out, want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want %q", args, code, out, errOut, want)
+		}
+	}
+}
+
+// TestHelpForms: "help CMD", "CMD help", "CMD -h" and "CMD --help" print
+// the command's help on stdout and exit 0, nested commands included.
+func TestHelpForms(t *testing.T) {
+	t.Parallel()
+	forms := func(cmd ...string) [][]string {
+		return [][]string{
+			append([]string{"help"}, cmd...),
+			append(slices.Clone(cmd), "help"),
+			append(slices.Clone(cmd), "-h"),
+			append(slices.Clone(cmd), "--help"),
+		}
+	}
+	var cases [][]string
+	for _, c := range commands() {
+		cases = append(cases, forms(c.name)...)
+	}
+	for _, sub := range []string{"status", "deploy", "start", "stop", "restart", "logs"} {
+		cases = append(cases, forms("nodes", sub)...)
+		cases = append(cases, []string{"nodes", "help", sub})
+	}
+	for _, args := range cases {
+		var path []string
+		for _, a := range args {
+			if a != "help" && a != "-h" && a != "--help" {
+				path = append(path, a)
+			}
+		}
+		want := "Usage: pampa " + strings.Join(path, " ")
+		if len(path) == 1 {
+			want += " "
+		}
+		out, errOut, code := runCLI(t, nil, args...)
+		if code != 0 || !strings.HasPrefix(out, want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want it to start with %q", args, code, out, errOut, want)
+		}
+	}
+}
+
+// TestFlagsAnywhere: flags after positional arguments are flags, in both
+// spellings; "--" ends the flags.
+func TestFlagsAnywhere(t *testing.T) {
+	t.Parallel()
+	config := writeSQLiteConfig(t)
+	out, errOut, code := runCLI(t, nil, "setup", "search_odd_numbers", "--config", config)
+	if code != 0 || !strings.Contains(out, "added column rid") {
+		t.Fatalf("setup JOB --config C: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = runCLI(t, nil, "setup", "search_odd_numbers", "config="+config)
+	if code != 0 || !strings.Contains(out, "nothing to change") {
+		t.Errorf("setup JOB config=C: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = runCLI(t, nil, "retry", "3", "--config", config, "4", "--job", "search_odd_numbers")
+	if code != 0 || !strings.Contains(out, "0 task(s) pending again") || !strings.Contains(out, "2 key(s) were not failed") {
+		t.Errorf("retry KEY --config C KEY --job J: exit %d\n%s%s", code, out, errOut)
+	}
+	// After "--", "--all" is a key, not the flag.
+	out, errOut, code = runCLI(t, nil, "retry", "--config", config, "--job", "search_odd_numbers", "--", "--all")
+	if code != 0 || !strings.Contains(out, "1 key(s) were not failed") {
+		t.Errorf("retry -- --all: exit %d\n%s%s", code, out, errOut)
+	}
+	// A flag's value that starts with "-" stays its value.
+	_, errOut, code = runCLI(t, nil, "failed", "--config", config, "--job", "-nope")
+	if code != 1 || !strings.Contains(errOut, `"-nope"`) {
+		t.Errorf("failed --job -nope: exit %d, %q", code, errOut)
 	}
 }

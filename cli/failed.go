@@ -2,11 +2,11 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode/utf8"
 )
 
 func failedCmd(ctx context.Context, e *env, args []string) error {
@@ -36,9 +36,7 @@ func failedCmd(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(tasks)
+		return e.printJSON(tasks)
 	}
 	if len(tasks) == 0 {
 		fmt.Fprintf(e.stdout, "job %s has no task that failed for good\n", job)
@@ -49,7 +47,11 @@ func failedCmd(ctx context.Context, e *env, args []string) error {
 	for _, t := range tasks {
 		msg, _, _ := strings.Cut(t.Error, "\n")
 		if len(msg) > 100 {
-			msg = msg[:100] + "…"
+			cut := 100
+			for cut > 0 && !utf8.RuneStart(msg[cut]) {
+				cut--
+			}
+			msg = msg[:cut] + "…"
 		}
 		fmt.Fprintf(tw, "%v\t%d\t%s\t%.0fs ago\t%s\n", t.Key, t.Tries, t.Worker, t.EndedAgo, msg)
 	}

@@ -9,7 +9,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,8 +20,8 @@ import (
 	"time"
 
 	"github.com/pampa-go/pampa"
+	"github.com/pampa-go/pampa/internal/config"
 	"github.com/pampa-go/pampa/internal/nodes"
-	"gopkg.in/yaml.v3"
 )
 
 const nodesAbout = `Operate the cluster's nodes over SSH.
@@ -41,7 +40,7 @@ for a command's flags.`
 func nodesCmd(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 && args[0] == "agent" {
 		// The node-side agent, run over SSH by `nodes start`.
-		if code := nodes.AgentMain(ctx, args[1:], os.Stdin, e.stdout, e.stderr); code != 0 {
+		if code := nodes.AgentMain(ctx, args[1:], os.Stdin, e.rawStdout, e.stderr); code != 0 {
 			return fmt.Errorf("agent: exit status %d", code)
 		}
 		return nil
@@ -50,7 +49,15 @@ func nodesCmd(ctx context.Context, e *env, args []string) error {
 		"status": nodesStatusCmd, "deploy": nodesDeployCmd, "start": nodesStartCmd,
 		"stop": nodesStopCmd, "restart": nodesRestartCmd, "logs": nodesLogsCmd,
 	}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
+	switch {
+	case len(args) > 1 && isHelp(args[0]):
+		// nodes help COMMAND: as nodes COMMAND --help.
+		args = []string{args[1], "--help"}
+	case len(args) > 1 && args[1] == "help":
+		// nodes COMMAND help, likewise.
+		args = append([]string{args[0], "--help"}, args[2:]...)
+	}
+	if len(args) == 0 || isHelp(args[0]) {
 		w := e.stdout
 		if len(args) == 0 {
 			w = e.stderr
@@ -97,14 +104,7 @@ func (e *env) parseAll(fs *flag.FlagSet, args []string) ([]string, error) {
 	if err := e.parse(fs, args); err != nil {
 		return nil, err
 	}
-	var pos []string
-	for rest := fs.Args(); len(rest) > 0; rest = fs.Args() {
-		pos = append(pos, rest[0])
-		if err := e.parse(fs, rest[1:]); err != nil {
-			return nil, err
-		}
-	}
-	return pos, nil
+	return fs.Args(), nil
 }
 
 // nodeTarget is a chosen node, or why it cannot be used.
@@ -348,36 +348,45 @@ func nodesDeployCmd(ctx context.Context, e *env, args []string) error {
 		return err
 	})
 	if asJSON {
-		type res struct {
-			Node  string          `json:"node"`
-			Error string          `json:"error,omitempty"`
-			Done  *nodes.Deployed `json:"deployed,omitempty"`
-		}
-		var out []res
-		for i, nt := range ts {
-			r := res{Node: nt.node.Name, Done: results[i]}
-			if errs[i] != nil {
-				r.Error = nodeErrText(errs[i])
-			}
-			out = append(out, r)
-		}
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
+		if err := e.printDeployJSON(ts, results, errs); err != nil {
 			return err
 		}
-		return failures(errs, "deploy")
+	} else {
+		printDeployed(e.stdout, ts, results, errs)
 	}
+	return failures(errs, "deploy")
+}
+
+// printDeployJSON prints one object per node.
+func (e *env) printDeployJSON(ts []nodeTarget, results []*nodes.Deployed, errs []error) error {
+	type res struct {
+		Node  string          `json:"node"`
+		Error string          `json:"error,omitempty"`
+		Done  *nodes.Deployed `json:"deployed,omitempty"`
+	}
+	var out []res
+	for i, nt := range ts {
+		r := res{Node: nt.node.Name, Done: results[i]}
+		if errs[i] != nil {
+			r.Error = nodeErrText(errs[i])
+		}
+		out = append(out, r)
+	}
+	return e.printJSON(out)
+}
+
+// printDeployed says, per node, which release is current now.
+func printDeployed(w io.Writer, ts []nodeTarget, results []*nodes.Deployed, errs []error) {
 	for i, nt := range ts {
 		name := nt.node.Name
 		if errs[i] != nil {
-			errorLine(e.stdout, name, errs[i])
+			errorLine(w, name, errs[i])
 			continue
 		}
 		d := results[i]
 		switch {
 		case d.Unchanged:
-			fmt.Fprintf(e.stdout, "%s: %s is already the current release in %s\n", name, d.Release.ID, d.Dir)
+			fmt.Fprintf(w, "%s: %s is already the current release in %s\n", name, d.Release.ID, d.Dir)
 		default:
 			how := "uploaded"
 			if d.Reused {
@@ -387,13 +396,12 @@ func nodesDeployCmd(ctx context.Context, e *env, args []string) error {
 			if prev == "" {
 				prev = "none"
 			}
-			fmt.Fprintf(e.stdout, "%s: release %s (%s) is now current in %s (was: %s)\n", name, d.Release.ID, how, d.Dir, prev)
+			fmt.Fprintf(w, "%s: release %s (%s) is now current in %s (was: %s)\n", name, d.Release.ID, how, d.Dir, prev)
 		}
 		if len(d.Pruned) > 0 {
-			fmt.Fprintf(e.stdout, "%s: removed old releases %s\n", name, strings.Join(d.Pruned, ", "))
+			fmt.Fprintf(w, "%s: removed old releases %s\n", name, strings.Join(d.Pruned, ", "))
 		}
 	}
-	return failures(errs, "deploy")
 }
 
 // withoutPasswords removes every ssh_password from a config document, so
@@ -401,33 +409,7 @@ func nodesDeployCmd(ctx context.Context, e *env, args []string) error {
 // have no use for it). A document without any is returned unchanged, byte
 // for byte; n counts the values removed.
 func withoutPasswords(data []byte) (out []byte, n int, err error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, 0, err
-	}
-	var walk func(*yaml.Node)
-	walk = func(y *yaml.Node) {
-		if y.Kind == yaml.MappingNode {
-			kept := y.Content[:0]
-			for i := 0; i+1 < len(y.Content); i += 2 {
-				if y.Content[i].Value == "ssh_password" {
-					n++
-					continue
-				}
-				kept = append(kept, y.Content[i], y.Content[i+1])
-			}
-			y.Content = kept
-		}
-		for _, c := range y.Content {
-			walk(c)
-		}
-	}
-	walk(&doc)
-	if n == 0 {
-		return data, 0, nil
-	}
-	out, err = yaml.Marshal(&doc)
-	return out, n, err
+	return config.StripKey(data, "ssh_password")
 }
 
 func nodesLogsCmd(ctx context.Context, e *env, args []string) error {

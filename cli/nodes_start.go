@@ -4,7 +4,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pampa-go/pampa"
 	"github.com/pampa-go/pampa/internal/nodes"
 )
 
@@ -100,7 +100,9 @@ func nodesRestartCmd(ctx context.Context, e *env, args []string) error {
 }
 
 // startNodes starts workers, first stopping them when stopTimeout is set
-// (restart).
+// (restart): SSH to every node at once (startOnNodes), then a wait for the
+// workers started to register (awaitRegistered), then the report, as text
+// or JSON.
 func (e *env) startNodes(ctx context.Context, sf *startFlags, names []string, stopTimeout *time.Duration) error {
 	c, err := e.load(sf.cluster)
 	if err != nil {
@@ -110,161 +112,15 @@ func (e *env) startNodes(ctx context.Context, sf *startFlags, names []string, st
 	if err != nil {
 		return err
 	}
-	opts := nodes.StartOptions{Workers: workers, WorkerArgs: sf.workerArgs(), Grace: sf.grace, StrictLimits: sf.strict, Settle: sf.settle}
-	// The registry as it was before: a worker that died moments ago still
-	// holds its id there until its heartbeat lapses.
-	before, _ := readRegistry(ctx, c, sf.ttl)
-	stopped := make([][]nodes.Stopped, len(ts))
-	results := make([]*nodes.Started, len(ts))
-	notes := make([][]string, len(ts))
-	errs := onEach(ctx, ts, sf.options(), func(ctx context.Context, i int, conn *nodes.Conn) error {
-		if stopTimeout != nil {
-			s, err := conn.Stop(ctx, workers, *stopTimeout)
-			stopped[i] = s
-			if err != nil {
-				return fmt.Errorf("stop: %w", err)
-			}
-		} else if note, err := awaitDeadHolders(ctx, conn, workers, before, 3*sf.heartbeat); err != nil {
-			return err
-		} else if note != "" {
-			notes[i] = append(notes[i], note)
-		}
-		r, err := conn.Start(ctx, opts)
-		results[i] = r
-		return err
-	})
-
-	// Then wait for the workers started to register as alive.
-	type startedWorker struct {
-		node, id string
-		pid      int
-	}
-	var fresh []startedWorker
-	for i, r := range results {
-		if r == nil {
-			continue
-		}
-		for _, w := range r.Workers {
-			if w.Started {
-				fresh = append(fresh, startedWorker{ts[i].node.Name, w.ID, w.PID})
-			}
-		}
-	}
-	registered := map[string]bool{}
-	var regErr error
-	if sf.wait > 0 && len(fresh) > 0 {
-		deadline := time.Now().Add(sf.wait)
-		for {
-			var reg map[string]regWorker
-			reg, regErr = readRegistry(ctx, c, sf.ttl)
-			if regErr == nil {
-				for _, w := range fresh {
-					if r, ok := reg[w.id]; ok && r.Alive && r.PID == w.pid {
-						registered[w.id] = true
-					}
-				}
-			}
-			if len(registered) == len(fresh) || time.Now().After(deadline) || ctx.Err() != nil {
-				break
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(250 * time.Millisecond):
-			}
-		}
-	}
-
-	failed := 0
+	run := startOnNodes(ctx, c, ts, workers, sf, stopTimeout)
+	run.awaitRegistered(ctx, c, sf.wait, sf.ttl)
+	var failed int
 	if sf.asJSON {
-		type res struct {
-			Node       string          `json:"node"`
-			Error      string          `json:"error,omitempty"`
-			Stopped    []nodes.Stopped `json:"stopped,omitempty"`
-			Started    *nodes.Started  `json:"started,omitempty"`
-			Registered []string        `json:"registered,omitempty"`
-		}
-		var out []res
-		for i, nt := range ts {
-			r := res{Node: nt.node.Name, Stopped: stopped[i], Started: results[i]}
-			if errs[i] != nil {
-				r.Error = nodeErrText(errs[i])
-				failed++
-			}
-			for _, w := range fresh {
-				if w.node == nt.node.Name && registered[w.id] {
-					r.Registered = append(r.Registered, w.id)
-				}
-			}
-			if results[i] != nil {
-				for _, w := range results[i].Workers {
-					if w.Error != "" || (sf.wait > 0 && w.Started && regErr == nil && !registered[w.ID]) {
-						failed++
-					}
-				}
-			}
-			out = append(out, r)
-		}
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
+		if failed, err = e.printStartJSON(run); err != nil {
 			return err
 		}
 	} else {
-		for i, nt := range ts {
-			name := nt.node.Name
-			printStopped(e.stdout, stopped[i])
-			if errs[i] != nil {
-				errorLine(e.stdout, name, errs[i])
-				failed++
-				continue
-			}
-			for _, note := range notes[i] {
-				fmt.Fprintf(e.stdout, "%s: %s\n", name, note)
-			}
-			r := results[i]
-			fmt.Fprintf(e.stdout, "%s: release %s\n", name, r.Release)
-			// The limits as read back from a worker started now, else as
-			// the node plans them.
-			limits := r.Limits
-			for _, w := range r.Workers {
-				if w.Started {
-					limits = w.Limits
-					break
-				}
-			}
-			for _, l := range limits {
-				fmt.Fprintf(e.stdout, "%s: limit %s\n", name, l)
-			}
-			for _, w := range r.Workers {
-				switch {
-				case w.Error != "":
-					fmt.Fprintf(e.stdout, "%s: FAILED: %s (see `%s nodes logs %s --worker %s --out`)\n", w.ID, w.Error, e.name(), name, w.ID)
-					failed++
-					continue
-				case w.AlreadyRunning:
-					fmt.Fprintf(e.stdout, "%s: already running, pid %d\n", w.ID, w.PID)
-					continue
-				}
-				state := "started"
-				switch {
-				case registered[w.ID]:
-					state += " and registered"
-				case sf.wait > 0 && regErr == nil:
-					state += fmt.Sprintf(", but not registered as alive within %s (see `%s nodes logs %s --worker %s --out`)", sf.wait, e.name(), name, w.ID)
-					failed++
-				}
-				fmt.Fprintf(e.stdout, "%s: %s, pid %d\n", w.ID, state, w.PID)
-				// A limit that holds differently for this worker.
-				for j, l := range w.Limits {
-					if j < len(limits) && l.Applied != limits[j].Applied {
-						fmt.Fprintf(e.stdout, "%s: limit %s\n", w.ID, l)
-					}
-				}
-			}
-		}
-		if regErr != nil && sf.wait > 0 && len(fresh) > 0 {
-			fmt.Fprintf(e.stdout, "could not check that the workers registered: %v\n", regErr)
-		}
+		failed = e.printStartText(run)
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d failures (see above)", failed)
@@ -272,12 +128,207 @@ func (e *env) startNodes(ctx context.Context, sf *startFlags, names []string, st
 	return nil
 }
 
+// startRun is what start or restart did on each chosen node, by index.
+type startRun struct {
+	ts         []nodeTarget
+	stopped    [][]nodes.Stopped // restart only
+	results    []*nodes.Started
+	notes      [][]string
+	errs       []error
+	fresh      []startedWorker // the workers started now
+	registered map[string]bool // those seen alive in the registry since
+	regErr     error           // why the registry could not be read
+	wait       time.Duration   // how long registration was waited for
+}
+
+type startedWorker struct {
+	node, id string
+	pid      int
+}
+
+// startOnNodes runs the SSH side: on each node at once, stop the workers
+// (restart) or wait for the registry to let go of those that just died
+// (start), then start them.
+func startOnNodes(ctx context.Context, c *pampa.Cluster, ts []nodeTarget, workers []string, sf *startFlags, stopTimeout *time.Duration) *startRun {
+	opts := nodes.StartOptions{Workers: workers, WorkerArgs: sf.workerArgs(), Grace: sf.grace, StrictLimits: sf.strict, Settle: sf.settle}
+	// The registry as it was before: a worker that died moments ago still
+	// holds its id there until its heartbeat lapses.
+	before, _ := readRegistry(ctx, c, sf.ttl)
+	run := &startRun{ts: ts, stopped: make([][]nodes.Stopped, len(ts)), results: make([]*nodes.Started, len(ts)),
+		notes: make([][]string, len(ts)), registered: map[string]bool{}}
+	run.errs = onEach(ctx, ts, sf.options(), func(ctx context.Context, i int, conn *nodes.Conn) error {
+		if stopTimeout != nil {
+			s, err := conn.Stop(ctx, workers, *stopTimeout)
+			run.stopped[i] = s
+			if err != nil {
+				return fmt.Errorf("stop: %w", err)
+			}
+		} else if note, err := awaitDeadHolders(ctx, conn, workers, before, 3*sf.heartbeat); err != nil {
+			return err
+		} else if note != "" {
+			run.notes[i] = append(run.notes[i], note)
+		}
+		r, err := conn.Start(ctx, opts)
+		run.results[i] = r
+		return err
+	})
+	for i, r := range run.results {
+		if r == nil {
+			continue
+		}
+		for _, w := range r.Workers {
+			if w.Started {
+				run.fresh = append(run.fresh, startedWorker{ts[i].node.Name, w.ID, w.PID})
+			}
+		}
+	}
+	return run
+}
+
+// awaitRegistered polls the registry for up to wait until every worker
+// started now is alive there under its new pid.
+func (run *startRun) awaitRegistered(ctx context.Context, c *pampa.Cluster, wait, ttl time.Duration) {
+	run.wait = wait
+	if wait <= 0 || len(run.fresh) == 0 {
+		return
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		var reg map[string]pampa.WorkerStatus
+		reg, run.regErr = readRegistry(ctx, c, ttl)
+		if run.regErr == nil {
+			for _, w := range run.fresh {
+				if r, ok := reg[w.id]; ok && r.Alive && r.PID == w.pid {
+					run.registered[w.id] = true
+				}
+			}
+		}
+		if len(run.registered) == len(run.fresh) || time.Now().After(deadline) || ctx.Err() != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// unregistered reports whether a worker started now failed to register
+// in time (as far as the registry could tell).
+func (run *startRun) unregistered(w nodes.WorkerStart) bool {
+	return run.wait > 0 && w.Started && run.regErr == nil && !run.registered[w.ID]
+}
+
+// printStartJSON prints one object per node and returns the failures.
+func (e *env) printStartJSON(run *startRun) (int, error) {
+	type res struct {
+		Node       string          `json:"node"`
+		Error      string          `json:"error,omitempty"`
+		Stopped    []nodes.Stopped `json:"stopped,omitempty"`
+		Started    *nodes.Started  `json:"started,omitempty"`
+		Registered []string        `json:"registered,omitempty"`
+	}
+	failed := 0
+	var out []res
+	for i, nt := range run.ts {
+		r := res{Node: nt.node.Name, Stopped: run.stopped[i], Started: run.results[i]}
+		if run.errs[i] != nil {
+			r.Error = nodeErrText(run.errs[i])
+			failed++
+		}
+		for _, w := range run.fresh {
+			if w.node == nt.node.Name && run.registered[w.id] {
+				r.Registered = append(r.Registered, w.id)
+			}
+		}
+		if run.results[i] != nil {
+			for _, w := range run.results[i].Workers {
+				if w.Error != "" || run.unregistered(w) {
+					failed++
+				}
+			}
+		}
+		out = append(out, r)
+	}
+	return failed, e.printJSON(out)
+}
+
+// printStartText prints what happened on each node and returns the
+// failures.
+func (e *env) printStartText(run *startRun) int {
+	failed := 0
+	for i, nt := range run.ts {
+		name := nt.node.Name
+		printStopped(e.stdout, run.stopped[i])
+		if run.errs[i] != nil {
+			errorLine(e.stdout, name, run.errs[i])
+			failed++
+			continue
+		}
+		for _, note := range run.notes[i] {
+			fmt.Fprintf(e.stdout, "%s: %s\n", name, note)
+		}
+		failed += e.printStartedNode(run, name, run.results[i])
+	}
+	if run.regErr != nil && run.wait > 0 && len(run.fresh) > 0 {
+		fmt.Fprintf(e.stdout, "could not check that the workers registered: %s\n", errorText(run.regErr))
+	}
+	return failed
+}
+
+// printStartedNode prints one node's release, limits and workers, and
+// returns its failures.
+func (e *env) printStartedNode(run *startRun, name string, r *nodes.Started) int {
+	w := e.stdout
+	fmt.Fprintf(w, "%s: release %s\n", name, r.Release)
+	// The limits as read back from a worker started now, else as the node
+	// plans them.
+	limits := r.Limits
+	for _, wk := range r.Workers {
+		if wk.Started {
+			limits = wk.Limits
+			break
+		}
+	}
+	for _, l := range limits {
+		fmt.Fprintf(w, "%s: limit %s\n", name, l)
+	}
+	failed := 0
+	for _, wk := range r.Workers {
+		switch {
+		case wk.Error != "":
+			fmt.Fprintf(w, "%s: FAILED: %s (see `%s nodes logs %s --worker %s --out`)\n", wk.ID, wk.Error, e.name(), name, wk.ID)
+			failed++
+			continue
+		case wk.AlreadyRunning:
+			fmt.Fprintf(w, "%s: already running, pid %d\n", wk.ID, wk.PID)
+			continue
+		}
+		state := "started"
+		switch {
+		case run.registered[wk.ID]:
+			state += " and registered"
+		case run.unregistered(wk):
+			state += fmt.Sprintf(", but not registered as alive within %s (see `%s nodes logs %s --worker %s --out`)", run.wait, e.name(), name, wk.ID)
+			failed++
+		}
+		fmt.Fprintf(w, "%s: %s, pid %d\n", wk.ID, state, wk.PID)
+		// A limit that holds differently for this worker.
+		for j, l := range wk.Limits {
+			if j < len(limits) && l.Applied != limits[j].Applied {
+				fmt.Fprintf(w, "%s: limit %s\n", wk.ID, l)
+			}
+		}
+	}
+	return failed
+}
+
 // awaitDeadHolders waits, before starting workers, for the registry to let
 // go of those that died on the node (killed, crashed) so recently that
 // their heartbeat has not lapsed yet: a new process would be refused the
 // id until then. ttl is the workers' heartbeat TTL. It returns a note
 // saying what it waited for.
-func awaitDeadHolders(ctx context.Context, conn *nodes.Conn, ids []string, reg map[string]regWorker, ttl time.Duration) (string, error) {
+func awaitDeadHolders(ctx context.Context, conn *nodes.Conn, ids []string, reg map[string]pampa.WorkerStatus, ttl time.Duration) (string, error) {
 	if len(reg) == 0 {
 		return "", nil
 	}
@@ -292,8 +343,7 @@ func awaitDeadHolders(ctx context.Context, conn *nodes.Conn, ids []string, reg m
 		if p.Running || !p.Stale || !ok || r.PID != p.PID || (r.State != "running" && r.State != "stopping") {
 			continue
 		}
-		age := time.Duration(r.HeartbeatAgeSec * float64(time.Second))
-		if left := ttl - age; left > 0 {
+		if left := ttl - r.LastBeat; left > 0 {
 			wait = max(wait, left+500*time.Millisecond)
 			dead = append(dead, fmt.Sprintf("%s (pid %d)", id, p.PID))
 		}
@@ -355,9 +405,7 @@ func nodesStopCmd(ctx context.Context, e *env, args []string) error {
 			}
 			out = append(out, r)
 		}
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
+		if err := e.printJSON(out); err != nil {
 			return err
 		}
 		return failures(errs, "stop")

@@ -4,7 +4,7 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -40,31 +40,24 @@ type workerStatusJSON struct {
 	// Process is nil when the node could not be reached.
 	Process  *nodes.ProcessState `json:"process,omitempty"`
 	Extra    bool                `json:"extra,omitempty"`
-	Registry *regWorker          `json:"registry,omitempty"`
-}
-
-// regWorker is a worker's registry row.
-type regWorker struct {
-	State           string  `json:"state"`
-	Alive           bool    `json:"alive"`
-	PID             int     `json:"pid"`
-	Host            string  `json:"host"`
-	Version         string  `json:"version"`
-	Job             string  `json:"job,omitempty"`
-	HeartbeatAgeSec float64 `json:"heartbeat_age_sec"`
-	UptimeSec       float64 `json:"uptime_sec"`
+	Registry *pampa.WorkerStatus `json:"registry,omitempty"`
 }
 
 type statusJSON struct {
 	Nodes         []*nodeStatusJSON `json:"nodes"`
 	RegistryError string            `json:"registry_error,omitempty"`
+	dbReached     bool              // the database answered, even if with an error
 }
 
+const statusAbout = "For each node: whether it can be reached (and why not), the release it runs, its CPU, RAM and\n" +
+	"disk usage, and each worker: its process on the node (pid file checked against /proc) and its\n" +
+	"row in the worker registry (state, pid, uptime, last heartbeat).\n\n" +
+	"Exit status: 0 when the database or at least one node answered, even if others did not (read\n" +
+	"\"reachable\" and \"registry_error\" in --json); 1 when nothing could be reached, neither the\n" +
+	"database nor any node (the status is printed all the same); 2 on bad usage."
+
 func nodesStatusCmd(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("nodes status", "[NODE...]", "For each node: whether it can be reached (and why not), the release it runs, its CPU, RAM and\n"+
-		"disk usage, and each worker: its process on the node (pid file checked against /proc) and its\n"+
-		"row in the worker registry (state, pid, uptime, last heartbeat). Exit status 0 even when a\n"+
-		"node is unreachable: read \"reachable\" in --json.")
+	fs := e.flags("nodes status", "[NODE...]", statusAbout)
 	var nf nodeFlags
 	var asJSON bool
 	var ttl, sample time.Duration
@@ -84,21 +77,42 @@ func nodesStatusCmd(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	out := statusJSON{Nodes: make([]*nodeStatusJSON, len(ts))}
+	out := collectStatus(ctx, c, ts, nf.options(), ttl, sample)
+	if asJSON {
+		if err := e.printJSON(out); err != nil {
+			return err
+		}
+	} else {
+		printStatus(e.stdout, out)
+	}
+	if out.dbReached {
+		return nil
+	}
+	for _, n := range out.Nodes {
+		if n.Reachable {
+			return nil
+		}
+	}
+	return fmt.Errorf("nothing could be reached: none of the %d node(s), and not the database (%s)", len(out.Nodes), out.RegistryError)
+}
+
+// collectStatus asks every node for its state while it reads the
+// registry, and joins the two.
+func collectStatus(ctx context.Context, c *pampa.Cluster, ts []nodeTarget, opts nodes.Options, ttl, sample time.Duration) *statusJSON {
+	out := &statusJSON{Nodes: make([]*nodeStatusJSON, len(ts))}
 	for i, nt := range ts {
 		n := nt.node
 		out.Nodes[i] = &nodeStatusJSON{Name: n.Name, User: n.User, Address: fmt.Sprintf("%s:%d", n.Host, n.Port),
 			Limits: nodes.Limits{RAMMB: n.MaxRAMMB, CPUPercent: n.MaxCPUPercent, DiskIOMbps: n.MaxDiskIOMbps, NetIOMbps: n.MaxNetIOMbps}}
 	}
-	// The registry is read while the nodes are.
-	var reg map[string]regWorker
+	var reg map[string]pampa.WorkerStatus
 	var regErr error
 	regDone := make(chan struct{})
 	go func() {
 		defer close(regDone)
 		reg, regErr = readRegistry(ctx, c, ttl)
 	}()
-	errs := onEach(ctx, ts, nf.options(), func(ctx context.Context, i int, conn *nodes.Conn) error {
+	errs := onEach(ctx, ts, opts, func(ctx context.Context, i int, conn *nodes.Conn) error {
 		st, err := conn.State(ctx, sample)
 		if err != nil {
 			return err
@@ -109,47 +123,51 @@ func nodesStatusCmd(ctx context.Context, e *env, args []string) error {
 	})
 	<-regDone
 	if regErr != nil {
-		out.RegistryError = regErr.Error()
+		out.RegistryError = errorText(regErr)
 	}
+	out.dbReached = !errors.As(regErr, new(unreachableError))
 	for i, ns := range out.Nodes {
 		ns.Reachable = errs[i] == nil
 		if errs[i] != nil {
 			ns.Error = nodeErrText(errs[i])
 		}
-		procs := map[string]nodes.WorkerState{}
-		for _, p := range ns.procs {
-			procs[p.ID] = p
-		}
-		ids := ts[i].node.WorkerIDs()
-		for _, p := range ns.procs {
-			if p.Extra {
-				ids = append(ids, p.ID)
-			}
-		}
-		for _, id := range ids {
-			w := workerStatusJSON{ID: id}
-			if p, ok := procs[id]; ok {
-				ps := p.ProcessState
-				w.Process, w.Extra = &ps, p.Extra
-			}
-			if r, ok := reg[id]; ok {
-				w.Registry = &r
-			}
-			ns.Workers = append(ns.Workers, w)
-		}
+		ns.joinWorkers(ts[i].node.WorkerIDs(), reg)
 	}
-	if asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
-	}
-	printStatus(e.stdout, &out)
-	return nil
+	return out
 }
+
+// joinWorkers lists the node's workers, those of the config and any extra
+// the node runs, each with its process and its registry row.
+func (ns *nodeStatusJSON) joinWorkers(ids []string, reg map[string]pampa.WorkerStatus) {
+	procs := map[string]nodes.WorkerState{}
+	for _, p := range ns.procs {
+		procs[p.ID] = p
+		if p.Extra {
+			ids = append(ids, p.ID)
+		}
+	}
+	for _, id := range ids {
+		w := workerStatusJSON{ID: id}
+		if p, ok := procs[id]; ok {
+			ps := p.ProcessState
+			w.Process, w.Extra = &ps, p.Extra
+		}
+		if r, ok := reg[id]; ok {
+			w.Registry = &r
+		}
+		ns.Workers = append(ns.Workers, w)
+	}
+}
+
+// unreachableError says the database could not be reached at all, as
+// opposed to reached but unable to answer (no registry table yet, say).
+type unreachableError struct{ error }
+
+func (e unreachableError) Unwrap() error { return e.error }
 
 // readRegistry reads the worker registry, if the cluster has a database
 // this machine can reach. A SQLite file that does not exist is not created.
-func readRegistry(ctx context.Context, c *pampa.Cluster, ttl time.Duration) (map[string]regWorker, error) {
+func readRegistry(ctx context.Context, c *pampa.Cluster, ttl time.Duration) (map[string]pampa.WorkerStatus, error) {
 	db := c.Database.WithDefaults()
 	if err := db.Validate(); err != nil {
 		return nil, err
@@ -160,24 +178,26 @@ func readRegistry(ctx context.Context, c *pampa.Cluster, ttl time.Duration) (map
 			name = name[:i]
 		}
 		if _, err := os.Stat(name); err != nil {
-			return nil, fmt.Errorf("no registry: the SQLite database %s does not exist here", name)
+			return nil, unreachableError{fmt.Errorf("no registry: the SQLite database %s does not exist here", name)}
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	st, err := store.Open(ctx, db.Driver, db.URL)
 	if err != nil {
-		return nil, fmt.Errorf("registry: %w", err)
+		return nil, unreachableError{fmt.Errorf("registry: %w", err)}
 	}
 	defer st.Close()
 	ws, err := st.Workers(ctx, ttl)
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
-	out := map[string]regWorker{}
+	out := map[string]pampa.WorkerStatus{}
 	for _, w := range ws {
-		out[w.ID] = regWorker{State: w.State, Alive: w.Alive, PID: w.PID, Host: w.Host, Version: w.Version,
-			Job: w.Job, HeartbeatAgeSec: w.HeartbeatAgeSec, UptimeSec: w.UptimeSec}
+		out[w.ID] = pampa.WorkerStatus{ID: w.ID, Node: w.Node, Host: w.Host, PID: w.PID, Version: w.Version,
+			Jobs: w.Jobs, Job: w.Job, State: w.State, Alive: w.Alive,
+			LastBeat: time.Duration(w.HeartbeatAgeSec * float64(time.Second)),
+			Uptime:   time.Duration(w.UptimeSec * float64(time.Second))}
 	}
 	return out, nil
 }
@@ -243,7 +263,7 @@ func printStatus(w io.Writer, s *statusJSON) {
 			}
 			hb, state, job := "-", "not registered", "-"
 			if r := wk.Registry; r != nil {
-				state, hb = r.State, shortDuration(time.Duration(r.HeartbeatAgeSec*float64(time.Second)))+" ago"
+				state, hb = r.State, shortDuration(r.LastBeat)+" ago"
 				if r.Alive {
 					state += ", alive"
 				} else if r.State == "running" {
@@ -256,7 +276,7 @@ func printStatus(w io.Writer, s *statusJSON) {
 					pid = fmt.Sprintf("%d (registry, on %s)", r.PID, r.Host)
 				}
 				if r.Alive || uptime == "-" && r.State == "running" {
-					uptime = shortDuration(time.Duration(r.UptimeSec * float64(time.Second)))
+					uptime = shortDuration(r.Uptime)
 				}
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", wk.ID, proc, pid, uptime, hb, state, job)

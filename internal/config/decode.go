@@ -1,4 +1,4 @@
-package pampa
+package config
 
 import (
 	"fmt"
@@ -11,25 +11,25 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
-// The YAML walking behind ParseConfig: binding keys to fields, decoding
-// scalars strictly, resolving aliases and merges, and naming what is wrong.
+// Decoding one mapping: binding keys to fields, decoding scalars strictly,
+// resolving aliases and merges, and naming what is wrong.
 
-// configFields binds each key a mapping accepts to the variable (a pointer) its
+// Fields binds each key a mapping accepts to the variable (a pointer) its
 // value is decoded into.
-type configFields map[string]any
+type Fields map[string]any
 
-// configFieldsOf maps the yaml-tagged fields of the struct ptr points to,
+// FieldsOf maps the yaml-tagged fields of the struct ptr points to,
 // descending into ",inline" structs. Untagged fields and "-" are skipped.
-func configFieldsOf(ptr any) configFields {
-	m := configFields{}
-	configAddFields(m, reflect.ValueOf(ptr).Elem())
+func FieldsOf(ptr any) Fields {
+	m := Fields{}
+	addFields(m, reflect.ValueOf(ptr).Elem())
 	return m
 }
 
-func configAddFields(m configFields, v reflect.Value) {
+func addFields(m Fields, v reflect.Value) {
 	t := v.Type()
 	for i := range t.NumField() {
 		sf := t.Field(i)
@@ -41,7 +41,7 @@ func configAddFields(m configFields, v reflect.Value) {
 		switch {
 		case name == "-":
 		case opts == "inline" && sf.Type.Kind() == reflect.Struct:
-			configAddFields(m, v.Field(i))
+			addFields(m, v.Field(i))
 		case name != "":
 			m[name] = v.Field(i).Addr().Interface()
 		}
@@ -50,10 +50,9 @@ func configAddFields(m configFields, v reflect.Value) {
 
 // decode stores a mapping's values into fields. On the first problem it
 // records an error and returns false.
-func (p *configParser) decode(n *yaml.Node, fields configFields, sec *configSection) bool {
+func (p *parser) decode(n *yaml.Node, fields Fields, m *Mapping) bool {
 	if n.Kind != yaml.MappingNode {
-		what := strings.TrimSuffix(sec.prefix, ".")
-		p.fail(n.Line, fmt.Errorf("%s must be a mapping, not %s", what, yamlDescribe(n)))
+		p.fail(n.Line, fmt.Errorf("%s must be a mapping, not %s", m.Section, describe(n)))
 		return false
 	}
 	pairs, perr := p.pairs(n, 0)
@@ -61,42 +60,42 @@ func (p *configParser) decode(n *yaml.Node, fields configFields, sec *configSect
 		p.fail(perr.line, perr)
 		return false
 	}
-	sec.lines = make(map[string]int, len(pairs))
+	m.lines = make(map[string]int, len(pairs))
 	for _, kv := range pairs {
-		sec.lines[kv.name] = kv.key.Line
-		if kv.name == "name" && kv.value.Kind == yaml.ScalarNode && !yamlIsNull(kv.value) {
-			sec.name = kv.value.Value
+		m.lines[kv.name] = kv.key.Line
+		if kv.name == "name" && kv.value.Kind == yaml.ScalarNode && !isNull(kv.value) {
+			m.Name = kv.value.Value
 		}
 	}
 	for _, kv := range pairs {
 		dst, ok := fields[kv.name]
 		if !ok {
-			p.fail(kv.key.Line, configUnknownKey(sec.configError(kv.name, "", ""), kv.name, fields.keys()))
+			p.fail(kv.key.Line, p.b.FieldError(m, kv.name, "", unknownKeyReason(kv.name, fields.keys())))
 			return false
 		}
-		if why := configDecodeValue(kv.value, dst); why != "" {
-			p.fail(kv.value.Line, sec.configError(kv.name, yamlShortValue(kv.value), why))
+		if why := decodeValue(kv.value, dst); why != "" {
+			p.fail(kv.value.Line, p.b.FieldError(m, kv.name, shortValue(kv.value), why))
 			return false
 		}
 	}
 	return true
 }
 
-func (m configFields) keys() []string { return slices.Sorted(maps.Keys(m)) }
+func (m Fields) keys() []string { return slices.Sorted(maps.Keys(m)) }
 
-// configDecodeValue decodes one value into dst; it returns why it could
+// decodeValue decodes one value into dst; it returns why it could
 // not, or "". A null value leaves dst alone; a pointer target (**int) is
 // allocated only when there is a value.
-func configDecodeValue(v *yaml.Node, dst any) string {
-	if yamlIsNull(v) {
+func decodeValue(v *yaml.Node, dst any) string {
+	if isNull(v) {
 		return ""
 	}
 	if v.Kind != yaml.ScalarNode {
-		return "want a single value, not " + yamlDescribe(v)
+		return "want a single value, not " + describe(v)
 	}
 	if pv := reflect.ValueOf(dst).Elem(); pv.Kind() == reflect.Pointer {
 		nv := reflect.New(pv.Type().Elem())
-		why := configDecodeValue(v, nv.Interface())
+		why := decodeValue(v, nv.Interface())
 		if why == "" {
 			pv.Set(nv)
 		}
@@ -106,7 +105,7 @@ func configDecodeValue(v *yaml.Node, dst any) string {
 	case *string:
 		*d = v.Value
 	case *int:
-		n, ok := yamlInt(v)
+		n, ok := wholeNumber(v)
 		if !ok {
 			return "want a whole number"
 		}
@@ -129,9 +128,9 @@ func configDecodeValue(v *yaml.Node, dst any) string {
 	return ""
 }
 
-// yamlInt reads an integer, refusing the fractions yaml.v3 would
+// wholeNumber reads an integer, refusing the fractions yaml.v3 would
 // otherwise truncate.
-func yamlInt(v *yaml.Node) (int, bool) {
+func wholeNumber(v *yaml.Node) (int, bool) {
 	switch v.ShortTag() {
 	case "!!int":
 		var n int
@@ -146,67 +145,67 @@ func yamlInt(v *yaml.Node) (int, bool) {
 	return 0, false
 }
 
-// configPair is one entry of a mapping, its value resolved from any alias.
-type configPair struct {
+// pair is one entry of a mapping, its value resolved from any alias.
+type pair struct {
 	name       string
 	key, value *yaml.Node
 }
 
-type configLineError struct {
+type lineError struct {
 	line int
 	msg  string
 }
 
-func (e *configLineError) Error() string { return e.msg }
+func (e *lineError) Error() string { return e.msg }
 
 // pairs lists a mapping's entries with merge keys ("<<") expanded: keys
 // written in the mapping win over merged ones, and earlier merged mappings
 // win over later ones. A key written twice is an error. depth counts the
 // merges that led here.
-func (p *configParser) pairs(m *yaml.Node, depth int) ([]configPair, *configLineError) {
-	var out []configPair
+func (p *parser) pairs(m *yaml.Node, depth int) ([]pair, *lineError) {
+	var out []pair
 	seen := map[string]int{}
 	var merges []*yaml.Node
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		if p.mergeWork--; p.mergeWork < 0 {
-			return nil, &configLineError{m.Line, "too many merged keys; simplify the \"<<\" merges"}
+			return nil, &lineError{m.Line, "too many merged keys; simplify the \"<<\" merges"}
 		}
 		k, v := m.Content[i], m.Content[i+1]
 		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
 			merges = append(merges, v)
 			continue
 		}
-		kr := yamlResolve(k)
-		if kr.Kind != yaml.ScalarNode || yamlIsNull(kr) {
-			return nil, &configLineError{k.Line, "keys must be plain names, not " + yamlDescribe(kr)}
+		kr := resolve(k)
+		if kr.Kind != yaml.ScalarNode || isNull(kr) {
+			return nil, &lineError{k.Line, "keys must be plain names, not " + describe(kr)}
 		}
 		if first, dup := seen[kr.Value]; dup {
-			return nil, &configLineError{k.Line, fmt.Sprintf("%s is set twice (first on line %d)", strconv.Quote(kr.Value), first)}
+			return nil, &lineError{k.Line, fmt.Sprintf("%s is set twice (first on line %d)", strconv.Quote(kr.Value), first)}
 		}
 		seen[kr.Value] = k.Line
-		out = append(out, configPair{name: kr.Value, key: k, value: yamlResolve(v)})
+		out = append(out, pair{name: kr.Value, key: k, value: resolve(v)})
 	}
 	for _, mv := range merges {
 		var sources []*yaml.Node
-		switch mv = yamlResolve(mv); mv.Kind {
+		switch mv = resolve(mv); mv.Kind {
 		case yaml.MappingNode:
 			sources = []*yaml.Node{mv}
 		case yaml.SequenceNode:
 			for _, s := range mv.Content {
-				sources = append(sources, yamlResolve(s))
+				sources = append(sources, resolve(s))
 			}
 		default:
 			sources = []*yaml.Node{mv}
 		}
 		for _, src := range sources {
 			if src.Kind != yaml.MappingNode {
-				return nil, &configLineError{mv.Line, "\"<<\" must merge a mapping or a list of mappings, not " + yamlDescribe(src)}
+				return nil, &lineError{mv.Line, "\"<<\" must merge a mapping or a list of mappings, not " + describe(src)}
 			}
-			if depth >= configMaxMergeDepth {
-				return nil, &configLineError{mv.Line, "\"<<\" merges nest too deeply (or a mapping merges itself)"}
+			if depth >= maxMergeDepth {
+				return nil, &lineError{mv.Line, "\"<<\" merges nest too deeply (or a mapping merges itself)"}
 			}
 			if p.mergeWork--; p.mergeWork < 0 {
-				return nil, &configLineError{mv.Line, "too many merged keys; simplify the \"<<\" merges"}
+				return nil, &lineError{mv.Line, "too many merged keys; simplify the \"<<\" merges"}
 			}
 			merged, err := p.pairs(src, depth+1)
 			if err != nil {
@@ -223,8 +222,8 @@ func (p *configParser) pairs(m *yaml.Node, depth int) ([]configPair, *configLine
 	return out, nil
 }
 
-// yamlResolve follows an alias to the node it names.
-func yamlResolve(n *yaml.Node) *yaml.Node {
+// resolve follows an alias to the node it names.
+func resolve(n *yaml.Node) *yaml.Node {
 	for range 4 {
 		if n.Kind != yaml.AliasNode || n.Alias == nil {
 			break
@@ -234,12 +233,12 @@ func yamlResolve(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-func yamlIsNull(n *yaml.Node) bool {
+func isNull(n *yaml.Node) bool {
 	return n == nil || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null")
 }
 
-// yamlDescribe names a node's kind for error messages.
-func yamlDescribe(n *yaml.Node) string {
+// describe names a node's kind for error messages.
+func describe(n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.MappingNode:
 		return "a mapping"
@@ -248,16 +247,16 @@ func yamlDescribe(n *yaml.Node) string {
 	case yaml.AliasNode:
 		return "an alias"
 	case yaml.ScalarNode:
-		if yamlIsNull(n) {
+		if isNull(n) {
 			return "an empty value"
 		}
-		return "the value " + strconv.Quote(yamlShortValue(n))
+		return "the value " + strconv.Quote(shortValue(n))
 	}
 	return "an empty document"
 }
 
-// yamlShortValue is a scalar's text, cut to read well in an error.
-func yamlShortValue(n *yaml.Node) string {
+// shortValue is a scalar's text, cut to read well in an error.
+func shortValue(n *yaml.Node) string {
 	if n.Kind != yaml.ScalarNode {
 		return ""
 	}
@@ -272,46 +271,42 @@ func yamlShortValue(n *yaml.Node) string {
 	return n.Value
 }
 
-// configUnknownKey completes e into an "unknown key" error with a hint: a close
+// unknownKeyReason says why a key is not accepted, with a hint: a close
 // match, advice for the original's Ruby-only options, or the keys allowed.
-func configUnknownKey(e *ConfigError, key string, allowed []string) *ConfigError {
-	e.Reason = "unknown key"
+func unknownKeyReason(key string, allowed []string) string {
+	reason := "unknown key"
 	if base, ok := strings.CutSuffix(key, "_function"); ok {
 		switch {
 		case base == "processing":
-			e.Reason += "; register the processing function in Go with Cluster.Handle"
-			return e
+			return reason + "; register the processing function in Go with Cluster.Handle"
 		case slices.Contains(allowed, base+"_sql"):
-			e.Reason += fmt.Sprintf("; write the hook as SQL in %s, or set it in Go on the job's Hooks", base+"_sql")
-			return e
+			return reason + fmt.Sprintf("; write the hook as SQL in %s, or set it in Go on the job's Hooks", base+"_sql")
 		}
 	}
-	if best := configClosestKey(key, allowed); best != "" {
-		e.Reason += fmt.Sprintf("; did you mean %q?", best)
-		return e
+	if best := closestKey(key, allowed); best != "" {
+		return reason + fmt.Sprintf("; did you mean %q?", best)
 	}
-	e.Reason += "; expected one of " + strings.Join(allowed, ", ")
-	return e
+	return reason + "; expected one of " + strings.Join(allowed, ", ")
 }
 
-// configClosestKey returns the allowed key nearest to key when it is close
+// closestKey returns the allowed key nearest to key when it is close
 // enough to be a typo, else "".
-func configClosestKey(key string, allowed []string) string {
+func closestKey(key string, allowed []string) string {
 	if len(key) > 64 {
 		return ""
 	}
 	key = strings.ToLower(strings.ReplaceAll(key, "-", "_"))
 	best, bestDist := "", 3
 	for _, a := range allowed {
-		if d := configEditDistance(key, a); d < bestDist {
+		if d := editDistance(key, a); d < bestDist {
 			best, bestDist = a, d
 		}
 	}
 	return best
 }
 
-// configEditDistance is the Levenshtein distance between two short strings.
-func configEditDistance(a, b string) int {
+// editDistance is the Levenshtein distance between two short strings.
+func editDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {

@@ -1,0 +1,81 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/pampa-go/pampa"
+)
+
+func TestEscapeControl(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want string }{
+		{"plain text, ünïcode, 漢字", "plain text, ünïcode, 漢字"},
+		{"a\tb\nc", "a\tb\nc"},
+		{"\x1b[31mred\x1b]0;title\x07", `\x1b[31mred\x1b]0;title\x07`},
+		{"over\rwrite", `over\rwrite`},
+		{"nul\x00 bs\x08 del\x7f", `nul\x00 bs\x08 del\x7f`},
+		{"c1 \u009b2J csi", `c1 \u009b2J csi`},
+		{"bidi \u202eevil\u202c \u2066iso\u2069", `bidi \u202eevil\u202c \u2066iso\u2069`},
+		{"bad utf-8 \xff\xc3", `bad utf-8 \xff\xc3`},
+		{"", ""},
+	} {
+		if got := escapeControl(tc.in); got != tc.want {
+			t.Errorf("escapeControl(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestEscapingWriterSplitRune: a character cut between two writes comes
+// out whole, not as two escaped bytes.
+func TestEscapingWriterSplitRune(t *testing.T) {
+	t.Parallel()
+	var b bytes.Buffer
+	w := newEscapingWriter(&b)
+	s := "é\u009b漢"
+	for i := range len(s) {
+		w.Write([]byte{s[i]})
+	}
+	if got, want := b.String(), `é\u009b漢`; got != want {
+		t.Errorf("byte by byte: %q, want %q", got, want)
+	}
+}
+
+// TestFailedEscapesControls: `pampa failed` over a real SQLite database
+// whose error column holds terminal escape sequences prints them escaped;
+// --json keeps them exact (JSON-escaped).
+func TestFailedEscapesControls(t *testing.T) {
+	t.Parallel()
+	config := writeSQLiteConfig(t)
+	if out, errOut, code := runCLI(t, nil, "setup", "--config", config); code != 0 {
+		t.Fatalf("setup: exit %d\n%s%s", code, out, errOut)
+	}
+	c, err := pampa.LoadConfig(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := pampa.Connect(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const evil = "\x1b[31mred\x1b]0;title\x07"
+	_, err = client.DB().Exec(`UPDATE numbers SET rid = 'local.1', rtime = CURRENT_TIMESTAMP, rtimes = 3,
+		started = CURRENT_TIMESTAMP, ended = CURRENT_TIMESTAMP, ok = false, why = ? WHERE value = 2`, evil)
+	client.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runCLI(t, nil, "failed", "--config", config, "--job", "search_odd_numbers")
+	if code != 0 || !strings.Contains(out, `\x1b[31mred\x1b]0;title\x07`) {
+		t.Fatalf("failed: exit %d\n%q\n%s", code, out, errOut)
+	}
+	if strings.ContainsAny(out+errOut, "\x1b\x07") {
+		t.Errorf("failed printed control characters: %q", out)
+	}
+	out, _, code = runCLI(t, nil, "failed", "--config", config, "--job", "search_odd_numbers", "--json")
+	if code != 0 || !strings.Contains(out, `"\u001b[31mred\u001b]0;title\u0007"`) {
+		t.Errorf("failed --json: exit %d, %q", code, out)
+	}
+}
