@@ -104,7 +104,7 @@ func TestIdentifierValidation(t *testing.T) {
 	if err := validate(quotedJob(isOdd)); err != nil {
 		t.Fatalf("a job whose names need quoting: %v", err)
 	}
-	for _, table := range []string{"app.Order Lines", `"my.table"`, `app."my.table"`, "select"} {
+	for _, table := range []string{"app.Order Lines", `"my.table"`, `app."my.table"`, "select", "numbers; DROP TABLE numbers", `numbers"`} {
 		j := quotedJob(isOdd)
 		j.Table = table
 		if err := validate(j); err != nil {
