@@ -81,3 +81,21 @@ func TestCheckName(t *testing.T) {
 		t.Error("identifier limits: PostgreSQL 63 bytes (NAMEDATALEN-1), SQLite 255")
 	}
 }
+
+// TestHookSQLWithQuotedNames: a user's query over names that need quoting
+// binds @n, and a '?' or '@n' inside a quoted name stays part of it.
+func TestHookSQLWithQuotedNames(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, s *Store) {
+		mustExec(t, s, `CREATE TABLE "Order Lines" ("Order ID" integer PRIMARY KEY, "a@n?" text)`)
+		mustExec(t, s, `INSERT INTO "Order Lines" ("Order ID", "a@n?") VALUES (1, NULL), (2, 'x'), (3, NULL), (4, NULL)`)
+		j := s.Job(JobSpec{Table: ParseIdent("Order Lines"), PrimaryKey: "Order ID", MaxTryTimes: 1})
+		keys, err := j.KeysFromQuery(t.Context(), s.DB, `SELECT "Order ID" FROM "Order Lines" WHERE "a@n?" IS NULL ORDER BY 1 LIMIT @n`, map[string]any{"n": 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) != 2 || toInt(t, keys[0]) != 1 || toInt(t, keys[1]) != 3 {
+			t.Fatalf("keys = %v, want [1 3]", keys)
+		}
+	})
+}
