@@ -76,11 +76,35 @@ func connect(ctx context.Context, c *Cluster) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, j := range c.jobs {
+		if err := checkNamesFor(st.Dialect, j); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
 	cl := &Client{cluster: c, store: st, bus: notify.NewBus()}
 	for _, j := range c.jobs {
 		cl.jobs = append(cl.jobs, &jobRuntime{Job: j, sql: st.Job(specOf(j))})
 	}
 	return cl, nil
+}
+
+// checkNamesFor checks a job's table and column names against the
+// database's own identifier limit, which Validate could not know.
+func checkNamesFor(d store.Dialect, j *Job) error {
+	max := d.MaxIdentifierLen()
+	if err := checkTableName(j.Table, max); err != nil {
+		return &ConfigError{Job: j.Name, Field: "table", Value: j.Table, Reason: err.Error() + " (" + d.Name() + ")"}
+	}
+	if err := checkName(j.PrimaryKey, max); err != nil {
+		return &ConfigError{Job: j.Name, Field: "field_primary_key", Value: j.PrimaryKey, Reason: err.Error() + " (" + d.Name() + ")"}
+	}
+	for _, f := range j.Fields.fields() {
+		if err := checkName(f.column, max); err != nil {
+			return &ConfigError{Job: j.Name, Field: f.option, Value: f.column, Reason: err.Error() + " (" + d.Name() + ")"}
+		}
+	}
+	return nil
 }
 
 func specOf(j *Job) store.JobSpec {
@@ -105,7 +129,7 @@ func (c *Client) Close() error {
 // PostgreSQL: signals go out with pg_notify and come in on one dedicated
 // LISTEN connection. Other engines have no such channel; their loops poll.
 func (c *Client) startNotifier(log *slog.Logger) {
-	if c.store.Dialect.Name() != DriverPostgres {
+	if !c.store.Dialect.SupportsNotify() {
 		return
 	}
 	c.notifierOnce.Do(func() {
@@ -162,7 +186,7 @@ func (c *Client) checkColumns(ctx context.Context, j *jobRuntime) error {
 			missing = append(missing, f.option+" = "+f.column)
 			continue
 		}
-		if !kindAccepts(c.store.Dialect.Name(), f.kind, typ) {
+		if !c.store.Dialect.AcceptsKind(store.Kind(f.kind), typ) {
 			return &ConfigError{Job: j.Name, Field: f.option, Value: f.column,
 				Reason: fmt.Sprintf("column has type %s, want %s", typ, f.kind)}
 		}
@@ -174,57 +198,10 @@ func (c *Client) checkColumns(ctx context.Context, j *jobRuntime) error {
 	return nil
 }
 
-// kindAccepts says whether a column's declared type can hold a kind.
-// SQLite types are affinities, so the check follows its naming rules.
-func kindAccepts(dialect string, kind ColumnKind, typ string) bool {
-	t := strings.ToLower(typ)
-	has := func(subs ...string) bool {
-		for _, s := range subs {
-			if strings.Contains(t, s) {
-				return true
-			}
-		}
-		return false
-	}
-	if dialect == "sqlite" {
-		switch kind {
-		case KindText:
-			return t == "" || has("char", "text", "clob")
-		case KindTime:
-			return t == "" || has("date", "time", "text")
-		case KindInt:
-			return t == "" || has("int")
-		case KindBool:
-			return t == "" || has("bool", "int")
-		}
-		return false
-	}
-	switch kind {
-	case KindText:
-		return t == "text" || has("character")
-	case KindTime:
-		return strings.HasPrefix(t, "timestamp")
-	case KindInt:
-		return t == "integer" || t == "bigint" || t == "smallint"
-	case KindBool:
-		return t == "boolean"
-	}
-	return false
-}
-
-// defaultDelay is how often loops poll when nothing wakes them. On
-// PostgreSQL notifications carry the hand-offs between processes, and the
-// poll is only a fallback; SQLite and CockroachDB have no notifications,
-// so processes sharing them poll often (an idle poll is a read).
-func (c *Client) defaultDelay() time.Duration {
-	switch c.store.Dialect.Name() {
-	case DriverPostgres:
-		return time.Second
-	case DriverCockroach:
-		return 250 * time.Millisecond
-	}
-	return 50 * time.Millisecond
-}
+// defaultDelay is how often loops poll when nothing wakes them: the
+// dialect's poll interval (short where no notifications carry hand-offs
+// between processes; an idle poll is a read).
+func (c *Client) defaultDelay() time.Duration { return c.store.Dialect.PollInterval() }
 
 // querier returns the database as hooks see it.
 func (c *Client) querier() Querier { return c.store.DB }

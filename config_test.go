@@ -459,10 +459,10 @@ var configErrorCases = []struct {
 		is:   &pampa.ConfigError{Node: "local", Field: "name", Value: "local"},
 	},
 	{
-		name: "SQLInTableName",
-		doc:  "jobs:\n" + configJob("odd", map[string]string{"table": "'numbers; DROP TABLE x'"}),
-		want: []string{"config.yaml:3:", `job "odd"`, `table = "numbers; DROP TABLE x"`, "not a plain SQL identifier"},
-		is:   &pampa.ConfigError{Job: "odd", Field: "table", Value: "numbers; DROP TABLE x"},
+		name: "UnclosedQuoteInTableName",
+		doc:  "jobs:\n" + configJob("odd", map[string]string{"table": `'"numbers'`}),
+		want: []string{"config.yaml:3:", `job "odd"`, `table = "\"numbers"`, "no closing double quote"},
+		is:   &pampa.ConfigError{Job: "odd", Field: "table", Value: `"numbers`},
 	},
 	{
 		name: "MissingTrackingField",

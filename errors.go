@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode"
+
+	"github.com/pampa-go/pampa/internal/store"
 )
 
 // ErrNotFound is returned when a job, node or worker asked for by name does
@@ -39,14 +41,37 @@ func (e *ConfigError) Error() string {
 	return b.String()
 }
 
-// maxIdentifierLen is PostgreSQL's limit; SQLite has none but the same rule
-// keeps configs portable.
+// maxNameLen bounds table and column names before the database is known:
+// the longest any dialect keeps (SQLite's cap); once connected, names are
+// checked against the database's own limit (PostgreSQL's is 63 bytes).
+const maxNameLen = 255
+
+// checkTableName accepts a table name as store.ParseTable reads it, each
+// part a name that checkName accepts.
+func checkTableName(name string, max int) error {
+	id, err := store.ParseTable(name)
+	if err != nil {
+		return err
+	}
+	if id.Schema != "" {
+		if err := store.CheckName(id.Schema, max); err != nil {
+			return fmt.Errorf("schema: %w", err)
+		}
+	}
+	return store.CheckName(id.Name, max)
+}
+
+// checkName accepts any column name the database can take: spaces, mixed
+// case and reserved words are fine, as every identifier is quoted.
+func checkName(name string, max int) error { return store.CheckName(name, max) }
+
+// maxIdentifierLen bounds plain names (of nodes, which also name workers
+// and their files), as PostgreSQL's limit does.
 const maxIdentifierLen = 63
 
-// checkIdentifier accepts plain SQL identifiers: letters, digits, '_' and
-// '$', not starting with a digit. Identifiers are always quoted in generated
-// SQL; refusing anything else keeps a name that looks like SQL from ever
-// reaching the database. A table may be schema-qualified ("schema.table").
+// checkIdentifier accepts plain names: letters, digits, '_' and '$', not
+// starting with a digit; a name may be qualified ("a.b"). Node names keep
+// to it, as they end up in worker ids, file names and shell commands.
 func checkIdentifier(name string, qualified bool) error {
 	parts := []string{name}
 	if qualified {

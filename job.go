@@ -153,7 +153,11 @@ type Hooks struct {
 type Job struct {
 	// Name identifies the job; it must be unique in a cluster.
 	Name string
-	// Table holds the tasks, one per row. "schema.table" is allowed.
+	// Table holds the tasks, one per row: "table" or "schema.table", split
+	// at the dot. A name is taken as written, spaces and case included
+	// ("Order Lines"); one that holds a dot, or starts with a double
+	// quote, is written in double quotes with "" for a quote inside
+	// ("my.table", app."my.table"). Column names are taken as written.
 	Table string
 	// PrimaryKey is the column that identifies a row. :field_primary_key.
 	PrimaryKey string
@@ -224,13 +228,13 @@ func (j *Job) Validate() error {
 	if j.Table == "" {
 		return bad("table", "", "a job needs a table")
 	}
-	if err := checkIdentifier(j.Table, true); err != nil {
+	if err := checkTableName(j.Table, maxNameLen); err != nil {
 		return bad("table", j.Table, err.Error())
 	}
 	if j.PrimaryKey == "" {
 		return bad("field_primary_key", "", "a job needs its table's primary key column")
 	}
-	if err := checkIdentifier(j.PrimaryKey, false); err != nil {
+	if err := checkName(j.PrimaryKey, maxNameLen); err != nil {
 		return bad("field_primary_key", j.PrimaryKey, err.Error())
 	}
 	seen := map[string]string{j.PrimaryKey: "field_primary_key"}
@@ -238,7 +242,7 @@ func (j *Job) Validate() error {
 		if f.column == "" {
 			return bad(f.option, "", "tracking column is not set")
 		}
-		if err := checkIdentifier(f.column, false); err != nil {
+		if err := checkName(f.column, maxNameLen); err != nil {
 			return bad(f.option, f.column, err.Error())
 		}
 		if other, dup := seen[f.column]; dup {

@@ -49,15 +49,33 @@ func Setup(ctx context.Context, c *Cluster, opts SetupOptions) ([]SetupChange, e
 			targets = append(targets, j)
 		}
 	}
-	type plan struct {
-		job     *jobRuntime
-		columns []string // DDL
-		changes []SetupChange
+	plans, err := cl.planSetup(ctx, targets)
+	if err != nil {
+		return nil, err
 	}
-	var plans []plan
+	changes, err := cl.applySetup(ctx, plans, opts)
+	if err != nil {
+		return changes, err
+	}
+	if err := cl.store.Migrate(ctx); err != nil {
+		return changes, err
+	}
+	return changes, nil
+}
+
+// setupPlan is what Setup will change in one job's table.
+type setupPlan struct {
+	job     *jobRuntime
+	columns []namedField // to add
+	changes []SetupChange
+}
+
+// planSetup checks every job's table and decides what to add, writing
+// nothing.
+func (cl *Client) planSetup(ctx context.Context, targets []*jobRuntime) ([]setupPlan, error) {
+	var plans []setupPlan
 	d := cl.store.Dialect
 	types := d.Types()
-	kindType := map[ColumnKind]string{KindText: types.Text, KindTime: types.Time, KindInt: types.Int, KindBool: types.Bool}
 	planned := map[string]map[string]string{} // table → column → type, added by earlier plans
 	for _, j := range targets {
 		table := store.ParseIdent(j.Table)
@@ -82,66 +100,55 @@ func Setup(ctx context.Context, c *Cluster, opts SetupOptions) ([]SetupChange, e
 			return nil, &ConfigError{Job: j.Name, Field: "field_primary_key", Value: j.PrimaryKey,
 				Reason: fmt.Sprintf("table %q has no such column", j.Table)}
 		}
-		p := plan{job: j}
+		p := setupPlan{job: j}
 		for _, f := range j.Fields.fields() {
 			typ, exists := have[f.column]
 			if exists {
-				if !kindAccepts(d.Name(), f.kind, typ) {
+				if !d.AcceptsKind(store.Kind(f.kind), typ) {
 					return nil, &ConfigError{Job: j.Name, Field: f.option, Value: f.column,
 						Reason: fmt.Sprintf("column exists with type %s, want %s; change or rename it by hand", typ, f.kind)}
 				}
 				continue
 			}
-			have[f.column] = kindType[f.kind]
-			planned[table.String()][f.column] = kindType[f.kind] // a column shared by two jobs is added once
-			p.columns = append(p.columns, fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", table.Quoted(), store.Quote(f.column), kindType[f.kind]))
-			p.changes = append(p.changes, SetupChange{Job: j.Name, What: fmt.Sprintf("added column %s %s (%s)", f.column, kindType[f.kind], f.option)})
+			typ = types.For(store.Kind(f.kind))
+			have[f.column] = typ
+			planned[table.String()][f.column] = typ // a column shared by two jobs is added once
+			p.columns = append(p.columns, f)
+			p.changes = append(p.changes, SetupChange{Job: j.Name, What: fmt.Sprintf("added column %s %s (%s)", f.column, typ, f.option)})
 		}
 		plans = append(plans, p)
 	}
+	return plans, nil
+}
+
+// applySetup makes the planned changes (and the indexes and triggers that
+// are missing), and returns those it made.
+func (cl *Client) applySetup(ctx context.Context, plans []setupPlan, opts SetupOptions) ([]SetupChange, error) {
 	var changes []SetupChange
 	for _, p := range plans {
-		for i, ddl := range p.columns {
-			if _, err := cl.store.Exec(ctx, ddl); err != nil {
+		for i, f := range p.columns {
+			if _, err := p.job.sql.AddColumn(ctx, f.column, store.Kind(f.kind)); err != nil {
 				return changes, fmt.Errorf("job %q: %s: %w", p.job.Name, p.changes[i].What, err)
 			}
 			changes = append(changes, p.changes[i])
 		}
-		table := store.ParseIdent(p.job.Table)
-		for _, ix := range p.job.sql.Indexes(p.job.Name) {
-			exists, err := cl.store.IndexExists(ctx, table, ix.Name)
-			if err != nil {
-				return changes, fmt.Errorf("job %q: look up index %s: %w", p.job.Name, ix.Name, err)
-			}
-			if exists {
-				continue
-			}
-			if _, err := cl.store.Exec(ctx, ix.DDL); err != nil {
-				return changes, fmt.Errorf("job %q: create index %s: %w", p.job.Name, ix.Name, err)
-			}
-			changes = append(changes, SetupChange{Job: p.job.Name, What: "created index " + ix.Name})
+		err := p.job.sql.CreateIndexes(ctx, p.job.Name, func(name string) {
+			changes = append(changes, SetupChange{Job: p.job.Name, What: "created index " + name})
+		})
+		if err != nil {
+			return changes, fmt.Errorf("job %q: %w", p.job.Name, err)
 		}
 	}
-	if opts.Notify && cl.store.Dialect.Name() == DriverPostgres {
+	if opts.Notify {
 		for _, p := range plans {
-			trigger, ddl := p.job.sql.NotifyTriggerDDL(p.job.Name)
-			exists, err := cl.store.TriggerExists(ctx, store.ParseIdent(p.job.Table), trigger)
+			trigger, created, err := p.job.sql.CreateNotifyTrigger(ctx, p.job.Name)
 			if err != nil {
-				return changes, fmt.Errorf("job %q: look up trigger %s: %w", p.job.Name, trigger, err)
+				return changes, fmt.Errorf("job %q: %w", p.job.Name, err)
 			}
-			if exists {
-				continue
+			if created {
+				changes = append(changes, SetupChange{Job: p.job.Name, What: "created trigger " + trigger + " (inserts wake the dispatchers)"})
 			}
-			for _, q := range ddl {
-				if _, err := cl.store.Exec(ctx, q); err != nil {
-					return changes, fmt.Errorf("job %q: create notify trigger: %w", p.job.Name, err)
-				}
-			}
-			changes = append(changes, SetupChange{Job: p.job.Name, What: "created trigger " + trigger + " (inserts wake the dispatchers)"})
 		}
-	}
-	if err := cl.store.Migrate(ctx); err != nil {
-		return changes, err
 	}
 	return changes, nil
 }

@@ -98,7 +98,7 @@ func (t *Task) String(column string) string {
 // the try finishes, in the statement that records the outcome, whether the
 // try succeeds or fails. Tracking columns cannot be set.
 func (t *Task) Set(column string, value any) {
-	if err := checkIdentifier(column, false); err != nil {
+	if err := checkName(column, maxNameLen); err != nil {
 		t.a.SetErr = fmt.Errorf("Set(%q): %w", column, err)
 		return
 	}

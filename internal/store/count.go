@@ -45,7 +45,7 @@ func (j *JobSQL) Count(ctx context.Context, q Querier) (Counts, error) {
 // estimateRows), and Estimated is set.
 func (j *JobSQL) CountEstimate(ctx context.Context, q Querier, estimateMin int64) (Counts, error) {
 	var c Counts
-	if estimateMin > 0 && j.s.Dialect.Name() == "postgres" {
+	if estimateMin > 0 && j.s.Dialect.EstimatesRowCount() {
 		n, err := j.estimateRows(ctx, q)
 		if err != nil {
 			return Counts{}, fmt.Errorf("table statistics: %w", err)

@@ -190,7 +190,7 @@ func (e *explainer) QueryRowContext(ctx context.Context, query string, args ...a
 }
 
 func (e *explainer) explain(ctx context.Context, query string, args []any) error {
-	pg := e.j.s.Dialect.Name() != "sqlite"
+	pg := e.j.s.Dialect.ExplainAnalyze()
 	prefix := "EXPLAIN QUERY PLAN "
 	if pg {
 		prefix = "EXPLAIN (ANALYZE, BUFFERS) " // costs cut below

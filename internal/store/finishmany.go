@@ -112,6 +112,7 @@ func (j *JobSQL) finishChunk(ctx context.Context, q Querier, fs []Fence, outs []
 // finishManySQL is the batched finish for a set of written columns and a
 // number of rows. The fence is the one of Finish, row by row.
 func (j *JobSQL) finishManySQL(cols []string, casts map[string]string, rows int) string {
+	d := j.s.Dialect
 	// v's columns: k (key), w (worker), n (try), s (success), e (error),
 	// then c0, c1, … for the set columns, in order.
 	names := []string{"k", "w", "n", "s", "e"}
@@ -122,9 +123,9 @@ func (j *JobSQL) finishManySQL(cols []string, casts map[string]string, rows int)
 	}
 	// The table is aliased "r", the values "b": the table's own name may
 	// be either, or schema-qualified.
-	sqlite := casts == nil
+	typed := d.TypedValues()
 	ref := func(i int) string {
-		if sqlite { // SQLite names a VALUES list's columns column1, column2, …
+		if !typed { // untyped VALUES name their columns column1, column2, …
 			return fmt.Sprintf("b.column%d", i+1)
 		}
 		return "b." + names[i]
@@ -146,40 +147,39 @@ func (j *JobSQL) finishManySQL(cols []string, casts map[string]string, rows int)
 				b.WriteString(", ")
 			}
 			b.WriteByte('?')
-			if !sqlite {
-				b.WriteString("::" + casts[col])
+			if typed {
+				b.WriteString(d.Cast(casts[col]))
 			}
 		}
 		b.WriteByte(')')
 	}
 	b.WriteString(") AS b")
-	if !sqlite {
+	if typed {
 		b.WriteString("(" + strings.Join(names, ", ") + ")")
 	}
-	returning, ended := "r."+j.pk, "r."+j.end
-	if sqlite {
-		// SQLite's RETURNING names only the target's columns, unqualified.
-		returning = j.pk
-		// "+" keeps SQLite from reading the table through the in-flight
-		// index, which its statistics may show empty, with the values in
-		// an inner loop: every row in flight times every row of the batch.
-		ended = "+" + ended
+	returning := j.pk
+	if d.QualifiesReturning() {
+		returning = "r." + j.pk
 	}
+	// Unindexed keeps SQLite from reading the table through the in-flight
+	// index, which its statistics may show empty, with the values in an
+	// inner loop: every row in flight times every row of the batch.
+	ended := d.Unindexed("r." + j.end)
 	fmt.Fprintf(&b, " WHERE r.%[1]s = %[2]s AND r.%[3]s = %[4]s AND r.%[5]s = %[6]s AND r.%[7]s IS NOT NULL AND %[8]s IS NULL RETURNING %[9]s",
 		j.pk, ref(0), j.id, ref(1), j.times, ref(2), j.start, ended, returning)
 	return j.s.q(b.String())
 }
 
 // batchCasts returns the types that bound values are cast to in a batched
-// finish that writes cols (nil on SQLite, whose values need none), and
-// whether such a batch can be written at all.
+// finish that writes cols (nil where values need none), and whether such a
+// batch can be written at all.
 func (j *JobSQL) batchCasts(cols []string) (map[string]string, bool) {
-	switch j.s.Dialect.Name() {
-	case "sqlite":
-		return nil, true
-	case "postgres":
-	default:
+	d := j.s.Dialect
+	if !d.BatchesFinishes() {
 		return nil, false
+	}
+	if !d.TypedValues() {
+		return nil, true
 	}
 	casts := j.casts.Load()
 	if casts == nil {
@@ -193,11 +193,12 @@ func (j *JobSQL) batchCasts(cols []string) (map[string]string, bool) {
 	return *casts, true
 }
 
-// LoadColumnTypes reads, on PostgreSQL, the column types that batched
-// finishes cast their values to. Until it has succeeded, results are
-// recorded row by row.
+// LoadColumnTypes reads, where batched finishes cast their values
+// (Dialect.TypedValues), the column types they cast to. Until it has
+// succeeded, results are recorded row by row.
 func (j *JobSQL) LoadColumnTypes(ctx context.Context) error {
-	if j.s.Dialect.Name() != "postgres" || j.casts.Load() != nil {
+	d := j.s.Dialect
+	if !d.BatchesFinishes() || !d.TypedValues() || j.casts.Load() != nil {
 		return nil
 	}
 	casts, err := columnCasts(ctx, j.s.DB, j.spec.Table)

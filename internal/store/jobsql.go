@@ -85,15 +85,16 @@ func (j *JobSQL) pickStatements() {
 // that plan, and steps over every finished row at the front of the table
 // on each call once most are done. Call it before the statements are used.
 func (j *JobSQL) PinPendingIndex(ctx context.Context, job string) error {
-	if j.s.Dialect.Name() != "sqlite" {
+	name := indexBase(job) + "_pending"
+	hint := j.s.Dialect.IndexHint(name)
+	if hint == "" {
 		return nil
 	}
-	name := indexBase(job) + "_pending"
 	ok, err := j.s.IndexExists(ctx, j.spec.Table, name)
 	if err != nil || !ok {
 		return err
 	}
-	j.pendingFrom = j.t + " INDEXED BY " + Quote(name)
+	j.pendingFrom = j.t + hint
 	j.pickStatements()
 	return nil
 }
@@ -160,12 +161,7 @@ func (j *JobSQL) ReserveShares(ctx context.Context, q Querier, shares []Share) (
 // order, are spread over those positions (row r of c at r*total/c).
 func (j *JobSQL) reserveSharesSQL(n int) string {
 	d := j.s.Dialect
-	cast := func(typ string) string {
-		if d.Name() == "sqlite" {
-			return ""
-		}
-		return "::" + typ
-	}
+	cast := d.Cast
 	values := make([]string, n)
 	for i := range values {
 		values[i] = fmt.Sprintf("(?%s, ?%s, ?%s)", cast("text"), cast("bigint"), cast("bigint"))
@@ -174,9 +170,9 @@ func (j *JobSQL) reserveSharesSQL(n int) string {
 	// which SQLite does not take in a column reference. SQLite's RETURNING
 	// names only the target's columns, unqualified; PostgreSQL's could be
 	// ambiguous without "r.".
-	returning := "r." + j.pk + ", r." + j.id
-	if d.Name() == "sqlite" {
-		returning = j.pk + ", " + j.id
+	returning := j.pk + ", " + j.id
+	if d.QualifiesReturning() {
+		returning = "r." + j.pk + ", r." + j.id
 	}
 	return j.s.q(fmt.Sprintf(`WITH picked AS MATERIALIZED (
 			SELECT %[5]s FROM %[10]s WHERE %[6]s ORDER BY %[5]s LIMIT ?%[7]s),

@@ -580,38 +580,6 @@ func betweenClock(t *testing.T, j *JobSQL, id int64, col string, lo, hi any) {
 	}
 }
 
-// TestTimestampsFromDatabaseClock checks invariant 3.
-func TestTimestampsFromDatabaseClock(t *testing.T) {
-	t.Parallel()
-	forEachDialect(t, func(t *testing.T, s *Store) {
-		j := newJob(t, s, "tasks", 3, 3)
-		t0 := dbClock(t, s)
-		wantKeys(t, "Reserve", reserveN(t, j, "w1", 1), 1)
-		t1 := dbClock(t, s)
-		if rows := claimRows(t, j, "w1", 1); len(rows) != 1 {
-			t.Fatal("claim")
-		}
-		t2 := dbClock(t, s)
-		if !finishTask(t, j, Fence{Key: int64(1), Worker: "w1", Try: 1}, Outcome{Success: true}) {
-			t.Fatal("finish")
-		}
-		t3 := dbClock(t, s)
-		betweenClock(t, j, 1, "rtime", t0, t1)
-		betweenClock(t, j, 1, "started", t1, t2)
-		betweenClock(t, j, 1, "ended", t2, t3)
-
-		// The failure written by recovery is stamped by the database too.
-		mustExec(t, s, `UPDATE tasks SET rtimes = 2 WHERE id = 2`)
-		startTask(t, j, "w1", 2)
-		t4 := dbClock(t, s)
-		if _, _, failed, err := j.RecoverWorkers(t.Context(), s.DB, []string{"w1"}, "gone"); err != nil || len(failed) != 1 {
-			t.Fatalf("RecoverWorkers failed %v, %v", failed, err)
-		}
-		t5 := dbClock(t, s)
-		betweenClock(t, j, 2, "ended", t4, t5)
-	})
-}
-
 // TestTextKeys runs a task's life cycle on a table keyed by text.
 func TestTextKeys(t *testing.T) {
 	t.Parallel()

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"time"
@@ -44,12 +45,11 @@ func withoutJIT(url string) string { return withRuntimeParam(url, "jit", "off") 
 // or maintenance pass, so planning each costs little; the workers' claims
 // and finishes, run far more often, keep their cached plans, which look
 // rows up by worker or by key whatever the statistics.
-func (s *Store) planEach(args ...any) []any {
-	switch s.Dialect.Name() {
-	case "postgres", "crdb":
-		return append([]any{pgx.QueryExecModeExec}, args...)
-	}
-	return args
+func (s *Store) planEach(args ...any) []any { return s.Dialect.PlanEachCall(args) }
+
+// PlanEachCall implements Dialect (see Store.planEach).
+func (Postgres) PlanEachCall(args []any) []any {
+	return append([]any{pgx.QueryExecModeExec}, args...)
 }
 
 // withIdleTimeout ends sessions that sit idle inside a transaction: Pampa
@@ -98,6 +98,87 @@ func (Postgres) SkipLocked() string { return " FOR UPDATE SKIP LOCKED" }
 func (Postgres) Types() ColumnTypes {
 	return ColumnTypes{Text: "text", Time: "timestamptz", Int: "integer", Bool: "boolean"}
 }
+
+// OpenError implements Dialect: the server's own message says enough.
+func (Postgres) OpenError(_ string, err error) error { return err }
+
+// AcceptsKind implements Dialect.
+func (Postgres) AcceptsKind(kind Kind, typ string) bool {
+	t := strings.ToLower(typ)
+	switch kind {
+	case KindText:
+		return t == "text" || strings.Contains(t, "character")
+	case KindTime:
+		return strings.HasPrefix(t, "timestamp")
+	case KindInt:
+		return t == "integer" || t == "bigint" || t == "smallint"
+	case KindBool:
+		return t == "boolean"
+	}
+	return false
+}
+
+// MaxIdentifierLen implements Dialect: NAMEDATALEN - 1. PostgreSQL cuts
+// longer names short, so that two long names could mean one column.
+func (Postgres) MaxIdentifierLen() int { return 63 }
+
+// IndexExists implements Dialect.
+func (Postgres) IndexExists(ctx context.Context, db Querier, table Ident, name string) (bool, error) {
+	var n int
+	err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM pg_indexes
+		WHERE schemaname = COALESCE(NULLIF($1, ''), current_schema()) AND indexname = $2`, table.Schema, name).Scan(&n)
+	return n > 0, err
+}
+
+// IndexTarget implements Dialect: an index lives in its table's schema.
+func (Postgres) IndexTarget(table Ident, name string) (string, string) {
+	return Quote(name), table.Quoted()
+}
+
+// IndexHint implements Dialect: PostgreSQL takes no hints; its
+// statements plan for their arguments instead (see Store.planEach).
+func (Postgres) IndexHint(string) string { return "" }
+
+// Unindexed implements Dialect.
+func (Postgres) Unindexed(col string) string { return col }
+
+// SingleWriter implements Dialect: writers lock rows, not the database.
+func (Postgres) SingleWriter() bool { return false }
+
+// CachesStatements implements Dialect: pgx keeps a cache per connection;
+// preparing in Store too would take a second connection from the pool
+// while a transaction holds one, which can exhaust it.
+func (Postgres) CachesStatements() bool { return false }
+
+// LockTimeoutSQL implements Dialect.
+func (Postgres) LockTimeoutSQL(d time.Duration) string {
+	return fmt.Sprintf("SET LOCAL lock_timeout = %d", d.Milliseconds())
+}
+
+// SupportsNotify implements Dialect.
+func (Postgres) SupportsNotify() bool { return true }
+
+// EstimatesRowCount implements Dialect.
+func (Postgres) EstimatesRowCount() bool { return true }
+
+// Cast implements Dialect.
+func (Postgres) Cast(typ string) string { return "::" + typ }
+
+// QualifiesReturning implements Dialect.
+func (Postgres) QualifiesReturning() bool { return true }
+
+// BatchesFinishes implements Dialect.
+func (Postgres) BatchesFinishes() bool { return true }
+
+// TypedValues implements Dialect.
+func (Postgres) TypedValues() bool { return true }
+
+// ExplainAnalyze implements Dialect.
+func (Postgres) ExplainAnalyze() bool { return true }
+
+// PollInterval implements Dialect: notifications carry the hand-offs
+// between processes, and the poll is only a fallback.
+func (Postgres) PollInterval() time.Duration { return time.Second }
 
 // Columns implements Dialect.
 func (Postgres) Columns(ctx context.Context, db Querier, t Ident) ([]Column, bool, error) {
@@ -164,6 +245,20 @@ func (Cockroach) Open(raw string) (*sql.DB, error) {
 
 // SkipLocked implements Dialect.
 func (Cockroach) SkipLocked() string { return "" }
+
+// SupportsNotify implements Dialect: CockroachDB has no LISTEN/NOTIFY.
+func (Cockroach) SupportsNotify() bool { return false }
+
+// EstimatesRowCount implements Dialect: PostgreSQL's statistics
+// functions are not CockroachDB's.
+func (Cockroach) EstimatesRowCount() bool { return false }
+
+// BatchesFinishes implements Dialect: finishes are written row by row.
+func (Cockroach) BatchesFinishes() bool { return false }
+
+// PollInterval implements Dialect: no notifications, so loops poll more
+// often than on PostgreSQL.
+func (Cockroach) PollInterval() time.Duration { return 250 * time.Millisecond }
 
 func withRuntimeParam(raw, key, value string) string {
 	u, err := url.Parse(raw)

@@ -24,12 +24,7 @@ func (j *JobSQL) Indexes(job string) []Index {
 	base := indexBase(job)
 	mk := func(suffix, cols, where string) Index {
 		name := base + "_" + suffix
-		target, table := Quote(name), j.t
-		if j.s.Dialect.Name() == "sqlite" && j.spec.Table.Schema != "" {
-			// SQLite puts the schema on the index, not on the table.
-			target = Quote(j.spec.Table.Schema) + "." + Quote(name)
-			table = Quote(j.spec.Table.Name)
-		}
+		target, table := j.s.Dialect.IndexTarget(j.spec.Table, name)
 		return Index{Name: name, DDL: fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s) WHERE %s", target, table, cols, where)}
 	}
 	return []Index{
@@ -61,17 +56,58 @@ func indexBase(job string) string {
 // IndexExists reports whether an index of that name exists in the table's
 // schema.
 func (s *Store) IndexExists(ctx context.Context, table Ident, name string) (bool, error) {
-	var n int
-	var err error
-	if s.Dialect.Name() == "sqlite" {
-		q := `SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ?`
-		if table.Schema != "" {
-			q = `SELECT COUNT(*) FROM ` + Quote(table.Schema) + `.sqlite_master WHERE type = 'index' AND name = ?`
-		}
-		err = s.DB.QueryRowContext(ctx, q, name).Scan(&n)
-	} else {
-		err = s.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM pg_indexes
-			WHERE schemaname = COALESCE(NULLIF($1, ''), current_schema()) AND indexname = $2`, table.Schema, name).Scan(&n)
+	return s.Dialect.IndexExists(ctx, s.DB, table, name)
+}
+
+// AddColumn adds a tracking column of kind to the job's table, with the
+// dialect's type for it, which it returns.
+func (j *JobSQL) AddColumn(ctx context.Context, name string, kind Kind) (typ string, err error) {
+	typ = j.s.Dialect.Types().For(kind)
+	if typ == "" {
+		return "", fmt.Errorf("no column type for kind %q", kind)
 	}
-	return n > 0, err
+	_, err = j.s.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", j.t, Quote(name), typ))
+	return typ, err
+}
+
+// CreateIndexes creates the job's indexes (see Indexes) that are missing,
+// calling created with the name of each it made.
+func (j *JobSQL) CreateIndexes(ctx context.Context, job string, created func(name string)) error {
+	for _, ix := range j.Indexes(job) {
+		exists, err := j.s.IndexExists(ctx, j.spec.Table, ix.Name)
+		if err != nil {
+			return fmt.Errorf("look up index %s: %w", ix.Name, err)
+		}
+		if exists {
+			continue
+		}
+		if _, err := j.s.Exec(ctx, ix.DDL); err != nil {
+			return fmt.Errorf("create index %s: %w", ix.Name, err)
+		}
+		created(ix.Name)
+	}
+	return nil
+}
+
+// CreateNotifyTrigger installs the job's notify trigger (see
+// NotifyTriggerDDL) unless it is there, and reports its name and whether
+// it made it. Only where the dialect supports notifications.
+func (j *JobSQL) CreateNotifyTrigger(ctx context.Context, job string) (trigger string, created bool, err error) {
+	if !j.s.Dialect.SupportsNotify() {
+		return "", false, nil
+	}
+	trigger, ddl := j.NotifyTriggerDDL(job)
+	exists, err := j.s.TriggerExists(ctx, j.spec.Table, trigger)
+	if err != nil {
+		return trigger, false, fmt.Errorf("look up trigger %s: %w", trigger, err)
+	}
+	if exists {
+		return trigger, false, nil
+	}
+	for _, q := range ddl {
+		if _, err := j.s.Exec(ctx, q); err != nil {
+			return trigger, false, fmt.Errorf("create notify trigger: %w", err)
+		}
+	}
+	return trigger, true, nil
 }

@@ -17,13 +17,35 @@ import (
 // processes of one machine. Writers take the lock up front (BEGIN
 // IMMEDIATE) and wait for each other (busy_timeout); the journal is WAL so
 // readers never block writers.
-type SQLite struct{}
+//
+// ClockShift moves the database clock that Pampa's statements read by a
+// fixed amount; it is zero (the file's clock as it is) outside tests,
+// which use it to tell times stamped by the database from times taken
+// from the process, the two clocks being one on a single machine.
+type SQLite struct {
+	ClockShift time.Duration
+}
 
 // Name implements Dialect.
 func (SQLite) Name() string { return "sqlite" }
 
 // sqliteTime is how timestamps are stored: UTC text that sorts in time order.
 const sqliteTime = `strftime('%Y-%m-%d %H:%M:%f', 'now')`
+
+// now is the 'now' argument of SQLite's date functions, shifted by
+// ClockShift when it is set.
+func (d SQLite) now() string {
+	if d.ClockShift == 0 {
+		return "'now'"
+	}
+	return fmt.Sprintf("'now', '%+.3f seconds'", d.ClockShift.Seconds())
+}
+
+// sqliteMaxIdentifier caps identifiers on SQLite, which has no limit of
+// its own short of a statement's length: 255 bytes, the longest file name
+// on common file systems, is far beyond any name written by hand, and
+// keeps a value pasted into the wrong field from passing for a name.
+const sqliteMaxIdentifier = 255
 
 // Open implements Dialect. url is a path or a "file:" URI; Pampa's pragmas
 // are added to whatever the URI already has.
@@ -89,17 +111,22 @@ func sqliteDSN(raw string) (string, error) {
 func (SQLite) Rebind(q string) string { return q }
 
 // Now implements Dialect.
-func (SQLite) Now() string { return sqliteTime }
+func (d SQLite) Now() string {
+	if d.ClockShift == 0 {
+		return sqliteTime
+	}
+	return `strftime('%Y-%m-%d %H:%M:%f', ` + d.now() + `)`
+}
 
 // Ago implements Dialect.
-func (SQLite) Ago() string { return `strftime('%Y-%m-%d %H:%M:%f', 'now', ?)` }
+func (d SQLite) Ago() string { return `strftime('%Y-%m-%d %H:%M:%f', ` + d.now() + `, ?)` }
 
 // AgoArg implements Dialect.
 func (SQLite) AgoArg(d time.Duration) any { return fmt.Sprintf("%+.3f seconds", -d.Seconds()) }
 
 // SecondsSince implements Dialect.
-func (SQLite) SecondsSince(col string) string {
-	return fmt.Sprintf("((julianday('now') - julianday(%s)) * 86400.0)", col)
+func (d SQLite) SecondsSince(col string) string {
+	return fmt.Sprintf("((julianday(%s) - julianday(%s)) * 86400.0)", d.now(), col)
 }
 
 // SkipLocked implements Dialect: writers are serialised, nothing to skip.
@@ -109,6 +136,104 @@ func (SQLite) SkipLocked() string { return "" }
 func (SQLite) Types() ColumnTypes {
 	return ColumnTypes{Text: "TEXT", Time: "TIMESTAMP", Int: "INTEGER", Bool: "BOOLEAN"}
 }
+
+// AcceptsKind implements Dialect. SQLite's declared types are affinities,
+// so the check follows its naming rules; an undeclared type takes any.
+func (SQLite) AcceptsKind(kind Kind, typ string) bool {
+	t := strings.ToLower(typ)
+	if t == "" {
+		return true
+	}
+	switch kind {
+	case KindText:
+		return containsAny(t, "char", "text", "clob")
+	case KindTime:
+		return containsAny(t, "date", "time", "text")
+	case KindInt:
+		return containsAny(t, "int")
+	case KindBool:
+		return containsAny(t, "bool", "int")
+	}
+	return false
+}
+
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// MaxIdentifierLen implements Dialect.
+func (SQLite) MaxIdentifierLen() int { return sqliteMaxIdentifier }
+
+// IndexExists implements Dialect.
+func (SQLite) IndexExists(ctx context.Context, db Querier, table Ident, name string) (bool, error) {
+	q := `SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ?`
+	if table.Schema != "" {
+		q = `SELECT COUNT(*) FROM ` + Quote(table.Schema) + `.sqlite_master WHERE type = 'index' AND name = ?`
+	}
+	var n int
+	err := db.QueryRowContext(ctx, q, name).Scan(&n)
+	return n > 0, err
+}
+
+// IndexTarget implements Dialect: SQLite puts the schema on the index,
+// not on the table.
+func (SQLite) IndexTarget(table Ident, name string) (string, string) {
+	if table.Schema != "" {
+		return Quote(table.Schema) + "." + Quote(name), Quote(table.Name)
+	}
+	return Quote(name), table.Quoted()
+}
+
+// IndexHint implements Dialect.
+func (SQLite) IndexHint(name string) string { return " INDEXED BY " + Quote(name) }
+
+// Unindexed implements Dialect: a unary "+" makes the column an
+// expression, which SQLite's planner does not look up in an index.
+func (SQLite) Unindexed(col string) string { return "+" + col }
+
+// SingleWriter implements Dialect.
+func (SQLite) SingleWriter() bool { return true }
+
+// CachesStatements implements Dialect.
+func (SQLite) CachesStatements() bool { return true }
+
+// LockTimeoutSQL implements Dialect: SQLite locks the whole database, up
+// front (BEGIN IMMEDIATE), never rows.
+func (SQLite) LockTimeoutSQL(time.Duration) string { return "" }
+
+// PlanEachCall implements Dialect: SQLite plans with its statistics, not
+// with the arguments, so there is nothing to ask for.
+func (SQLite) PlanEachCall(args []any) []any { return args }
+
+// SupportsNotify implements Dialect.
+func (SQLite) SupportsNotify() bool { return false }
+
+// EstimatesRowCount implements Dialect.
+func (SQLite) EstimatesRowCount() bool { return false }
+
+// Cast implements Dialect: SQLite's values carry their own types.
+func (SQLite) Cast(string) string { return "" }
+
+// QualifiesReturning implements Dialect.
+func (SQLite) QualifiesReturning() bool { return false }
+
+// BatchesFinishes implements Dialect.
+func (SQLite) BatchesFinishes() bool { return true }
+
+// TypedValues implements Dialect.
+func (SQLite) TypedValues() bool { return false }
+
+// ExplainAnalyze implements Dialect.
+func (SQLite) ExplainAnalyze() bool { return false }
+
+// PollInterval implements Dialect: processes sharing a file have no
+// notifications, so they poll often (an idle poll is a read).
+func (SQLite) PollInterval() time.Duration { return 50 * time.Millisecond }
 
 // Columns implements Dialect.
 func (SQLite) Columns(ctx context.Context, db Querier, t Ident) ([]Column, bool, error) {

@@ -19,17 +19,14 @@ type Store struct {
 	// OpTimeout bounds each statement Pampa runs for itself. Default 30s.
 	OpTimeout time.Duration
 
-	// writeMu serialises this process's write transactions on SQLite,
-	// which admits one writer at a time: waiting here is far cheaper than
+	// writeMu serialises this process's write transactions on an engine
+	// that admits one writer at a time (Dialect.SingleWriter), as SQLite: waiting here is far cheaper than
 	// in SQLite's busy handler, which sleeps in steps of up to 100 ms.
 	// Other processes sharing the file still wait through busy_timeout.
 	writeMu sync.Mutex
 
-	// stmts caches prepared statements by SQL text, on SQLite: parsing,
-	// not running, is most of the cost of its short statements. (pgx keeps
-	// its own per-connection cache; preparing here would also take a second
-	// connection from the pool while a transaction holds one, which can
-	// exhaust it.)
+	// stmts caches prepared statements by SQL text, where the dialect
+	// asks for it (Dialect.CachesStatements).
 	stmts     sync.Map // string → *sql.Stmt
 	stmtCount atomic.Int64
 }
@@ -42,7 +39,7 @@ const maxCachedStmts = 1000
 // stmt returns the cached prepared statement for query, or nil when it
 // cannot or should not be cached.
 func (s *Store) stmt(ctx context.Context, query string) *sql.Stmt {
-	if s.Dialect.Name() != "sqlite" {
+	if !s.Dialect.CachesStatements() {
 		return nil
 	}
 	if st, ok := s.stmts.Load(query); ok {
@@ -135,7 +132,7 @@ func Open(ctx context.Context, driver, url string) (*Store, error) {
 	defer cancel()
 	if err := db.PingContext(pingCtx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("connect to %s database: %w", driver, redact(err, url))
+		return nil, fmt.Errorf("connect to %s database: %w", driver, d.OpenError(url, redact(err, url)))
 	}
 	return s, nil
 }
@@ -183,7 +180,7 @@ func (s *Store) retry(ctx context.Context, fn func(ctx context.Context) error) e
 // the whole transaction on retryable errors. fn may run more than once.
 func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	return s.retry(ctx, func(ctx context.Context) error {
-		if s.Dialect.Name() == "sqlite" {
+		if s.Dialect.SingleWriter() {
 			s.writeMu.Lock()
 			defer s.writeMu.Unlock()
 		}
@@ -214,13 +211,14 @@ func (s *Store) Exec(ctx context.Context, query string, args ...any) (int64, err
 	return n, err
 }
 
-// LockTimeout bounds how long the rest of tx waits for a row lock
-// (PostgreSQL); SQLite's writers never wait on row locks.
+// LockTimeout bounds how long the rest of tx waits for a row lock, where
+// writers wait on row locks at all (see Dialect.LockTimeoutSQL).
 func (s *Store) LockTimeout(ctx context.Context, tx *sql.Tx, d time.Duration) error {
-	if s.Dialect.Name() == "sqlite" {
+	q := s.Dialect.LockTimeoutSQL(d)
+	if q == "" {
 		return nil
 	}
-	_, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", d.Milliseconds()))
+	_, err := tx.ExecContext(ctx, q)
 	return err
 }
 
