@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pampa-go/pampa/internal/notify"
+	"github.com/pampa-go/pampa/internal/proc"
 	"github.com/pampa-go/pampa/internal/store"
 )
 
@@ -179,7 +180,7 @@ func (w *Worker) register(ctx context.Context) error {
 	}
 	err := w.c.store.RegisterWorker(ctx, store.WorkerInfo{
 		ID: w.id, Node: w.node, Host: host, PID: os.Getpid(), Version: w.opts.Version,
-		Instance: inst, Jobs: names,
+		Instance: inst, Jobs: names, ProcToken: proc.Self(),
 	}, w.opts.HeartbeatTTL)
 	if err != nil {
 		return err
