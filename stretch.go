@@ -23,8 +23,8 @@ import "github.com/pampa-go/pampa/internal/store"
 //     one fewest other backlogged jobs could use, then in id order), then
 //     a worker another job can spare: one it holds beyond its want, or
 //     one it can give while keeping at least as many as the taker then
-//     has. The giver gives its last worker in id order among those the
-//     taker can run. When the pool has fewer workers than jobs with a
+//     has. The giver gives, among the workers the taker can run, the one
+//     fewest other backlogged jobs could use, then its last in id order. When the pool has fewer workers than jobs with a
 //     backlog, the jobs that hold one keep it, the rest wait for the
 //     first worker to come free: no rotation.
 //  5. Fairness is among jobs that can use the same worker (filters and
@@ -228,7 +228,8 @@ func (p *planner) pick(j int) int {
 // spare is the worker another job gives up to j, or -1. A job gives up
 // first what it holds beyond its want, and otherwise only while it is
 // left with at least as many as j then has (a job of unknown load: one
-// fewer); the worker it gives is its last in id order.
+// fewer); the worker it gives is the one fewest other backlogged jobs
+// could use, then its last in id order.
 func (p *planner) spare(j int) int {
 	best, bestExtra, bestPot := -1, 0, 0
 	for w := len(p.ws) - 1; w >= 0; w-- {
@@ -241,7 +242,9 @@ func (p *planner) spare(j int) int {
 		if extra <= 0 && pot <= p.keeps(k, j) {
 			continue
 		}
-		if best < 0 || extra > bestExtra || (extra == bestExtra && pot > bestPot) {
+		switch {
+		case best < 0, extra > bestExtra, extra == bestExtra && pot > bestPot,
+			extra == bestExtra && pot == bestPot && p.contention[w] < p.contention[best]:
 			best, bestExtra, bestPot = w, extra, pot
 		}
 	}

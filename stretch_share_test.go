@@ -211,3 +211,36 @@ func TestStretchTwoJobsProgressTogether(t *testing.T) {
 		r.stop(t)
 	})
 }
+
+// The worked example of docs/elastic-assignment.md, pass by pass.
+func TestStretchDocExample(t *testing.T) {
+	t.Parallel()
+	render := planJob(t, "render", 10, 0, ".*")
+	mail := planJob(t, "mail", 10, 2, ".*")
+	thumbs := planJob(t, "thumbs", 10, 0, `^gpu\.`)
+	ids := []string{"cpu.1", "cpu.2", "cpu.3", "gpu.1", "gpu.2"}
+	var ws []store.WorkerInfo
+	for _, id := range ids {
+		ws = append(ws, live(id, "", "render", "mail", "thumbs"))
+	}
+	for i, p := range []struct {
+		render, mail, thumbs int
+		want                 string // jobs of cpu.1 … gpu.2
+	}{
+		{1000, 0, 0, "render render render render render"},
+		{1000, 500, 300, "render render mail mail thumbs"},
+		{1000, 5, 300, "render render mail thumbs thumbs"},
+		{1000, 5, unknownLoad, "render render mail thumbs thumbs"},
+		{1000, 0, 0, "render render render render render"},
+	} {
+		loads := []jobLoad{{job: render, pending: p.render}, {job: mail, pending: p.mail}, {job: thumbs, pending: p.thumbs}}
+		ws = applyPlan(ws, planAssignments(loads, ws))
+		var got []string
+		for _, w := range ws {
+			got = append(got, w.Job)
+		}
+		if s := fmt.Sprint(got); s != "["+p.want+"]" {
+			t.Errorf("pass %d: %v = %s, want [%s]", i+1, ids, s, p.want)
+		}
+	}
+}
