@@ -25,13 +25,13 @@
 //
 // # How a task travels
 //
-//	 INSERT ──▶ pending ──reserve (leading dispatcher)──▶ reserved for W
-//	                ▲                                        │ claim (worker W)
-//	                │ relaunch: tries left                   ▼
-//	                ├─────────── failed try ◀──────────── running ──▶ succeeded
-//	                │                                        │
-//	                └── gone worker, expired try ◀───────────┘
-//	                          (no tries left: failed for good)
+//	INSERT ──▶ pending ──reserve (leading dispatcher)──▶ reserved for W
+//	               ▲                                        │ claim (worker W)
+//	               │ relaunch: tries left                   ▼
+//	               ├─────────── failed try ◀──────────── running ──▶ succeeded
+//	               │                                        │
+//	               └── gone worker, expired try ◀───────────┘
+//	                         (no tries left: failed for good)
 //
 // Every write a worker makes to a row is fenced by (key, reserved for
 // me, my try): a worker declared dead that comes back cannot overwrite a

@@ -9,9 +9,9 @@ import (
 	"github.com/pampa-go/pampa/internal/store"
 )
 
-// Two jobs: the workers move from the first to the second once it has
-// nothing pending; the assignments live in pampa_workers, so they survive
-// closing the client and a new dispatcher.
+// Two jobs share the workers, and the second takes them all once the
+// first has nothing pending; the assignments live in pampa_workers, so
+// they survive closing the client and a new dispatcher.
 func TestStretchMovesWorkersAndPersists(t *testing.T) {
 	t.Parallel()
 	forEachDriver(t, func(t *testing.T, driver string) {
@@ -47,10 +47,10 @@ func TestStretchMovesWorkersAndPersists(t *testing.T) {
 		r, _ := e.startIDs(nil, wopts, "local.1", "local.2")
 		e.waitFor(30*time.Second, "both workers to register", func() bool { return len(assigned(e.client)) == 2 })
 		rd, _ := e.startIDs(steadyDispatcher(), wopts)
-		// job_a wants 6 workers: it takes both, and job_b waits.
-		e.waitFor(30*time.Second, "both workers on job_a", func() bool {
+		// Both want 6 workers: they share the two.
+		e.waitFor(30*time.Second, "one worker on each job", func() bool {
 			a := assigned(e.client)
-			return a["local.1"] == "job_a" && a["local.2"] == "job_a"
+			return a["local.1"] == "job_a" && a["local.2"] == "job_b"
 		})
 		close(gateA)
 		e.waitJob("job_a", rows, 60*time.Second)
@@ -61,9 +61,9 @@ func TestStretchMovesWorkersAndPersists(t *testing.T) {
 		if rep := e.report("job_b"); rep.Pending != rows {
 			t.Fatalf("job_b = %+v before it was allowed to run", rep)
 		}
-		// Workers of job_a's whole run were the same two.
+		// job_a's whole run was on its share of the pool.
 		for _, rec := range logA.snapshot() {
-			if rec.worker != "local.1" && rec.worker != "local.2" {
+			if rec.worker != "local.1" {
 				t.Errorf("job_a ran on %s", rec.worker)
 			}
 		}
@@ -156,5 +156,50 @@ func TestStretchReleaseAfterQuietSpell(t *testing.T) {
 		if held := time.Since(start); held < quiet {
 			t.Errorf("released after %s, before the %s quiet spell was over", held, quiet)
 		}
+	})
+}
+
+// Two jobs that both allow the whole pool make progress at once: while
+// every task of job_a that starts is held up, job_b runs to its end on the
+// worker it got, instead of waiting for job_a's backlog to go.
+func TestStretchTwoJobsProgressTogether(t *testing.T) {
+	t.Parallel()
+	forEachDriver(t, func(t *testing.T, driver string) {
+		const rows = 20
+		gate := make(chan struct{})
+		var startedA atomic.Int64
+		jobA := withProcess(func(ctx context.Context, task *Task) error {
+			startedA.Add(1)
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			return isOdd(ctx, task)
+		})
+		jobA.Name, jobA.MaxPendingTasks, jobA.MaxAssignedWorkers = "job_a", 5, 0
+		jobB := submitOddJob(isOdd)
+		jobB.Name, jobB.FilterWorkerID, jobB.MaxPendingTasks, jobB.MaxAssignedWorkers = "job_b", ".*", 5, 0
+		jobB.Hooks = Hooks{}
+		e := newEnv(t, driver, rows, jobA, jobB)
+		var once atomic.Bool
+		open := func() {
+			if once.CompareAndSwap(false, true) {
+				close(gate)
+			}
+		}
+		r, _ := e.startIDs(steadyDispatcher(), steadyWorker(), "local.1", "local.2")
+		t.Cleanup(open) // runs before the workers are stopped
+		if rep := e.waitJob("job_b", rows, 60*time.Second); rep.Failed != 0 {
+			t.Errorf("job_b = %+v, want every task succeeded", rep)
+		}
+		if rep := e.report("job_a"); startedA.Load() == 0 || rep.Completed != 0 {
+			t.Fatalf("job_a: %d tasks started, report %+v; want some held up in flight", startedA.Load(), rep)
+		}
+		open()
+		if rep := e.waitJob("job_a", rows, 60*time.Second); rep.Failed != 0 {
+			t.Errorf("job_a = %+v, want every task succeeded", rep)
+		}
+		r.stop(t)
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pampa-go/pampa/internal/engine"
+	"github.com/pampa-go/pampa/internal/proc"
 	"github.com/pampa-go/pampa/internal/store"
 	"github.com/pampa-go/pampa/internal/worker"
 )
@@ -127,7 +128,7 @@ func (c *Client) workerOptions(id string, opts WorkerOptions, jobs []*jobRuntime
 	}
 	o := worker.Options{
 		Store: c.store, Bus: c.bus, Jobs: c.engineJobs(jobs), Log: log,
-		Info:        store.WorkerInfo{ID: id, Node: node, Host: host, PID: os.Getpid(), Version: opts.Version, Jobs: names},
+		Info:        store.WorkerInfo{ID: id, Node: node, Host: host, PID: os.Getpid(), Version: opts.Version, Jobs: names, ProcToken: proc.Self()},
 		Concurrency: opts.Concurrency, Delay: opts.Delay,
 		HeartbeatInterval: opts.HeartbeatInterval, HeartbeatTTL: opts.HeartbeatTTL,
 		GracePeriod: opts.GracePeriod, OverrunGrace: opts.OverrunGrace,

@@ -414,3 +414,45 @@ func TestTwoDispatchers(t *testing.T) {
 		}
 	})
 }
+
+// TestRestartedWorkerTakesItsIDBack SIGKILLs a worker and starts it again
+// under the same id at once: the old process is gone, so the new one
+// registers without waiting out the heartbeat TTL, relaunches the tasks
+// the old one left running, and finishes the job.
+func TestRestartedWorkerTakesItsIDBack(t *testing.T) {
+	t.Parallel()
+	processDrivers(t, func(t *testing.T, driver string) {
+		const rows = 200
+		e := newProcEnv(t, driver, rows)
+		slow := []string{"PAMPA_TEST_SLEEP=20ms"}
+		// A 30s TTL: waiting it out would miss every deadline below.
+		e.start("dispatcher", nil, "dispatcher", "--delay", "50ms", "--worker-ttl", "30s", "--lease-ttl", "10s", "--log-dir", "logs")
+		args := []string{"worker", "--id", "local.1", "--delay", "50ms", "--heartbeat", "10s", "--log-dir", "logs"}
+		victim := e.start("worker local.1", slow, args...)
+		e.waitFor(60*time.Second, "local.1 to be mid-run", func() bool {
+			return e.count(`SELECT COUNT(*) FROM executions WHERE worker = 'local.1'`) >= 10 &&
+				e.count(`SELECT COUNT(*) FROM numbers WHERE odd_checking_reservation_id = 'local.1' AND odd_checking_end_time IS NULL`) > 0
+		})
+		victim.kill()
+		restarted := e.start("worker local.1 again", slow, args...)
+		e.waitFor(20*time.Second, "the restarted worker to finish the job", func() bool {
+			select {
+			case err := <-restarted.done:
+				restarted.done <- err
+				t.Fatalf("the restarted worker exited (%v) instead of taking its id back:\n%s", err, restarted.out.String())
+			default:
+			}
+			return e.report().Completed == rows
+		})
+		var pid int
+		if err := e.db.QueryRow(`SELECT pid FROM pampa_workers WHERE id = 'local.1'`).Scan(&pid); err != nil ||
+			pid != restarted.cmd.Process.Pid {
+			t.Errorf("registry pid of local.1 = %d (%v), want the restarted process's %d", pid, err, restarted.cmd.Process.Pid)
+		}
+		restarted.stop(t)
+		e.checkOutcome(rows)
+		if r := e.report(); r.Failed != 0 || r.Pending != 0 || r.Running != 0 || r.Reserved != 0 {
+			t.Errorf("report after the run = %+v", r)
+		}
+	})
+}

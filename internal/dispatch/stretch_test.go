@@ -135,13 +135,13 @@ func TestPlanAssignments(t *testing.T) {
 			workers: []store.WorkerInfo{live("n.1", "b", "a", "b"), live("n.2", "", "a", "b")},
 			want:    []assignment{{worker: "n.2", to: "a"}},
 		},
-		// Rule 5.
+		// Rule 4: every backlogged job gets a worker before any gets two.
 		{
-			name:  "EarlierJobFirst",
+			name:  "OneEachBeforeTwo",
 			loads: []jobLoad{{job: b, pending: 20}, {job: a, pending: 20}},
 			workers: []store.WorkerInfo{live("n.1", "", "a", "b"), live("n.2", "", "a", "b"),
 				live("n.3", "", "a", "b")},
-			want: []assignment{{worker: "n.1", to: "b"}, {worker: "n.2", to: "b"}, {worker: "n.3", to: "a"}},
+			want: []assignment{{worker: "n.1", to: "b"}, {worker: "n.2", to: "a"}, {worker: "n.3", to: "b"}},
 		},
 		// Dead workers.
 		{
@@ -195,27 +195,203 @@ func TestPlanAssignments(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			// The dispatcher passes the registry sorted by id (n.2 < n.10).
-			workers := slices.Clone(c.workers)
-			store.SortWorkers(workers)
-			got := planAssignments(c.loads, workers)
-			if !slices.Equal(got, c.want) {
-				t.Errorf("plan = %v\nwant   %v", fmtPlan(got), fmtPlan(c.want))
+			checkPlan(t, c.loads, c.workers, c.want)
+		})
+	}
+}
+
+// checkPlan plans one pass over workers and compares with want. Every plan
+// must be applicable as a sequence of compare-and-set steps (each worker
+// once, from where it is), and a fixed point: planning again over the
+// applied plan changes nothing.
+func checkPlan(t *testing.T, loads []jobLoad, ws []store.WorkerInfo, want []assignment) {
+	t.Helper()
+	// The dispatcher passes the registry sorted by id (n.2 < n.10).
+	workers := slices.Clone(ws)
+	store.SortWorkers(workers)
+	got := planAssignments(loads, workers)
+	if !slices.Equal(got, want) {
+		t.Errorf("plan = %v\nwant   %v", fmtPlan(got), fmtPlan(want))
+	}
+	seen := map[string]bool{}
+	for _, as := range got {
+		if seen[as.worker] {
+			t.Errorf("worker %s changed twice in one plan", as.worker)
+		}
+		seen[as.worker] = true
+		for _, w := range workers {
+			if w.ID == as.worker && w.Job != as.from {
+				t.Errorf("worker %s: plan moves it from %q, it is on %q", w.ID, as.from, w.Job)
 			}
-			// Every plan is applicable as a sequence of compare-and-set
-			// steps: each worker appears once, starting from where it is.
-			seen := map[string]bool{}
-			for _, as := range got {
-				if seen[as.worker] {
-					t.Errorf("worker %s changed twice in one plan", as.worker)
-				}
-				seen[as.worker] = true
-				for _, w := range c.workers {
-					if w.ID == as.worker && w.Job != as.from {
-						t.Errorf("worker %s: plan moves it from %q, it is on %q", w.ID, as.from, w.Job)
-					}
-				}
+		}
+	}
+	if again := planAssignments(loads, applyPlan(workers, got)); len(again) != 0 {
+		t.Errorf("planning again after %v moves %v", fmtPlan(got), fmtPlan(again))
+	}
+}
+
+// applyPlan returns the workers with the plan's assignments made.
+func applyPlan(ws []store.WorkerInfo, plan []assignment) []store.WorkerInfo {
+	out := slices.Clone(ws)
+	for _, a := range plan {
+		for i := range out {
+			if out[i].ID == a.worker && out[i].Job == a.from {
+				out[i].Job = a.to
 			}
+		}
+	}
+	return out
+}
+
+// on lists workers n.1…n.count, all on job and able to run jobs.
+func on(count int, job string, jobs ...string) []store.WorkerInfo {
+	out := make([]store.WorkerInfo, count)
+	for i := range out {
+		out[i] = live(fmt.Sprintf("n.%d", i+1), job, jobs...)
+	}
+	return out
+}
+
+// Jobs with a backlog share the pool (rules 4–6).
+func TestPlanAssignmentsShare(t *testing.T) {
+	t.Parallel()
+	a := planJob(t, "a", 10, 0, ".*")
+	b := planJob(t, "b", 10, 0, ".*")
+	c := planJob(t, "c", 10, 0, ".*")
+	capA := planJob(t, "a", 10, 3, ".*")
+	capA1 := planJob(t, "a", 10, 1, ".*")
+	onlyX := planJob(t, "b", 10, 0, `^x\.`)
+	onlyN := planJob(t, "b", 10, 0, `^n\.`)
+	for _, tc := range []struct {
+		name    string
+		loads   []jobLoad
+		workers []store.WorkerInfo
+		want    []assignment
+	}{
+		{
+			// Both allow the whole pool; the first holds it all.
+			name:    "TwoJobsTheFirstGivesHalfBack",
+			loads:   []jobLoad{{job: a, pending: 1000}, {job: b, pending: 1000}},
+			workers: on(4, "a", "a", "b"),
+			want:    []assignment{{worker: "n.3", from: "a", to: "b"}, {worker: "n.4", from: "a", to: "b"}},
+		},
+		{
+			name:    "TwoJobsFromAFreePool",
+			loads:   []jobLoad{{job: a, pending: 1000}, {job: b, pending: 1000}},
+			workers: on(4, "", "a", "b"),
+			want: []assignment{{worker: "n.1", to: "a"}, {worker: "n.2", to: "b"},
+				{worker: "n.3", to: "a"}, {worker: "n.4", to: "b"}},
+		},
+		{
+			// An odd worker stays where it is: 2 and 1 is as fair as 1 and 2.
+			name:    "OddWorkerStaysPut",
+			loads:   []jobLoad{{job: a, pending: 1000}, {job: b, pending: 1000}},
+			workers: []store.WorkerInfo{live("n.1", "a", "a", "b"), live("n.2", "b", "a", "b"), live("n.3", "b", "a", "b")},
+			want:    nil,
+		},
+		{
+			name:    "ThreeJobs",
+			loads:   []jobLoad{{job: a, pending: 1000}, {job: b, pending: 1000}, {job: c, pending: 1000}},
+			workers: on(6, "a", "a", "b", "c"),
+			want: []assignment{{worker: "n.3", from: "a", to: "c"}, {worker: "n.4", from: "a", to: "b"},
+				{worker: "n.5", from: "a", to: "c"}, {worker: "n.6", from: "a", to: "b"}},
+		},
+		{
+			// a wants one worker now; what it holds beyond goes to b.
+			name:    "UnevenBacklogs",
+			loads:   []jobLoad{{job: a, pending: 10}, {job: b, pending: 1000}},
+			workers: on(4, "a", "a", "b"),
+			want: []assignment{{worker: "n.2", from: "a", to: "b"}, {worker: "n.3", from: "a", to: "b"},
+				{worker: "n.4", from: "a", to: "b"}},
+		},
+		{
+			// b wants two: a, short of work, keeps its third.
+			name:    "ShrinkingBacklogKeepsWhatNoOneWants",
+			loads:   []jobLoad{{job: a, pending: 10}, {job: b, pending: 20}},
+			workers: on(4, "a", "a", "b"),
+			want:    []assignment{{worker: "n.3", from: "a", to: "b"}, {worker: "n.4", from: "a", to: "b"}},
+		},
+		{
+			name:    "CapLeavesTheRestToOthers",
+			loads:   []jobLoad{{job: capA1, pending: 1000}, {job: b, pending: 1000}},
+			workers: on(4, "", "a", "b"),
+			want: []assignment{{worker: "n.1", to: "a"}, {worker: "n.2", to: "b"},
+				{worker: "n.3", to: "b"}, {worker: "n.4", to: "b"}},
+		},
+		{
+			name:  "CappedJobStillShares",
+			loads: []jobLoad{{job: capA, pending: 1000}, {job: b, pending: 1000}},
+			workers: []store.WorkerInfo{live("n.1", "a", "a", "b"), live("n.2", "a", "a", "b"),
+				live("n.3", "a", "a", "b"), live("n.4", "", "a", "b")},
+			want: []assignment{{worker: "n.3", from: "a", to: "b"}, {worker: "n.4", to: "b"}},
+		},
+		{
+			// b runs on n.* only: a keeps the m.* workers b cannot use.
+			name:  "FilterMakesWorkersNonFungible",
+			loads: []jobLoad{{job: a, pending: 1000}, {job: onlyN, pending: 1000}},
+			workers: []store.WorkerInfo{live("m.1", "a", "a", "b"), live("m.2", "a", "a", "b"),
+				live("n.1", "a", "a", "b"), live("n.2", "a", "a", "b")},
+			want: []assignment{{worker: "n.1", from: "a", to: "b"}, {worker: "n.2", from: "a", to: "b"}},
+		},
+		{
+			// x.1 is the only worker b can use: a gives that one, not y.1.
+			name:    "GivesTheWorkerTheOtherCanUse",
+			loads:   []jobLoad{{job: a, pending: 1000}, {job: onlyX, pending: 1000}},
+			workers: []store.WorkerInfo{live("x.1", "a", "a", "b"), live("y.1", "a", "a", "b")},
+			want:    []assignment{{worker: "x.1", from: "a", to: "b"}},
+		},
+		{
+			// A worker whose program cannot run b is not b's to take.
+			name:    "ProgramListMakesWorkersNonFungible",
+			loads:   []jobLoad{{job: a, pending: 1000}, {job: b, pending: 1000}},
+			workers: []store.WorkerInfo{live("n.1", "a", "a"), live("n.2", "a", "a"), live("n.3", "a", "a", "b")},
+			want:    []assignment{{worker: "n.3", from: "a", to: "b"}},
+		},
+		{
+			name:    "UnknownLoadYieldsToABacklog",
+			loads:   []jobLoad{{job: a, pending: unknownLoad}, {job: b, pending: 1000}},
+			workers: on(4, "a", "a", "b"),
+			want:    []assignment{{worker: "n.3", from: "a", to: "b"}, {worker: "n.4", from: "a", to: "b"}},
+		},
+		{
+			// Fewer workers than jobs: at one each, the job of unknown
+			// load is the one to go without.
+			name:    "UnknownLoadGoesFirstWhenShort",
+			loads:   []jobLoad{{job: a, pending: unknownLoad}, {job: b, pending: 1000}, {job: c, pending: 1000}},
+			workers: []store.WorkerInfo{live("n.1", "a", "a", "b", "c"), live("n.2", "b", "a", "b", "c")},
+			want:    []assignment{{worker: "n.1", from: "a", to: "c"}},
+		},
+		{
+			name:    "UnknownLoadTakesNoFreeWorker",
+			loads:   []jobLoad{{job: a, pending: unknownLoad}, {job: b, pending: 10}},
+			workers: []store.WorkerInfo{live("n.1", "a", "a", "b"), live("n.2", "", "a", "b"), live("n.3", "", "a")},
+			want:    []assignment{{worker: "n.2", to: "b"}},
+		},
+		{
+			// Fewer workers than jobs with a backlog: one each, the first
+			// jobs in definition order; c waits for a worker to come free.
+			name:    "FewerWorkersThanJobs",
+			loads:   []jobLoad{{job: a, pending: 1000}, {job: b, pending: 1000}, {job: c, pending: 1000}},
+			workers: on(2, "", "a", "b", "c"),
+			want:    []assignment{{worker: "n.1", to: "a"}, {worker: "n.2", to: "b"}},
+		},
+		{
+			name:    "FewerWorkersThanJobsNoneHoldsTwo",
+			loads:   []jobLoad{{job: a, pending: 1000}, {job: b, pending: 1000}, {job: c, pending: 1000}},
+			workers: on(2, "a", "a", "b", "c"),
+			want:    []assignment{{worker: "n.2", from: "a", to: "b"}},
+		},
+		{
+			// Those that hold a worker keep it: no rotation, no flapping.
+			name:    "FewerWorkersThanJobsHoldersKeep",
+			loads:   []jobLoad{{job: a, pending: 1000}, {job: b, pending: 1000}, {job: c, pending: 1000}},
+			workers: []store.WorkerInfo{live("n.1", "c", "a", "b", "c"), live("n.2", "b", "a", "b", "c")},
+			want:    nil,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			checkPlan(t, tc.loads, tc.workers, tc.want)
 		})
 	}
 }

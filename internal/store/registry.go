@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/pampa-go/pampa/internal/proc"
 )
 
 // Worker states in the registry.
@@ -27,6 +29,7 @@ type WorkerInfo struct {
 	PID             int
 	Version         string
 	Instance        string   // random per process start; fences a replaced process
+	ProcToken       string   // who the process is beyond its pid (proc.Token); "" when unknown
 	Jobs            []string // jobs this worker's program can process
 	Job             string   // assigned job, "" for none
 	State           string
@@ -38,28 +41,67 @@ type WorkerInfo struct {
 
 // RegisterWorker records a worker process. It takes over the id when the
 // previous holder stopped, died or let its heartbeat lapse past ttl; the
-// job assignment is kept. Otherwise it returns ErrWorkerRunning.
+// job assignment is kept. It also takes it over at once when the holder
+// ran on this same host and its process has ended (a restart after a
+// kill or a crash), judged by pid and process token. Otherwise it returns
+// ErrWorkerRunning.
 func (s *Store) RegisterWorker(ctx context.Context, w WorkerInfo, ttl time.Duration) error {
 	d := s.Dialect
 	now := d.Now()
-	n, err := s.Exec(ctx, `INSERT INTO pampa_workers (id, node, host, pid, version, instance, jobs, started_at, heartbeat_at, job, state)
-		VALUES (?, ?, ?, ?, ?, ?, ?, `+now+`, `+now+`, NULL, 'running')
+	for range 3 {
+		n, err := s.Exec(ctx, `INSERT INTO pampa_workers (id, node, host, pid, version, instance, jobs, proc_token, started_at, heartbeat_at, job, state)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, `+now+`, `+now+`, NULL, 'running')
 		ON CONFLICT (id) DO UPDATE SET node = excluded.node, host = excluded.host, pid = excluded.pid,
-			version = excluded.version, instance = excluded.instance, jobs = excluded.jobs,
+			version = excluded.version, instance = excluded.instance, jobs = excluded.jobs, proc_token = excluded.proc_token,
 			started_at = `+now+`, heartbeat_at = `+now+`, state = 'running'
 		WHERE pampa_workers.state NOT IN ('running', 'stopping') OR pampa_workers.heartbeat_at < `+d.Ago(),
-		w.ID, w.Node, w.Host, w.PID, w.Version, w.Instance, strings.Join(w.Jobs, ","), d.AgoArg(ttl))
-	if err != nil {
-		return fmt.Errorf("register worker %s: %w", w.ID, err)
-	}
-	if n == 0 {
+			w.ID, w.Node, w.Host, w.PID, w.Version, w.Instance, strings.Join(w.Jobs, ","), w.ProcToken, d.AgoArg(ttl))
+		if err != nil {
+			return fmt.Errorf("register worker %s: %w", w.ID, err)
+		}
+		if n == 1 {
+			return nil
+		}
 		cur, err := s.Worker(ctx, w.ID, ttl)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue // deleted meanwhile: insert again
+		}
 		if err != nil {
 			return fmt.Errorf("register worker %s: %w", w.ID, ErrWorkerRunning)
 		}
-		return fmt.Errorf("register worker %s: %w (pid %d on %q, heartbeat %.1fs ago)", w.ID, ErrWorkerRunning, cur.PID, cur.Host, cur.HeartbeatAgeSec)
+		if !holderGone(cur, w) {
+			return fmt.Errorf("register worker %s: %w (pid %d on %q, heartbeat %.1fs ago)", w.ID, ErrWorkerRunning, cur.PID, cur.Host, cur.HeartbeatAgeSec)
+		}
+		// Only the holder this process judged dead is replaced: of two
+		// processes racing to take over, one wins and the other finds
+		// the winner alive next time round.
+		n, err = s.Exec(ctx, `UPDATE pampa_workers SET node = ?, host = ?, pid = ?, version = ?, instance = ?, jobs = ?, proc_token = ?,
+			started_at = `+now+`, heartbeat_at = `+now+`, state = 'running'
+		WHERE id = ? AND instance = ?`,
+			w.Node, w.Host, w.PID, w.Version, w.Instance, strings.Join(w.Jobs, ","), w.ProcToken, w.ID, cur.Instance)
+		if err != nil {
+			return fmt.Errorf("register worker %s: take over from ended pid %d: %w", w.ID, cur.PID, err)
+		}
+		if n == 1 {
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("register worker %s: %w (its registration kept changing)", w.ID, ErrWorkerRunning)
+}
+
+// holderGone reports whether the registered holder cur surely ended: it
+// ran on the host of w, the registering process, and its process is gone
+// (or its pid now belongs to another process). A holder on another host,
+// or one whose end cannot be told from here, keeps the id until its
+// heartbeat lapses.
+func holderGone(cur, w WorkerInfo) bool {
+	if cur.Host == "" || cur.Host != w.Host || cur.Instance == w.Instance {
+		return false
+	}
+	if cur.PID == w.PID && cur.ProcToken == w.ProcToken {
+		return false // this very process holds the id already
+	}
+	return proc.Gone(cur.PID, cur.ProcToken)
 }
 
 // Heartbeat refreshes a worker's heartbeat and returns its assigned job.
@@ -90,13 +132,13 @@ func (s *Store) SetWorkerState(ctx context.Context, id, instance, state string) 
 	return err
 }
 
-const workerColumns = `id, node, host, pid, version, instance, jobs, COALESCE(job, ''), state`
+const workerColumns = `id, node, host, pid, version, instance, proc_token, jobs, COALESCE(job, ''), state`
 
 func (s *Store) scanWorker(sc interface{ Scan(...any) error }) (WorkerInfo, error) {
 	var w WorkerInfo
 	var jobs string
 	var fresh int
-	err := sc.Scan(&w.ID, &w.Node, &w.Host, &w.PID, &w.Version, &w.Instance, &jobs, &w.Job, &w.State,
+	err := sc.Scan(&w.ID, &w.Node, &w.Host, &w.PID, &w.Version, &w.Instance, &w.ProcToken, &jobs, &w.Job, &w.State,
 		&w.HeartbeatAgeSec, &w.UptimeSec, &fresh)
 	if jobs != "" {
 		w.Jobs = strings.Split(jobs, ",")

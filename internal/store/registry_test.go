@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pampa-go/pampa/internal/proc"
 )
 
 func testWorker(id, instance string) WorkerInfo {
@@ -408,6 +412,177 @@ func TestRegisterWorkerRace(t *testing.T) {
 		}
 		if winner < 0 {
 			t.Fatal("no process registered")
+		}
+		if got := mustWorker(t, s, "local.1"); got.Instance != fmt.Sprintf("inst-%d", winner) {
+			t.Fatalf("registry holds %s, but inst-%d won", got.Instance, winner)
+		}
+	})
+}
+
+// sleeper starts a child process and returns its pid and process token;
+// kill ends and reaps it.
+func sleeper(t *testing.T) (pid int, token string, kill func()) {
+	t.Helper()
+	cmd := exec.Command("sleep", "300")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	kill = func() {
+		if !killed {
+			killed = true
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}
+	t.Cleanup(kill)
+	token, err := proc.Token(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid, token, kill
+}
+
+// TestRegistryTakeOverEndedProcess: a worker restarted on the same host
+// takes its id back at once when the old process has ended, and only then.
+func TestRegistryTakeOverEndedProcess(t *testing.T) {
+	t.Parallel()
+	restarted := func() WorkerInfo {
+		w := testWorker("local.1", "inst-new")
+		w.Host, w.PID, w.ProcToken = "box", os.Getpid(), proc.Self()
+		return w
+	}
+	cases := []struct {
+		name     string
+		holder   func(t *testing.T) WorkerInfo
+		takeOver bool
+	}{
+		{"DeadPIDSameHost", func(t *testing.T) WorkerInfo {
+			pid, tok, kill := sleeper(t)
+			kill()
+			return WorkerInfo{Host: "box", PID: pid, ProcToken: tok}
+		}, true},
+		{"LivePIDSameHost", func(t *testing.T) WorkerInfo {
+			pid, tok, _ := sleeper(t)
+			return WorkerInfo{Host: "box", PID: pid, ProcToken: tok}
+		}, false},
+		{"ReusedPIDSameHost", func(t *testing.T) WorkerInfo {
+			// The pid is alive, but the process behind it started at
+			// another time than the one that registered.
+			pid, tok, _ := sleeper(t)
+			return WorkerInfo{Host: "box", PID: pid, ProcToken: tok + "7"}
+		}, true},
+		{"DeadPIDOtherHost", func(t *testing.T) WorkerInfo {
+			pid, tok, kill := sleeper(t)
+			kill()
+			return WorkerInfo{Host: "elsewhere", PID: pid, ProcToken: tok}
+		}, false},
+		{"ThisProcessHoldsIt", func(t *testing.T) WorkerInfo {
+			return WorkerInfo{Host: "box", PID: os.Getpid(), ProcToken: proc.Self()}
+		}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			forEachDialect(t, func(t *testing.T, s *Store) {
+				ctx := t.Context()
+				h := c.holder(t)
+				old := testWorker("local.1", "inst-old")
+				old.Host, old.PID, old.ProcToken = h.Host, h.PID, h.ProcToken
+				mustRegister(t, s, old)
+				if got := mustWorker(t, s, "local.1"); got.ProcToken != h.ProcToken {
+					t.Fatalf("proc token = %q, want %q", got.ProcToken, h.ProcToken)
+				}
+				if ok, err := s.Assign(ctx, "local.1", "", "render"); err != nil || !ok {
+					t.Fatalf("Assign = %v, %v", ok, err)
+				}
+				err := s.RegisterWorker(ctx, restarted(), time.Minute)
+				got := mustWorker(t, s, "local.1")
+				if !c.takeOver {
+					if !errors.Is(err, ErrWorkerRunning) {
+						t.Fatalf("RegisterWorker over pid %d on %q = %v, want ErrWorkerRunning", h.PID, h.Host, err)
+					}
+					if got.Instance != "inst-old" {
+						t.Fatalf("refused registration changed the row: %+v", got)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatalf("RegisterWorker over ended pid %d on %q: %v", h.PID, h.Host, err)
+				}
+				if got.Instance != "inst-new" || got.PID != os.Getpid() || got.ProcToken != proc.Self() ||
+					!got.Alive || got.Job != "render" {
+					t.Fatalf("after takeover = %+v, want the new process, alive, still on render", got)
+				}
+				if _, ok, err := s.Heartbeat(ctx, "local.1", "inst-old"); err != nil || ok {
+					t.Fatalf("old instance's Heartbeat = ok %v, err %v; want fenced out", ok, err)
+				}
+			})
+		})
+	}
+}
+
+// A holder on another host keeps its id until its heartbeat lapses, even
+// when a process of the same pid has ended here.
+func TestRegistryOtherHostWaitsForTTL(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, s *Store) {
+		pid, tok, kill := sleeper(t)
+		kill()
+		old := testWorker("local.1", "inst-old")
+		old.Host, old.PID, old.ProcToken = "elsewhere", pid, tok
+		mustRegister(t, s, old)
+		w := testWorker("local.1", "inst-new")
+		w.Host, w.PID, w.ProcToken = "box", os.Getpid(), proc.Self()
+		if err := s.RegisterWorker(t.Context(), w, time.Minute); !errors.Is(err, ErrWorkerRunning) {
+			t.Fatalf("RegisterWorker over a fresh holder on another host = %v, want ErrWorkerRunning", err)
+		}
+		ageHeartbeat(t, s, "local.1", 2*time.Minute)
+		mustRegister(t, s, w)
+		if got := mustWorker(t, s, "local.1"); got.Instance != "inst-new" {
+			t.Fatalf("after the TTL = %+v, want the new process", got)
+		}
+	})
+}
+
+// Several processes restarted at once under the id of an ended holder:
+// exactly one takes it over, and the others find it alive.
+func TestRegistryTakeOverRace(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, s *Store) {
+		pid, tok, kill := sleeper(t)
+		kill()
+		old := testWorker("local.1", "inst-old")
+		old.Host, old.PID, old.ProcToken = "box", pid, tok
+		mustRegister(t, s, old)
+		const n = 6
+		errs := make([]error, n)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				w := testWorker("local.1", fmt.Sprintf("inst-%d", i))
+				w.Host, w.PID, w.ProcToken = "box", os.Getpid(), proc.Self()
+				errs[i] = s.RegisterWorker(t.Context(), w, time.Minute)
+			})
+		}
+		close(start)
+		wg.Wait()
+		winner := -1
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				if winner >= 0 {
+					t.Fatalf("inst-%d and inst-%d both took over local.1", winner, i)
+				}
+				winner = i
+			case !errors.Is(err, ErrWorkerRunning):
+				t.Fatalf("inst-%d: %v", i, err)
+			}
+		}
+		if winner < 0 {
+			t.Fatal("no process took over the ended holder's id")
 		}
 		if got := mustWorker(t, s, "local.1"); got.Instance != fmt.Sprintf("inst-%d", winner) {
 			t.Fatalf("registry holds %s, but inst-%d won", got.Instance, winner)

@@ -246,6 +246,8 @@ func (s *Store) migrations() []string {
 			term ` + t.Int + ` NOT NULL DEFAULT 0,
 			expires_at ` + t.Time + `
 		)`,
+		// Who a worker process is, beyond its pid: see proc.Token.
+		`ALTER TABLE pampa_workers ADD COLUMN proc_token ` + t.Text + ` NOT NULL DEFAULT ''`,
 	}
 }
 
@@ -254,8 +256,11 @@ func (s *Store) Migrate(ctx context.Context) error {
 	for _, m := range s.migrations() {
 		if _, err := s.Exec(ctx, m); err != nil {
 			// Two processes creating the same table at once on PostgreSQL
-			// may collide on the catalog; the table exists either way.
-			if strings.Contains(err.Error(), "already exists") || strings.Contains(err.Error(), "23505") {
+			// may collide on the catalog; the table exists either way. An
+			// added column is there already from an earlier start (SQLite
+			// has no ADD COLUMN IF NOT EXISTS).
+			if strings.Contains(err.Error(), "already exists") || strings.Contains(err.Error(), "23505") ||
+				strings.Contains(err.Error(), "duplicate column") {
 				continue
 			}
 			return fmt.Errorf("create pampa tables: %w", err)
