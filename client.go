@@ -111,8 +111,8 @@ func specOf(j *Job) store.JobSpec {
 	f := j.Fields
 	return store.JobSpec{
 		Table: store.ParseIdent(j.Table), PrimaryKey: j.PrimaryKey,
-		ID: f.ReservationID, Time: f.ReservationTime, Times: f.ReservationTimes,
-		Start: f.StartTime, End: f.EndTime, Success: f.Success, Error: f.ErrorDescription,
+		ReservationID: f.ReservationID, ReservationTime: f.ReservationTime, ReservationTimes: f.ReservationTimes,
+		StartTime: f.StartTime, EndTime: f.EndTime, Success: f.Success, ErrorDescription: f.ErrorDescription,
 		MaxTryTimes: j.MaxTryTimes,
 	}
 }

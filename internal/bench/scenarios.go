@@ -251,8 +251,8 @@ func explainPlans(ctx context.Context, c *pampa.Cluster, rows int, say func(stri
 	jb := job(0)
 	f := jb.Fields
 	j := s.Job(store.JobSpec{Table: store.ParseIdent(jb.Table), PrimaryKey: jb.PrimaryKey,
-		ID: f.ReservationID, Time: f.ReservationTime, Times: f.ReservationTimes,
-		Start: f.StartTime, End: f.EndTime, Success: f.Success, Error: f.ErrorDescription,
+		ReservationID: f.ReservationID, ReservationTime: f.ReservationTime, ReservationTimes: f.ReservationTimes,
+		StartTime: f.StartTime, EndTime: f.EndTime, Success: f.Success, ErrorDescription: f.ErrorDescription,
 		MaxTryTimes: pampa.DefaultMaxTryTimes})
 	// As a client does on SQLite: reads of pending rows pinned to their index.
 	if err := j.PinPendingIndex(ctx, Job); err != nil {

@@ -84,7 +84,7 @@ func (j *JobSQL) countSQL(total bool) string {
 		(SELECT COUNT(*) AS n FROM %[2]s WHERE %[3]s IS NULL AND %[4]s IS NULL) p,
 		(SELECT COUNT(*) - COUNT(%[4]s) AS reserved, COUNT(%[4]s) AS running FROM %[2]s WHERE %[3]s IS NOT NULL AND %[5]s IS NULL) i,
 		(SELECT COUNT(*) AS n, COUNT(CASE WHEN COALESCE(%[6]s, 0) >= ? THEN 1 END) AS failed FROM %[2]s WHERE %[7]s = FALSE) f`,
-		all, j.t, j.id, j.start, j.end, j.times, j.success))
+		all, j.t, j.reservationID, j.startTime, j.endTime, j.reservationTimes, j.success))
 }
 
 // estimateRows is PostgreSQL's estimate of the table's rows: the smaller

@@ -112,14 +112,14 @@ func (j *JobSQL) explainFinish(ctx context.Context, q Querier, worker string) ([
 	set, setExpr := "", "NULL"
 	for _, c := range cols {
 		switch c.Name {
-		case j.spec.PrimaryKey, j.spec.ID, j.spec.Time, j.spec.Times, j.spec.Start, j.spec.End, j.spec.Success, j.spec.Error:
+		case j.spec.PrimaryKey, j.spec.ReservationID, j.spec.ReservationTime, j.spec.ReservationTimes, j.spec.StartTime, j.spec.EndTime, j.spec.Success, j.spec.ErrorDescription:
 		default:
 			if set == "" {
 				set, setExpr = c.Name, Quote(c.Name)
 			}
 		}
 	}
-	sel := fmt.Sprintf("SELECT %s, COALESCE(%s, 0), %s FROM %s", j.pk, j.times, setExpr, j.t)
+	sel := fmt.Sprintf("SELECT %s, COALESCE(%s, 0), %s FROM %s", j.pk, j.reservationTimes, setExpr, j.t)
 	var fs []Fence
 	var outs []Outcome
 	seen := map[string]bool{}
@@ -127,7 +127,7 @@ func (j *JobSQL) explainFinish(ctx context.Context, q Querier, worker string) ([
 		sql  string
 		args []any
 	}{
-		{sel + fmt.Sprintf(" WHERE %s = ? AND %s IS NOT NULL AND %s IS NULL ORDER BY %s LIMIT 5", j.id, j.start, j.end, j.pk), []any{worker}},
+		{sel + fmt.Sprintf(" WHERE %s = ? AND %s IS NOT NULL AND %s IS NULL ORDER BY %s LIMIT 5", j.reservationID, j.startTime, j.endTime, j.pk), []any{worker}},
 		{sel + fmt.Sprintf(" ORDER BY %s LIMIT 10", j.pk), nil},
 	} {
 		rows, err := q.QueryContext(ctx, j.s.q(query.sql), query.args...)

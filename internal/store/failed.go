@@ -18,7 +18,7 @@ type FailedRow struct {
 func (j *JobSQL) Failed(ctx context.Context, q Querier, limit int) ([]FailedRow, error) {
 	query := j.s.q(fmt.Sprintf(`SELECT %[1]s, COALESCE(%[2]s, ''), COALESCE(%[3]s, 0), COALESCE(%[4]s, ''), %[5]s
 		FROM %[6]s WHERE %[7]s = FALSE AND COALESCE(%[3]s, 0) >= ? ORDER BY %[8]s DESC LIMIT ?`,
-		j.pk, j.id, j.times, j.errc, j.s.Dialect.SecondsSince(j.end), j.t, j.success, j.end))
+		j.pk, j.reservationID, j.reservationTimes, j.errorDescription, j.s.Dialect.SecondsSince(j.endTime), j.t, j.success, j.endTime))
 	rows, err := j.s.query(ctx, q, query, j.spec.MaxTryTimes, limit)
 	if err != nil {
 		return nil, err
@@ -49,6 +49,6 @@ func (j *JobSQL) Redrive(ctx context.Context, q Querier, keys []any) ([]any, err
 		cond = fmt.Sprintf(" AND %s IN (%s)", j.pk, placeholders(len(keys)))
 	}
 	query := fmt.Sprintf(`UPDATE %s SET %s = 0, %s WHERE %s = FALSE AND COALESCE(%s, 0) >= ?%s RETURNING %s`,
-		j.t, j.times, j.reset, j.success, j.times, cond, j.pk)
+		j.t, j.reservationTimes, j.reset, j.success, j.reservationTimes, cond, j.pk)
 	return j.s.queryKeys(ctx, q, j.s.q(query), append([]any{j.spec.MaxTryTimes}, keys...)...)
 }

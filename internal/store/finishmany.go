@@ -116,7 +116,7 @@ func (j *JobSQL) finishManySQL(cols []string, casts map[string]string, rows int)
 	// v's columns: k (key), w (worker), n (try), s (success), e (error),
 	// then c0, c1, … for the set columns, in order.
 	names := []string{"k", "w", "n", "s", "e"}
-	targets := []string{j.spec.PrimaryKey, j.spec.ID, j.spec.Times, j.spec.Success, j.spec.Error}
+	targets := []string{j.spec.PrimaryKey, j.spec.ReservationID, j.spec.ReservationTimes, j.spec.Success, j.spec.ErrorDescription}
 	for i, c := range cols {
 		names = append(names, fmt.Sprintf("c%d", i))
 		targets = append(targets, c)
@@ -131,8 +131,8 @@ func (j *JobSQL) finishManySQL(cols []string, casts map[string]string, rows int)
 		return "b." + names[i]
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "UPDATE %s AS r SET %s = %s, %s = %s, %s = %s", j.t, j.end, j.s.Dialect.Now(),
-		j.success, ref(3), j.errc, ref(4))
+	fmt.Fprintf(&b, "UPDATE %s AS r SET %s = %s, %s = %s, %s = %s", j.t, j.endTime, j.s.Dialect.Now(),
+		j.success, ref(3), j.errorDescription, ref(4))
 	for i, c := range cols {
 		fmt.Fprintf(&b, ", %s = %s", Quote(c), ref(5+i))
 	}
@@ -164,9 +164,9 @@ func (j *JobSQL) finishManySQL(cols []string, casts map[string]string, rows int)
 	// Unindexed keeps SQLite from reading the table through the in-flight
 	// index, which its statistics may show empty, with the values in an
 	// inner loop: every row in flight times every row of the batch.
-	ended := d.Unindexed("r." + j.end)
+	ended := d.Unindexed("r." + j.endTime)
 	fmt.Fprintf(&b, " WHERE r.%[1]s = %[2]s AND r.%[3]s = %[4]s AND r.%[5]s = %[6]s AND r.%[7]s IS NOT NULL AND %[8]s IS NULL RETURNING %[9]s",
-		j.pk, ref(0), j.id, ref(1), j.times, ref(2), j.start, ended, returning)
+		j.pk, ref(0), j.reservationID, ref(1), j.reservationTimes, ref(2), j.startTime, ended, returning)
 	return j.s.q(b.String())
 }
 
@@ -185,7 +185,7 @@ func (j *JobSQL) batchCasts(cols []string) (map[string]string, bool) {
 	if casts == nil {
 		return nil, false // not loaded (yet): row by row
 	}
-	for _, c := range append([]string{j.spec.PrimaryKey, j.spec.ID, j.spec.Times, j.spec.Success, j.spec.Error}, cols...) {
+	for _, c := range append([]string{j.spec.PrimaryKey, j.spec.ReservationID, j.spec.ReservationTimes, j.spec.Success, j.spec.ErrorDescription}, cols...) {
 		if _, ok := (*casts)[c]; !ok {
 			return nil, false
 		}

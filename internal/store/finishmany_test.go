@@ -100,7 +100,7 @@ func startAllRows(t *testing.T, j *JobSQL, worker string) []Fence {
 	var fences []Fence
 	for _, r := range rows {
 		k, _ := r.Get(j.spec.PrimaryKey)
-		n, _ := r.Get(j.spec.Times)
+		n, _ := r.Get(j.spec.ReservationTimes)
 		fences = append(fences, Fence{Key: k, Worker: worker, Try: toInt(t, n)})
 	}
 	return fences
@@ -733,8 +733,8 @@ func TestFinishManyBeforeLoadColumnTypes(t *testing.T) {
 func TestFinishManyLoadColumnTypesError(t *testing.T) {
 	t.Parallel()
 	s := openStore(t, "postgres")
-	j := s.Job(JobSpec{Table: ParseIdent("no_such_table"), PrimaryKey: "id", ID: "rid", Time: "rtime", Times: "rtimes",
-		Start: "started", End: "ended", Success: "ok", Error: "why", MaxTryTimes: 3})
+	j := s.Job(JobSpec{Table: ParseIdent("no_such_table"), PrimaryKey: "id", ReservationID: "rid", ReservationTime: "rtime", ReservationTimes: "rtimes",
+		StartTime: "started", EndTime: "ended", Success: "ok", ErrorDescription: "why", MaxTryTimes: 3})
 	err := j.LoadColumnTypes(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "no_such_table") {
 		t.Fatalf("LoadColumnTypes of a missing table = %v, want an error naming it", err)
@@ -762,8 +762,8 @@ func TestFinishManyTextKeys(t *testing.T) {
 		for _, k := range keys {
 			mustExec(t, s, `INSERT INTO "Orders" ("Order Ref") VALUES (?)`, k)
 		}
-		j := s.Job(JobSpec{Table: ParseIdent("Orders"), PrimaryKey: "Order Ref", ID: "Who", Time: "At", Times: "Tries",
-			Start: "Began", End: "Done", Success: "Ok", Error: "Why", MaxTryTimes: 2})
+		j := s.Job(JobSpec{Table: ParseIdent("Orders"), PrimaryKey: "Order Ref", ReservationID: "Who", ReservationTime: "At", ReservationTimes: "Tries",
+			StartTime: "Began", EndTime: "Done", Success: "Ok", ErrorDescription: "Why", MaxTryTimes: 2})
 		loadTypes(t, j)
 		wantBatchable(t, j, []string{"Note"}, finishBatches(j))
 		fs := startAllRows(t, j, "w1")
@@ -842,8 +842,8 @@ func TestFinishManyKeyTypes(t *testing.T) {
 				mustExec(t, s, fmt.Sprintf(`CREATE TABLE %s (id %s PRIMARY KEY, rid %s, rtime %s, rtimes %s, started %s, ended %s, ok %s, why %s, payload %s)`,
 					table, c.typ, ty.Text, ty.Time, ty.Int, ty.Time, ty.Time, ty.Bool, ty.Text, ty.Text))
 				mustExec(t, s, `INSERT INTO `+table+` (id) VALUES `+c.values)
-				j := s.Job(JobSpec{Table: ParseIdent(table), PrimaryKey: "id", ID: "rid", Time: "rtime", Times: "rtimes",
-					Start: "started", End: "ended", Success: "ok", Error: "why", MaxTryTimes: 3})
+				j := s.Job(JobSpec{Table: ParseIdent(table), PrimaryKey: "id", ReservationID: "rid", ReservationTime: "rtime", ReservationTimes: "rtimes",
+					StartTime: "started", EndTime: "ended", Success: "ok", ErrorDescription: "why", MaxTryTimes: 3})
 				loadTypes(t, j)
 				fs := startAllRows(t, j, "w1")
 				if len(fs) != 3 {
@@ -893,8 +893,8 @@ func TestFinishManyTableNames(t *testing.T) {
 			mustExec(t, s, fmt.Sprintf(`CREATE TABLE %s (id %s PRIMARY KEY, payload %s, rid %s, rtime %s, rtimes %s, started %s, ended %s, ok %s, why %s)`,
 				name.Quoted(), ty.Int, ty.Text, ty.Text, ty.Time, ty.Int, ty.Time, ty.Time, ty.Bool, ty.Text))
 			mustExec(t, s, `INSERT INTO `+name.Quoted()+` (id) VALUES (1), (2), (3), (4)`)
-			j := s.Job(JobSpec{Table: name, PrimaryKey: "id", ID: "rid", Time: "rtime", Times: "rtimes",
-				Start: "started", End: "ended", Success: "ok", Error: "why", MaxTryTimes: 3})
+			j := s.Job(JobSpec{Table: name, PrimaryKey: "id", ReservationID: "rid", ReservationTime: "rtime", ReservationTimes: "rtimes",
+				StartTime: "started", EndTime: "ended", Success: "ok", ErrorDescription: "why", MaxTryTimes: 3})
 			loadTypes(t, j)
 			fs := startAllRows(t, j, "w1")
 			outs := make([]Outcome, len(fs))
@@ -930,8 +930,8 @@ func TestFinishManyColumnNames(t *testing.T) {
 			c0 %s, c1 %s, column6 %s, b %s, r %s)`,
 			ty.Int, ty.Text, ty.Time, ty.Int, ty.Time, ty.Time, ty.Bool, ty.Text, ty.Text, ty.Text, ty.Text, ty.Int, ty.Int))
 		mustExec(t, s, `INSERT INTO odd (column1, c0, c1, column6, b, r) VALUES (1, 'x', 'x', 'x', 0, 0), (2, 'x', 'x', 'x', 0, 0), (3, 'x', 'x', 'x', 0, 0), (4, 'x', 'x', 'x', 0, 0)`)
-		j := s.Job(JobSpec{Table: ParseIdent("odd"), PrimaryKey: "column1", ID: "k", Time: "at", Times: "n",
-			Start: "v", End: "column2", Success: "s", Error: "e", MaxTryTimes: 3})
+		j := s.Job(JobSpec{Table: ParseIdent("odd"), PrimaryKey: "column1", ReservationID: "k", ReservationTime: "at", ReservationTimes: "n",
+			StartTime: "v", EndTime: "column2", Success: "s", ErrorDescription: "e", MaxTryTimes: 3})
 		loadTypes(t, j)
 		fs := startAllRows(t, j, "w1")
 		if len(fs) != 4 {

@@ -10,18 +10,20 @@ import (
 )
 
 // JobSpec is what the store needs to know of a job: its table, key and
-// tracking columns, and its try limit.
+// tracking columns, and its try limit. The tracking columns carry the
+// same names everywhere in Pampa (the public TrackingFields, the config
+// keys in brackets, the quoted fragments of JobSQL).
 type JobSpec struct {
-	Table       Ident
-	PrimaryKey  string
-	ID          string // reserved for (worker id)
-	Time        string // reserved at
-	Times       string // tries
-	Start       string // started at
-	End         string // ended at
-	Success     string // outcome
-	Error       string // last failure's description
-	MaxTryTimes int
+	Table            Ident
+	PrimaryKey       string
+	ReservationID    string // the worker the row is reserved for [field_id]
+	ReservationTime  string // when it was reserved [field_time]
+	ReservationTimes string // tries started [field_times]
+	StartTime        string // when the current try started [field_start_time]
+	EndTime          string // when it ended [field_end_time]
+	Success          string // its outcome [field_success]
+	ErrorDescription string // the last failure's description [field_error_description]
+	MaxTryTimes      int
 }
 
 // JobSQL holds a job's statements, generated once with quoted identifiers.
@@ -31,7 +33,7 @@ type JobSQL struct {
 	s    *Store
 	spec JobSpec
 
-	t, pk, id, tm, times, start, end, success, errc string
+	t, pk, reservationID, reservationTime, reservationTimes, startTime, endTime, success, errorDescription string
 
 	pending, reset, claim, occupied, inflight, countPending string
 
@@ -46,14 +48,14 @@ type JobSQL struct {
 // Job generates the statements of one job.
 func (s *Store) Job(spec JobSpec) *JobSQL {
 	j := &JobSQL{s: s, spec: spec,
-		t: spec.Table.Quoted(), pk: Quote(spec.PrimaryKey), id: Quote(spec.ID), tm: Quote(spec.Time),
-		times: Quote(spec.Times), start: Quote(spec.Start), end: Quote(spec.End),
-		success: Quote(spec.Success), errc: Quote(spec.Error),
+		t: spec.Table.Quoted(), pk: Quote(spec.PrimaryKey), reservationID: Quote(spec.ReservationID), reservationTime: Quote(spec.ReservationTime),
+		reservationTimes: Quote(spec.ReservationTimes), startTime: Quote(spec.StartTime), endTime: Quote(spec.EndTime),
+		success: Quote(spec.Success), errorDescription: Quote(spec.ErrorDescription),
 	}
 	d := s.Dialect
 	now := d.Now()
-	j.pending = fmt.Sprintf("%s IS NULL AND %s IS NULL AND COALESCE(%s, 0) < ?", j.id, j.start, j.times)
-	j.reset = fmt.Sprintf("%s = NULL, %s = NULL, %s = NULL, %s = NULL, %s = NULL", j.id, j.tm, j.start, j.end, j.success)
+	j.pending = fmt.Sprintf("%s IS NULL AND %s IS NULL AND COALESCE(%s, 0) < ?", j.reservationID, j.startTime, j.reservationTimes)
+	j.reset = fmt.Sprintf("%s = NULL, %s = NULL, %s = NULL, %s = NULL, %s = NULL", j.reservationID, j.reservationTime, j.startTime, j.endTime, j.success)
 	j.pendingFrom = j.t
 	j.pickStatements()
 	// The rows to take are picked in a MATERIALIZED CTE, run once. Written
@@ -65,10 +67,10 @@ func (s *Store) Job(spec JobSpec) *JobSQL {
 			SELECT %[7]s FROM %[1]s WHERE %[8]s = ? AND %[2]s IS NULL AND %[5]s IS NULL ORDER BY %[9]s, %[7]s LIMIT ?%[10]s)
 		UPDATE %[1]s SET %[2]s = %[3]s, %[4]s = COALESCE(%[4]s, 0) + 1, %[5]s = NULL, %[6]s = NULL
 		WHERE %[7]s IN (SELECT %[7]s FROM picked) AND %[8]s = ? AND %[2]s IS NULL
-		RETURNING *`, j.t, j.start, now, j.times, j.end, j.success, j.pk, j.id, j.tm, d.SkipLocked()))
+		RETURNING *`, j.t, j.startTime, now, j.reservationTimes, j.endTime, j.success, j.pk, j.reservationID, j.reservationTime, d.SkipLocked()))
 	j.occupied = s.q(fmt.Sprintf(`SELECT %[2]s, COUNT(*) FROM %[1]s WHERE %[2]s IS NOT NULL AND %[3]s IS NULL AND %[4]s IS NULL GROUP BY %[2]s`,
-		j.t, j.id, j.start, j.end))
-	j.inflight = s.q(fmt.Sprintf(`SELECT DISTINCT %[2]s FROM %[1]s WHERE %[2]s IS NOT NULL AND %[3]s IS NULL`, j.t, j.id, j.end))
+		j.t, j.reservationID, j.startTime, j.endTime))
+	j.inflight = s.q(fmt.Sprintf(`SELECT DISTINCT %[2]s FROM %[1]s WHERE %[2]s IS NOT NULL AND %[3]s IS NULL`, j.t, j.reservationID, j.endTime))
 	return j
 }
 
@@ -170,9 +172,9 @@ func (j *JobSQL) reserveSharesSQL(n int) string {
 	// which SQLite does not take in a column reference. SQLite's RETURNING
 	// names only the target's columns, unqualified; PostgreSQL's could be
 	// ambiguous without "r.".
-	returning := j.pk + ", " + j.id
+	returning := j.pk + ", " + j.reservationID
 	if d.QualifiesReturning() {
-		returning = "r." + j.pk + ", r." + j.id
+		returning = "r." + j.pk + ", r." + j.reservationID
 	}
 	return j.s.q(fmt.Sprintf(`WITH picked AS MATERIALIZED (
 			SELECT %[5]s FROM %[10]s WHERE %[6]s ORDER BY %[5]s LIMIT ?%[7]s),
@@ -181,7 +183,7 @@ func (j *JobSQL) reserveSharesSQL(n int) string {
 		UPDATE %[1]s AS r SET %[2]s = share.w, %[3]s = %[4]s
 		FROM numbered JOIN share ON numbered.pos >= share.lo AND numbered.pos < share.hi
 		WHERE r.%[5]s = numbered.k AND r.%[2]s IS NULL
-		RETURNING %[11]s`, j.t, j.id, j.tm, d.Now(), j.pk, j.pending, d.SkipLocked(), strings.Join(values, ", "), cast("bigint"), j.pendingFrom, returning))
+		RETURNING %[11]s`, j.t, j.reservationID, j.reservationTime, d.Now(), j.pk, j.pending, d.SkipLocked(), strings.Join(values, ", "), cast("bigint"), j.pendingFrom, returning))
 }
 
 // ReserveKeys reserves the given rows for worker, skipping any that are
@@ -191,7 +193,7 @@ func (j *JobSQL) ReserveKeys(ctx context.Context, q Querier, worker string, keys
 		return nil, nil
 	}
 	query := j.s.q(fmt.Sprintf(`UPDATE %[1]s SET %[2]s = ?, %[3]s = %[4]s WHERE %[5]s IN (%[6]s) AND %[2]s IS NULL RETURNING %[5]s`,
-		j.t, j.id, j.tm, j.s.Dialect.Now(), j.pk, placeholders(len(keys))))
+		j.t, j.reservationID, j.reservationTime, j.s.Dialect.Now(), j.pk, placeholders(len(keys))))
 	return j.s.queryKeys(ctx, q, query, append([]any{worker}, keys...)...)
 }
 
@@ -265,7 +267,7 @@ type Outcome struct {
 // nothing is written then.
 func (j *JobSQL) Finish(ctx context.Context, q Querier, f Fence, o Outcome) (applied bool, err error) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "UPDATE %s SET %s = %s, %s = ?, %s = ?", j.t, j.end, j.s.Dialect.Now(), j.success, j.errc)
+	fmt.Fprintf(&b, "UPDATE %s SET %s = %s, %s = ?, %s = ?", j.t, j.endTime, j.s.Dialect.Now(), j.success, j.errorDescription)
 	var errArg any
 	if !o.Success {
 		errArg = o.Error
@@ -276,7 +278,7 @@ func (j *JobSQL) Finish(ctx context.Context, q Querier, f Fence, o Outcome) (app
 		args = append(args, o.Set[col])
 	}
 	fmt.Fprintf(&b, " WHERE %s = ? AND %s = ? AND %s = ? AND %s IS NOT NULL AND %s IS NULL",
-		j.pk, j.id, j.times, j.start, j.end)
+		j.pk, j.reservationID, j.reservationTimes, j.startTime, j.endTime)
 	args = append(args, f.Key, f.Worker, f.Try)
 	res, err := j.s.exec(ctx, q, j.s.q(b.String()), args...)
 	if err != nil {
@@ -291,7 +293,7 @@ func (j *JobSQL) Finish(ctx context.Context, q Querier, f Fence, o Outcome) (app
 // unstarted, and the try is not counted.
 func (j *JobSQL) Unstart(ctx context.Context, q Querier, f Fence) (bool, error) {
 	query := j.s.q(fmt.Sprintf(`UPDATE %s SET %s = NULL, %s = %s - 1 WHERE %s = ? AND %s = ? AND %s = ? AND %s IS NOT NULL AND %s IS NULL`,
-		j.t, j.start, j.times, j.times, j.pk, j.id, j.times, j.start, j.end))
+		j.t, j.startTime, j.reservationTimes, j.reservationTimes, j.pk, j.reservationID, j.reservationTimes, j.startTime, j.endTime))
 	res, err := j.s.exec(ctx, q, query, f.Key, f.Worker, f.Try)
 	if err != nil {
 		return false, err
@@ -307,7 +309,7 @@ func (j *JobSQL) HandBack(ctx context.Context, q Querier, workers ...string) (in
 		return 0, nil
 	}
 	query := fmt.Sprintf(`UPDATE %s SET %s = NULL, %s = NULL WHERE %s IN (%s) AND %s IS NULL AND %s IS NULL`,
-		j.t, j.id, j.tm, j.id, placeholders(len(workers)), j.start, j.end)
+		j.t, j.reservationID, j.reservationTime, j.reservationID, placeholders(len(workers)), j.startTime, j.endTime)
 	res, err := j.s.exec(ctx, q, j.s.q(query), toAny(workers)...)
 	if err != nil {
 		return 0, err
@@ -320,14 +322,14 @@ func (j *JobSQL) HandBack(ctx context.Context, q Querier, workers ...string) (in
 // reset to pending (relaunched keys are returned); one that used its last
 // try is failed for good with reason (failed keys are returned).
 func (j *JobSQL) recoverRunning(ctx context.Context, q Querier, cond string, reason string, args ...any) (relaunched, failed []any, err error) {
-	inflight := fmt.Sprintf("%s IS NOT NULL AND %s IS NOT NULL AND %s IS NULL AND (%s)", j.id, j.start, j.end, cond)
-	resetQ := fmt.Sprintf(`UPDATE %s SET %s WHERE %s AND COALESCE(%s, 0) < ? RETURNING %s`, j.t, j.reset, inflight, j.times, j.pk)
+	inflight := fmt.Sprintf("%s IS NOT NULL AND %s IS NOT NULL AND %s IS NULL AND (%s)", j.reservationID, j.startTime, j.endTime, cond)
+	resetQ := fmt.Sprintf(`UPDATE %s SET %s WHERE %s AND COALESCE(%s, 0) < ? RETURNING %s`, j.t, j.reset, inflight, j.reservationTimes, j.pk)
 	relaunched, err = j.s.queryKeys(ctx, q, j.s.q(resetQ), append(append([]any{}, args...), j.spec.MaxTryTimes)...)
 	if err != nil {
 		return nil, nil, err
 	}
 	failQ := fmt.Sprintf(`UPDATE %s SET %s = FALSE, %s = %s, %s = ? WHERE %s AND COALESCE(%s, 0) >= ? RETURNING %s`,
-		j.t, j.success, j.end, j.s.Dialect.Now(), j.errc, inflight, j.times, j.pk)
+		j.t, j.success, j.endTime, j.s.Dialect.Now(), j.errorDescription, inflight, j.reservationTimes, j.pk)
 	failed, err = j.s.queryKeys(ctx, q, j.s.q(failQ), append(append([]any{reason}, args...), j.spec.MaxTryTimes)...)
 	return relaunched, failed, err
 }
@@ -342,14 +344,14 @@ func (j *JobSQL) RecoverWorkers(ctx context.Context, q Querier, workers []string
 	if released, err = j.HandBack(ctx, q, workers...); err != nil {
 		return 0, nil, nil, err
 	}
-	cond := fmt.Sprintf("%s IN (%s)", j.id, placeholders(len(workers)))
+	cond := fmt.Sprintf("%s IN (%s)", j.reservationID, placeholders(len(workers)))
 	relaunched, failed, err = j.recoverRunning(ctx, q, cond, reason, toAny(workers)...)
 	return released, relaunched, failed, err
 }
 
 // RecoverExpired relaunches tries running longer than maxRun.
 func (j *JobSQL) RecoverExpired(ctx context.Context, q Querier, maxRun time.Duration, reason string) (relaunched, failed []any, err error) {
-	cond := fmt.Sprintf("%s < %s", j.start, j.s.Dialect.Ago())
+	cond := fmt.Sprintf("%s < %s", j.startTime, j.s.Dialect.Ago())
 	return j.recoverRunning(ctx, q, cond, reason, j.s.Dialect.AgoArg(maxRun))
 }
 
@@ -357,7 +359,7 @@ func (j *JobSQL) RecoverExpired(ctx context.Context, q Querier, maxRun time.Dura
 // least backoff ago, to pending.
 func (j *JobSQL) RelaunchFailed(ctx context.Context, q Querier, backoff time.Duration) ([]any, error) {
 	query := fmt.Sprintf(`UPDATE %s SET %s WHERE %s = FALSE AND COALESCE(%s, 0) < ? AND %s IS NOT NULL AND %s < %s RETURNING %s`,
-		j.t, j.reset, j.success, j.times, j.end, j.end, j.s.Dialect.Ago(), j.pk)
+		j.t, j.reset, j.success, j.reservationTimes, j.endTime, j.endTime, j.s.Dialect.Ago(), j.pk)
 	return j.s.queryKeys(ctx, q, j.s.q(query), j.spec.MaxTryTimes, j.s.Dialect.AgoArg(backoff))
 }
 
@@ -372,7 +374,7 @@ func (j *JobSQL) RelaunchKeys(ctx context.Context, q Querier, keys []any) ([]any
 	}
 	query := fmt.Sprintf(`UPDATE %[1]s SET %[2]s = CASE WHEN %[3]s = TRUE OR COALESCE(%[2]s, 0) >= ? THEN 0 ELSE %[2]s END, %[4]s
 		WHERE %[5]s IN (%[6]s) AND (%[7]s IS NULL OR %[8]s IS NOT NULL) RETURNING %[5]s`,
-		j.t, j.times, j.success, j.reset, j.pk, placeholders(len(keys)), j.id, j.end)
+		j.t, j.reservationTimes, j.success, j.reset, j.pk, placeholders(len(keys)), j.reservationID, j.endTime)
 	return j.s.queryKeys(ctx, q, j.s.q(query), append([]any{j.spec.MaxTryTimes}, keys...)...)
 }
 
@@ -380,7 +382,7 @@ func (j *JobSQL) RelaunchKeys(ctx context.Context, q Querier, keys []any) ([]any
 // cheap on the in-flight index.
 func (j *JobSQL) Queued(ctx context.Context, q Querier, worker string) (bool, error) {
 	query := j.s.q(fmt.Sprintf(`SELECT COUNT(*) FROM (SELECT 1 FROM %s WHERE %s = ? AND %s IS NULL AND %s IS NULL LIMIT 1) q`,
-		j.t, j.id, j.start, j.end))
+		j.t, j.reservationID, j.startTime, j.endTime))
 	var n int
 	err := j.s.queryRow(ctx, q, query, worker).Scan(&n)
 	return n > 0, err

@@ -32,8 +32,8 @@ func newJob(t *testing.T, s *Store, table string, n, maxTry int) *JobSQL {
 	}
 	return s.Job(JobSpec{
 		Table: ParseIdent(table), PrimaryKey: "id",
-		ID: "rid", Time: "rtime", Times: "rtimes", Start: "started", End: "ended",
-		Success: "ok", Error: "why", MaxTryTimes: maxTry,
+		ReservationID: "rid", ReservationTime: "rtime", ReservationTimes: "rtimes", StartTime: "started", EndTime: "ended",
+		Success: "ok", ErrorDescription: "why", MaxTryTimes: maxTry,
 	})
 }
 
@@ -590,8 +590,8 @@ func TestTextKeys(t *testing.T) {
 			"Tries" %s, "Began" %s, "Done" %s, "Ok" %s, "Why" %s)`,
 			ty.Text, ty.Text, ty.Time, ty.Int, ty.Time, ty.Time, ty.Bool, ty.Text))
 		mustExec(t, s, `INSERT INTO "Orders" ("Order Ref") VALUES ('b-2'), ('a-1'), ('it''s-3')`)
-		j := s.Job(JobSpec{Table: ParseIdent("Orders"), PrimaryKey: "Order Ref", ID: "Who", Time: "At", Times: "Tries",
-			Start: "Began", End: "Done", Success: "Ok", Error: "Why", MaxTryTimes: 2})
+		j := s.Job(JobSpec{Table: ParseIdent("Orders"), PrimaryKey: "Order Ref", ReservationID: "Who", ReservationTime: "At", ReservationTimes: "Tries",
+			StartTime: "Began", EndTime: "Done", Success: "Ok", ErrorDescription: "Why", MaxTryTimes: 2})
 		keys, err := j.Reserve(ctx, s.DB, "w1", 2)
 		if err != nil {
 			t.Fatal(err)

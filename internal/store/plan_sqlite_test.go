@@ -71,8 +71,8 @@ func TestFinishManyPlanSQLite(t *testing.T) {
 	mustExec(t, s, `CREATE TABLE tasks (id BIGINT PRIMARY KEY, rid TEXT, rtime TIMESTAMP, rtimes INTEGER,
 		started TIMESTAMP, ended TIMESTAMP, ok BOOLEAN, why TEXT, out TEXT)`)
 	mustExec(t, s, `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000) INSERT INTO tasks (id) SELECT x FROM c`)
-	j := s.Job(JobSpec{Table: ParseIdent("tasks"), PrimaryKey: "id", ID: "rid", Time: "rtime", Times: "rtimes",
-		Start: "started", End: "ended", Success: "ok", Error: "why", MaxTryTimes: 3})
+	j := s.Job(JobSpec{Table: ParseIdent("tasks"), PrimaryKey: "id", ReservationID: "rid", ReservationTime: "rtime", ReservationTimes: "rtimes",
+		StartTime: "started", EndTime: "ended", Success: "ok", ErrorDescription: "why", MaxTryTimes: 3})
 	for _, ix := range j.Indexes("job") {
 		mustExec(t, s, ix.DDL)
 	}

@@ -246,8 +246,8 @@ func TestSchemaQualifiedTable(t *testing.T) {
 			}
 		}
 		table := Ident{Schema: schema, Name: "tasks"}
-		j := s.Job(JobSpec{Table: table, PrimaryKey: "id", ID: "rid", Time: "rtime", Times: "rtimes",
-			Start: "started", End: "ended", Success: "ok", Error: "why", MaxTryTimes: 3})
+		j := s.Job(JobSpec{Table: table, PrimaryKey: "id", ReservationID: "rid", ReservationTime: "rtime", ReservationTimes: "rtimes",
+			StartTime: "started", EndTime: "ended", Success: "ok", ErrorDescription: "why", MaxTryTimes: 3})
 		if _, ok, err := s.Dialect.Columns(ctx, s.DB, table); err != nil || !ok {
 			t.Fatalf("Columns(%s) = ok %v, err %v", table, ok, err)
 		}

@@ -29,9 +29,9 @@ func (j *JobSQL) Indexes(job string) []Index {
 	}
 	return []Index{
 		// "pending" is the name PinPendingIndex looks for.
-		mk("pending", j.pk, fmt.Sprintf("%s IS NULL AND %s IS NULL", j.id, j.start)),
-		mk("inflight", j.id+", "+j.start, fmt.Sprintf("%s IS NOT NULL AND %s IS NULL", j.id, j.end)),
-		mk("failed", j.end, fmt.Sprintf("%s = FALSE", j.success)),
+		mk("pending", j.pk, fmt.Sprintf("%s IS NULL AND %s IS NULL", j.reservationID, j.startTime)),
+		mk("inflight", j.reservationID+", "+j.startTime, fmt.Sprintf("%s IS NOT NULL AND %s IS NULL", j.reservationID, j.endTime)),
+		mk("failed", j.endTime, fmt.Sprintf("%s = FALSE", j.success)),
 	}
 }
 

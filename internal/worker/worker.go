@@ -109,7 +109,7 @@ func (r *Runtime) newAttempt(j *engine.Job, row store.Row) *engine.Attempt {
 	spec := j.SQL.Spec()
 	key, _ := row.Get(spec.PrimaryKey)
 	a := &engine.Attempt{Job: j, Worker: r.opts.Info.ID, Row: row, Key: key}
-	if v, ok := row.Get(spec.Times); ok {
+	if v, ok := row.Get(spec.ReservationTimes); ok {
 		a.Try, _ = engine.AsInt64(v)
 	}
 	a.Log = r.log.With("job", j.Name, "task", key, "try", a.Try)
