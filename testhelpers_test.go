@@ -179,7 +179,7 @@ func (e *testEnv) dump(job string) string {
 	ws, err := e.client.store.Workers(context.Background(), time.Minute)
 	fmt.Fprintf(&b, "workers (err %v):\n", err)
 	for _, w := range ws {
-		fmt.Fprintf(&b, "  %s state=%s job=%q heartbeat %.1fs ago jobs=%v\n", w.ID, w.State, w.Job, w.HeartbeatAgeSec, w.Jobs)
+		fmt.Fprintf(&b, "  %s state=%s job=%q heartbeat %.1fs ago jobs=%v\n", w.ID, w.State, w.Job, w.LastBeat.Seconds(), w.Jobs)
 	}
 	j, err := e.client.job(job)
 	if err != nil {

@@ -194,10 +194,7 @@ func readRegistry(ctx context.Context, c *pampa.Cluster, ttl time.Duration) (map
 	}
 	out := map[string]pampa.WorkerStatus{}
 	for _, w := range ws {
-		out[w.ID] = pampa.WorkerStatus{ID: w.ID, Node: w.Node, Host: w.Host, PID: w.PID, Version: w.Version,
-			Jobs: w.Jobs, Job: w.Job, State: w.State, Alive: w.Alive,
-			LastBeat: time.Duration(w.HeartbeatAgeSec * float64(time.Second)),
-			Uptime:   time.Duration(w.UptimeSec * float64(time.Second))}
+		out[w.ID] = w
 	}
 	return out, nil
 }

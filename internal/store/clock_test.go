@@ -161,8 +161,8 @@ func checkRegistryClock(t *testing.T, s *Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !w.Alive || w.HeartbeatAgeSec < 0 || w.HeartbeatAgeSec > 60 || w.UptimeSec < 0 || w.UptimeSec > 60 {
-		t.Errorf("worker just registered = alive %v, heartbeat age %.0fs, uptime %.0fs; want alive, both under a minute", w.Alive, w.HeartbeatAgeSec, w.UptimeSec)
+	if !w.Alive || w.LastBeat < 0 || w.LastBeat > time.Minute || w.Uptime < 0 || w.Uptime > time.Minute {
+		t.Errorf("worker just registered = alive %v, heartbeat age %.0fs, uptime %.0fs; want alive, both under a minute", w.Alive, w.LastBeat.Seconds(), w.Uptime.Seconds())
 	}
 	if dead, err := s.MarkDead(ctx, time.Minute); err != nil || len(dead) != 0 {
 		t.Errorf("MarkDead = %v, %v; want no worker dead", dead, err)

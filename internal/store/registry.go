@@ -23,20 +23,30 @@ const (
 // live process already holds.
 var ErrWorkerRunning = errors.New("a live worker already holds this id")
 
-// WorkerInfo is one row of the worker registry.
+// WorkerInfo is one row of the worker registry: the one type for it, in
+// the engine, the public API (pampa.WorkerStatus) and the CLI's JSON.
 type WorkerInfo struct {
-	ID, Node, Host  string
-	PID             int
-	Version         string
-	Instance        string   // random per process start; fences a replaced process
-	ProcToken       string   // who the process is beyond its pid (proc.Token); "" when unknown
-	Jobs            []string // jobs this worker's program can process
-	Job             string   // assigned job, "" for none
-	State           string
-	HeartbeatAgeSec float64
-	UptimeSec       float64
-	Alive           bool // running and heartbeat younger than the TTL: may get tasks
-	Fresh           bool // running or stopping, heartbeat younger than the TTL: its tasks are not orphans
+	ID      string `json:"id"`
+	Node    string `json:"node"`
+	Host    string `json:"host"`
+	PID     int    `json:"pid"`
+	Version string `json:"version"`
+	// Instance is random per process start; it fences a replaced process.
+	Instance string `json:"-"`
+	// ProcToken tells the process apart beyond its pid (proc.Token); ""
+	// when unknown.
+	ProcToken string   `json:"-"`
+	Jobs      []string `json:"jobs"` // jobs this worker's program can run
+	Job       string   `json:"job"`  // assigned job, "" for none
+	State     string   `json:"state"`
+	// Alive: running, and its heartbeat younger than the TTL: it may get
+	// tasks.
+	Alive bool `json:"alive"`
+	// Fresh: running or stopping, heartbeat younger than the TTL: its
+	// tasks are not orphans.
+	Fresh    bool          `json:"-"`
+	LastBeat time.Duration `json:"last_heartbeat_ns"` // age of the last heartbeat
+	Uptime   time.Duration `json:"uptime_ns"`         // since the process registered
 }
 
 // RegisterWorker records a worker process. It takes over the id when the
@@ -70,7 +80,7 @@ func (s *Store) RegisterWorker(ctx context.Context, w WorkerInfo, ttl time.Durat
 			return fmt.Errorf("register worker %s: %w", w.ID, ErrWorkerRunning)
 		}
 		if !holderGone(cur, w) {
-			return fmt.Errorf("register worker %s: %w (pid %d on %q, heartbeat %.1fs ago)", w.ID, ErrWorkerRunning, cur.PID, cur.Host, cur.HeartbeatAgeSec)
+			return fmt.Errorf("register worker %s: %w (pid %d on %q, heartbeat %.1fs ago)", w.ID, ErrWorkerRunning, cur.PID, cur.Host, cur.LastBeat.Seconds())
 		}
 		// Only the holder this process judged dead is replaced: of two
 		// processes racing to take over, one wins and the other finds
@@ -138,8 +148,11 @@ func (s *Store) scanWorker(sc interface{ Scan(...any) error }) (WorkerInfo, erro
 	var w WorkerInfo
 	var jobs string
 	var fresh int
+	var beatAge, uptime float64 // seconds, by the database's clock
 	err := sc.Scan(&w.ID, &w.Node, &w.Host, &w.PID, &w.Version, &w.Instance, &w.ProcToken, &jobs, &w.Job, &w.State,
-		&w.HeartbeatAgeSec, &w.UptimeSec, &fresh)
+		&beatAge, &uptime, &fresh)
+	w.LastBeat = time.Duration(beatAge * float64(time.Second))
+	w.Uptime = time.Duration(uptime * float64(time.Second))
 	if jobs != "" {
 		w.Jobs = strings.Split(jobs, ",")
 	}

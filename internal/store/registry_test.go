@@ -61,8 +61,8 @@ func TestRegisterWorker(t *testing.T) {
 			got.Job != "" || got.State != StateRunning || !got.Alive || !got.Fresh {
 			t.Fatalf("Worker(local.1) = %+v", got)
 		}
-		if got.HeartbeatAgeSec < -1 || got.HeartbeatAgeSec > 5 || got.UptimeSec < -1 || got.UptimeSec > 5 {
-			t.Fatalf("heartbeat age %.2fs, uptime %.2fs; want about 0", got.HeartbeatAgeSec, got.UptimeSec)
+		if got.LastBeat < -time.Second || got.LastBeat > 5*time.Second || got.Uptime < -time.Second || got.Uptime > 5*time.Second {
+			t.Fatalf("heartbeat age %.2fs, uptime %.2fs; want about 0", got.LastBeat.Seconds(), got.Uptime.Seconds())
 		}
 
 		// A second process under the same id while the first lives.
@@ -131,8 +131,8 @@ func TestRegisterWorkerTakeover(t *testing.T) {
 				if got.Job != "render" {
 					t.Fatalf("assignment after takeover = %q, want render kept", got.Job)
 				}
-				if got.HeartbeatAgeSec > 5 || got.UptimeSec > 5 {
-					t.Fatalf("heartbeat age %.1fs, uptime %.1fs after takeover; want fresh", got.HeartbeatAgeSec, got.UptimeSec)
+				if got.LastBeat > 5*time.Second || got.Uptime > 5*time.Second {
+					t.Fatalf("heartbeat age %.1fs, uptime %.1fs after takeover; want fresh", got.LastBeat.Seconds(), got.Uptime.Seconds())
 				}
 				// The replaced process is fenced out.
 				if _, ok, err := s.Heartbeat(ctx, "local.1", "inst-a"); err != nil || ok {
@@ -163,8 +163,8 @@ func TestHeartbeat(t *testing.T) {
 		if err != nil || !ok || job != "render" {
 			t.Fatalf("Heartbeat = %q, %v, %v; want render, true", job, ok, err)
 		}
-		if w := mustWorker(t, s, "local.1"); w.HeartbeatAgeSec > 5 || !w.Alive {
-			t.Fatalf("after Heartbeat: age %.1fs, alive %v; want refreshed", w.HeartbeatAgeSec, w.Alive)
+		if w := mustWorker(t, s, "local.1"); w.LastBeat > 5*time.Second || !w.Alive {
+			t.Fatalf("after Heartbeat: age %.1fs, alive %v; want refreshed", w.LastBeat.Seconds(), w.Alive)
 		}
 
 		if _, ok, err := s.Heartbeat(ctx, "local.1", "stale-instance"); err != nil || ok {
@@ -336,8 +336,8 @@ func TestWorkers(t *testing.T) {
 			if e := want[w.ID]; w.Alive != e.alive || w.Fresh != e.fresh {
 				t.Errorf("%s (%s): Alive %v Fresh %v, want %v %v", w.ID, w.State, w.Alive, w.Fresh, e.alive, e.fresh)
 			}
-			if w.ID == "beta.1" && (w.HeartbeatAgeSec < 3500 || w.HeartbeatAgeSec > 3700) {
-				t.Errorf("beta.1 heartbeat age = %.1fs, want about 3600", w.HeartbeatAgeSec)
+			if w.ID == "beta.1" && (w.LastBeat < 3500*time.Second || w.LastBeat > 3700*time.Second) {
+				t.Errorf("beta.1 heartbeat age = %.1fs, want about 3600", w.LastBeat.Seconds())
 			}
 		}
 		// With a TTL longer than the lapse, beta.1 is alive again.
