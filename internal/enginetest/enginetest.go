@@ -100,6 +100,10 @@ func NewJob(t testing.TB, s *store.Store, name string, n, maxTry int) *engine.Jo
 		ID: "rid", Time: "rtime", Times: "rtimes", Start: "started", End: "ended",
 		Success: "ok", Error: "why", MaxTryTimes: maxTry,
 	})
+	// As a starting worker does: batched finishes on PostgreSQL need them.
+	if err := sqlj.LoadColumnTypes(context.Background()); err != nil {
+		t.Fatalf("load column types of %s: %v", name, err)
+	}
 	return &engine.Job{
 		Name: name, SQL: sqlj, QueueSize: 5, MaxJobDuration: time.Minute, MaxPendingTasks: 10,
 	}
