@@ -97,8 +97,8 @@ func NewJob(t testing.TB, s *store.Store, name string, n, maxTry int) *engine.Jo
 	}
 	sqlj := s.Job(store.JobSpec{
 		Table: store.ParseIdent(name), PrimaryKey: "id",
-		ID: "rid", Time: "rtime", Times: "rtimes", Start: "started", End: "ended",
-		Success: "ok", Error: "why", MaxTryTimes: maxTry,
+		ReservationID: "rid", ReservationTime: "rtime", ReservationTimes: "rtimes", StartTime: "started", EndTime: "ended",
+		Success: "ok", ErrorDescription: "why", MaxTryTimes: maxTry,
 	})
 	// As a starting worker does: batched finishes on PostgreSQL need them.
 	if err := sqlj.LoadColumnTypes(context.Background()); err != nil {
@@ -180,7 +180,7 @@ func NewAttempt(j *engine.Job, worker string, row store.Row) *engine.Attempt {
 	spec := j.SQL.Spec()
 	key, _ := row.Get(spec.PrimaryKey)
 	a := &engine.Attempt{Job: j, Worker: worker, Row: row, Key: key, Log: Discard()}
-	if v, ok := row.Get(spec.Times); ok {
+	if v, ok := row.Get(spec.ReservationTimes); ok {
 		a.Try, _ = engine.AsInt64(v)
 	}
 	return a

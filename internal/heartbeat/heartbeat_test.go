@@ -111,8 +111,8 @@ func TestRegisterAndBeat(t *testing.T) {
 		if b.h.Assigned() != "tasks" {
 			t.Fatalf("Assigned = %q after a beat, want the registry's 'tasks'", b.h.Assigned())
 		}
-		if w := b.worker(t); w.HeartbeatAgeSec > 5 || !w.Alive {
-			t.Fatalf("heartbeat %.1fs old after a beat (alive %v), want fresh", w.HeartbeatAgeSec, w.Alive)
+		if w := b.worker(t); w.LastBeat > 5*time.Second || !w.Alive {
+			t.Fatalf("heartbeat %.1fs old after a beat (alive %v), want fresh", w.LastBeat.Seconds(), w.Alive)
 		}
 		if b.lost.Load() != 0 || b.h.Fenced() {
 			t.Fatal("a healthy beat cancelled or fenced the worker")
@@ -338,7 +338,7 @@ func TestRunBeatsUntilCancelled(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- b.h.Run(ctx) }()
 	enginetest.Eventually(t, 5*time.Second, "a heartbeat from Run", func() bool {
-		return b.worker(t).HeartbeatAgeSec < 5
+		return b.worker(t).LastBeat < 5*time.Second
 	})
 	cancel()
 	select {
