@@ -99,23 +99,20 @@ func (t *Task) String(column string) string {
 // try succeeds or fails. Tracking columns cannot be set.
 func (t *Task) Set(column string, value any) {
 	if err := checkName(column, maxNameLen); err != nil {
-		t.a.SetErr = fmt.Errorf("Set(%q): %w", column, err)
+		t.a.RefuseSet(fmt.Errorf("Set(%q): %w", column, err))
 		return
 	}
 	if column == t.job.PrimaryKey {
-		t.a.SetErr = fmt.Errorf("Set(%q): the primary key cannot be changed", column)
+		t.a.RefuseSet(fmt.Errorf("Set(%q): the primary key cannot be changed", column))
 		return
 	}
 	for _, f := range t.job.Fields.fields() {
 		if f.column == column {
-			t.a.SetErr = fmt.Errorf("Set(%q): %s is a tracking column, managed by Pampa", column, f.option)
+			t.a.RefuseSet(fmt.Errorf("Set(%q): %s is a tracking column, managed by Pampa", column, f.option))
 			return
 		}
 	}
-	if t.a.Set == nil {
-		t.a.Set = map[string]any{}
-	}
-	t.a.Set[column] = value
+	t.a.SetColumn(column, value)
 }
 
 func init() {

@@ -122,14 +122,14 @@ func TestWriteInAppliesOnlyFencedRows(t *testing.T) {
 		// Row 3's try moved on (relaunched and claimed again): try 1 is stale.
 		enginetest.Exec(t, s, `UPDATE tasks SET rtimes = 2 WHERE id = 3`)
 		// Row 4 is w.2's; w.1 reports on it as if it still held it.
-		stale := *theirs[4]
-		stale.Worker = "w.1"
+		src := theirs[4]
+		stale := &engine.Attempt{Job: src.Job, Worker: "w.1", Row: src.Row, Key: src.Key, Try: src.Try, Log: src.Log}
 		bad := errors.New("bad input")
 		batch := []engine.Outcome{
 			outcome(mine[1], "r1", nil),
 			outcome(mine[2], "r2", bad),
 			outcome(mine[3], "r3", nil),
-			outcome(&stale, "r4", nil),
+			outcome(stale, "r4", nil),
 		}
 		var applied []bool
 		err := s.Tx(t.Context(), func(ctx context.Context, tx *sql.Tx) error {

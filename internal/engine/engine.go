@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -100,14 +101,56 @@ type Attempt struct {
 	Try    int64
 	Log    *slog.Logger
 
-	// Set holds the columns the processing function set; SetErr the
-	// first refused Set, which fails the try.
+	// Set holds the columns the processing function set; SetErr a
+	// refused Set, which fails the try. Write them with SetColumn and
+	// RefuseSet, which the function may call from any goroutine; read
+	// them once the executor has sealed the attempt.
 	Set    map[string]any
 	SetErr error
+
+	mu     sync.Mutex
+	sealed bool // the try is over: later Sets are ignored
 
 	// Handle is the public package's view of the task, built once per
 	// attempt so that every hook sees the same value.
 	Handle any
+}
+
+// SetColumn records a column to write with the outcome, unless the try
+// is over (an abandoned function that goes on running sets nothing).
+func (a *Attempt) SetColumn(column string, value any) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.sealed {
+		return
+	}
+	if a.Set == nil {
+		a.Set = map[string]any{}
+	}
+	a.Set[column] = value
+}
+
+// RefuseSet records a Set that cannot be honoured; it fails the try.
+func (a *Attempt) RefuseSet(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.sealed {
+		a.SetErr = err
+	}
+}
+
+// Seal ends the try's writes: later SetColumn and RefuseSet calls are
+// ignored. With drop, what was set is dropped too; Seal returns how many
+// columns were set.
+func (a *Attempt) Seal(drop bool) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.sealed = true
+	n := len(a.Set)
+	if drop {
+		a.Set, a.SetErr = nil, nil
+	}
+	return n
 }
 
 // Fence is the attempt's write guard: its key, worker and try.

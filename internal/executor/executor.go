@@ -110,7 +110,7 @@ func (e *Executor) Process(a *engine.Attempt) error {
 		select {
 		case err = <-done:
 		case <-time.After(e.opts.OverrunGrace):
-			a.Set = nil
+			a.Seal(true) // it may go on running: nothing it sets counts
 			return fmt.Errorf("the processing function did not return within %s of its context ending (%v); abandoned",
 				e.opts.OverrunGrace, context.Cause(ctx))
 		}
@@ -118,17 +118,17 @@ func (e *Executor) Process(a *engine.Attempt) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return late(a, err, max)
 	}
+	a.Seal(false)
 	return err
 }
 
 // late judges a try that returned after its deadline: it failed, and what
 // it returned or set is dropped (and said so in the log).
 func late(a *engine.Attempt, err error, max time.Duration) error {
-	if len(a.Set) > 0 || err == nil {
+	if set := a.Seal(true); set > 0 || err == nil {
 		a.Log.Warn("late result dropped: the try returned after its max_job_duration",
-			"max_job_duration", max, "returned_error", err != nil, "columns_set", len(a.Set))
+			"max_job_duration", max, "returned_error", err != nil, "columns_set", set)
 	}
-	a.Set = nil
 	if err != nil && errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("timed out after max_job_duration %s: %w", max, err)
 	}

@@ -50,7 +50,7 @@ func TestProcessSucceedsAndKeepsSet(t *testing.T) {
 		if _, ok := ctx.Deadline(); !ok {
 			return errors.New("the try's context has no deadline")
 		}
-		a.Set = map[string]any{"result": "done"}
+		a.SetColumn("result", "done")
 		return nil
 	})
 	if err := e.Process(a); err != nil {
@@ -135,7 +135,7 @@ func TestProcessLateNilFailsWithDeadline(t *testing.T) {
 	e := New(Options{OverrunGrace: time.Second})
 	a := attempt(20*time.Millisecond, logs, func(ctx context.Context, a *engine.Attempt) error {
 		<-ctx.Done()
-		a.Set = map[string]any{"result": "late"}
+		a.SetColumn("result", "late")
 		return nil
 	})
 	err := e.Process(a)
@@ -176,7 +176,7 @@ func TestProcessReturningBeforeDeadlineSucceeds(t *testing.T) {
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
-		a.Set = map[string]any{"result": "in time"}
+		a.SetColumn("result", "in time")
 		return nil
 	})
 	if err := e.Process(a); err != nil {
@@ -277,5 +277,28 @@ func TestExecuteStarterCommitsBeforeProcess(t *testing.T) {
 	}
 	if d <= 0 {
 		t.Fatalf("duration = %s, want > 0 for a try that ran", d)
+	}
+}
+
+// A function abandoned past its deadline that goes on running and sets a
+// column afterwards sets nothing: its try has failed, and what it writes
+// later must not reach the row (nor race with the completer reading it).
+func TestAbandonedFunctionSetsNothingAfterwards(t *testing.T) {
+	t.Parallel()
+	release, wrote := make(chan struct{}), make(chan struct{})
+	e := New(Options{OverrunGrace: 20 * time.Millisecond})
+	a := attempt(20*time.Millisecond, nil, func(ctx context.Context, a *engine.Attempt) error {
+		<-release
+		a.SetColumn("result", "from an abandoned try")
+		a.RefuseSet(errors.New("a refused Set, late"))
+		close(wrote)
+		return nil
+	})
+	err := e.Process(a)
+	close(release)
+	<-wrote
+	out := engine.Outcome{Attempt: a, Err: err}.Result()
+	if len(out.Set) != 0 || !strings.Contains(out.Error, "did not return") {
+		t.Fatalf("outcome of an abandoned try = %+v, want a 'did not return' failure setting nothing", out)
 	}
 }
