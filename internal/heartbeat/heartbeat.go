@@ -90,8 +90,8 @@ func newInstance() string {
 }
 
 // Register records the process under the worker's id, then relaunches
-// the rows the id holds as running: a process that has just registered
-// runs none of them.
+// the rows the id holds as running and hands back its reservations: a
+// process that has just registered runs none of them.
 func (h *Heartbeat) Register(ctx context.Context) error {
 	info := h.opts.Info
 	info.Instance = newInstance()
@@ -104,7 +104,8 @@ func (h *Heartbeat) Register(ctx context.Context) error {
 	return nil
 }
 
-// RecoverOwn relaunches the rows this id holds as running. They were left
+// RecoverOwn relaunches the rows this id holds as running, and hands back
+// its unstarted reservations (the dispatcher reserves them again). They were left
 // by an earlier process under the same id (killed, crashed, or stopped
 // past its grace period), by this one before it was declared dead, or by
 // a claim whose commit this process could not see. Registered again, the
