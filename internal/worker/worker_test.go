@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,11 +17,21 @@ import (
 	"github.com/pampa-go/pampa/internal/enginetest"
 	"github.com/pampa-go/pampa/internal/notify"
 	"github.com/pampa-go/pampa/internal/store"
+	"github.com/pampa-go/pampa/internal/testdb"
 )
 
 // The runtime runs its heartbeat and every try in goroutines of their
 // own: none may outlive Run.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	code := testdb.Run(m)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 const id = "n.1"
 
@@ -34,7 +45,12 @@ type bundle struct {
 
 func setup(t *testing.T, n, concurrency int, process func(ctx context.Context, a *engine.Attempt) error, tune func(*Options)) *bundle {
 	t.Helper()
-	s := enginetest.Open(t, "sqlite")
+	return setupOn(t, enginetest.Open(t, "sqlite"), n, concurrency, process, tune)
+}
+
+// setupOn is setup on a store of the caller's.
+func setupOn(t *testing.T, s *store.Store, n, concurrency int, process func(ctx context.Context, a *engine.Attempt) error, tune func(*Options)) *bundle {
+	t.Helper()
 	j := enginetest.NewJob(t, s, "tasks", n, 3)
 	j.Hooks.Process = process
 	ids := make([]int, n)
