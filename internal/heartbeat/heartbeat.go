@@ -176,6 +176,10 @@ func (h *Heartbeat) Beat(ctx context.Context) error {
 		// Declared dead (say, after a long pause): our running tasks were
 		// relaunched elsewhere. Drop them and join again.
 		h.opts.Log.Warn("the registry declared this worker dead; cancelling running tasks and registering again")
+		// Claim nothing until registered again: the rows the id still
+		// holds are about to be handed on (marking dead and recovering are
+		// two transactions), and registering relaunches them itself.
+		h.fenced.Store(true)
 		h.opts.OnLost()
 		if err := h.Register(ctx); err != nil {
 			if errors.Is(err, store.ErrWorkerRunning) {

@@ -39,7 +39,9 @@ type bundle struct {
 	j    *engine.Job
 	h    *Heartbeat
 	lost atomic.Int32
-	logs *enginetest.Logs
+	// fencedWhenLost: whether the worker was fenced when told to cancel.
+	fencedWhenLost atomic.Bool
+	logs           *enginetest.Logs
 }
 
 func setup(t *testing.T, s *store.Store, interval, ttl time.Duration) *bundle {
@@ -54,7 +56,10 @@ func (b *bundle) another(interval, ttl time.Duration) *Heartbeat {
 	return New(Options{
 		Store: b.s, Info: store.WorkerInfo{ID: id, Node: "n", Host: "h", PID: 42, Jobs: []string{"tasks"}},
 		Jobs: []*engine.Job{b.j}, Interval: interval, TTL: ttl, Log: b.logs.Logger(),
-		OnLost: func() { b.lost.Add(1) },
+		OnLost: func() {
+			b.lost.Add(1)
+			b.fencedWhenLost.Store(b.h != nil && b.h.Fenced())
+		},
 	})
 }
 
@@ -157,6 +162,14 @@ func TestBeatWhenDeclaredDeadCancelsAndRegistersAgain(t *testing.T) {
 		b.beat(t)
 		if b.lost.Load() != 1 {
 			t.Fatalf("OnLost called %d times, want once", b.lost.Load())
+		}
+		// Declared dead, it claims nothing until registered again: the
+		// rows its id holds are about to be handed on.
+		if !b.fencedWhenLost.Load() {
+			t.Fatal("the worker was not fenced while it cancelled its tries and registered again")
+		}
+		if b.h.Fenced() {
+			t.Fatal("still fenced once registered again")
 		}
 		w := b.worker(t)
 		if w.State != store.StateRunning || w.Instance == old || w.Instance != b.h.Instance() {
