@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/pampa-go/pampa/internal/engine"
@@ -127,6 +128,10 @@ func (s *Service) recover(ctx context.Context, tx *sql.Tx, j *engine.Job, gone [
 	if err := s.opts.Store.LockTimeout(ctx, tx, 2*time.Second); err != nil {
 		return 0, nil, nil, err
 	}
+	gone, err = s.stillGone(ctx, tx, j, gone)
+	if err != nil {
+		return 0, nil, nil, err
+	}
 	released, r1, f1, err := j.SQL.RecoverWorkers(ctx, tx, gone, "worker died or left while running the task")
 	if err != nil {
 		return 0, nil, nil, err
@@ -144,6 +149,24 @@ func (s *Service) recover(ctx context.Context, tx *sql.Tx, j *engine.Job, gone [
 	relaunched = append(append(append(relaunched, r1...), r2...), r3...)
 	failed = append(f1, f2...)
 	return released, relaunched, failed, j.Relaunched(ctx, tx, relaunched)
+}
+
+// stillGone keeps, of the workers judged gone, those that still are as tx
+// reads (and locks) their registry rows: a worker declared dead may have
+// registered again since the registry was listed, and its new process may
+// already run rows its id holds; those stay with it.
+func (s *Service) stillGone(ctx context.Context, tx *sql.Tx, j *engine.Job, gone []string) ([]string, error) {
+	live, err := s.opts.Store.LockLive(ctx, tx, gone)
+	if err != nil {
+		return nil, err
+	}
+	out := gone[:0:0]
+	for _, id := range gone {
+		if !slices.Contains(live[id], j.Name) {
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }
 
 // customRelaunch runs the job's relaunching hook, if any.

@@ -249,3 +249,51 @@ func TestRunOnceReportsUnreachableDatabase(t *testing.T) {
 		t.Fatalf("RunOnce on a closed database = %v, %v; want a 'mark dead workers' error", ws, err)
 	}
 }
+
+// A worker declared dead that registers again before its rows are
+// handed on keeps them: the pass judged it gone from a registry listing
+// taken before it came back, and handing on now would relaunch a row its
+// new process may already run (two runs at once, on two workers). The
+// relaunch transaction reads the registry again, locking the rows, so a
+// registration waits for it or is seen by it.
+func TestWorkerBackBeforeHandOnKeepsItsRows(t *testing.T) {
+	t.Parallel()
+	enginetest.Each(t, func(t *testing.T, s *store.Store) {
+		j := enginetest.NewJob(t, s, "tasks", 4, 3)
+		other := enginetest.NewJob(t, s, "other", 2, 3)
+		register(t, s, "n.1", time.Hour, "tasks", "other")
+		running(t, s, j, "n.1", 1, 1)
+		enginetest.Reserve(t, s, j, "n.1", 2)
+		running(t, s, other, "n.1", 1, 1)
+		svc := newService(s, j, other)
+		if _, err := s.MarkDead(t.Context(), ttl); err != nil {
+			t.Fatal(err)
+		}
+		// The pass's listing: n.1 dead, holding nothing.
+		holds := map[string]map[string]bool{}
+		// n.1 comes back, now running only "tasks".
+		back := store.WorkerInfo{ID: "n.1", Node: "n", Instance: "i-new", Jobs: []string{"tasks"}}
+		if err := s.RegisterWorker(t.Context(), back, ttl); err != nil {
+			t.Fatal(err)
+		}
+		var res Result
+		for _, job := range []*engine.Job{j, other} {
+			if err := svc.relaunch(t.Context(), job, holds, &res); err != nil {
+				t.Fatalf("relaunch %s: %v", job.Name, err)
+			}
+		}
+		if r := enginetest.Get(t, s, j, 1); r.RID.String != "n.1" || !r.Started {
+			t.Errorf("row 1 of tasks = %+v, want still running on n.1, which is back", r)
+		}
+		if r := enginetest.Get(t, s, j, 2); r.RID.String != "n.1" {
+			t.Errorf("row 2 of tasks = %+v, want still reserved for n.1", r)
+		}
+		// Its program no longer runs "other": that row is handed on.
+		if r := enginetest.Get(t, s, other, 1); r.RID.Valid || r.Started {
+			t.Errorf("row 1 of other = %+v, want relaunched (n.1 no longer runs the job)", r)
+		}
+		if res.Relaunched != 1 || res.Released != 0 {
+			t.Errorf("result = %+v, want only other's row relaunched", res)
+		}
+	})
+}

@@ -49,6 +49,10 @@ type Dialect interface {
 	// SkipLocked is appended to a row-locking sub-select ("" when the
 	// engine serialises writers instead).
 	SkipLocked() string
+	// LockRows is appended to a SELECT whose rows must stay as read until
+	// the transaction ends (" FOR UPDATE"), or "" where a write
+	// transaction already keeps every other writer out.
+	LockRows() string
 	// Types of the columns Pampa creates.
 	Types() ColumnTypes
 	// AcceptsKind reports whether a column declared with typ (lower case,

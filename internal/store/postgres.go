@@ -94,6 +94,8 @@ func (Postgres) SecondsSince(col string) string {
 // SkipLocked implements Dialect.
 func (Postgres) SkipLocked() string { return " FOR UPDATE SKIP LOCKED" }
 
+func (Postgres) LockRows() string { return " FOR UPDATE" }
+
 // Types implements Dialect.
 func (Postgres) Types() ColumnTypes {
 	return ColumnTypes{Text: "text", Time: "timestamptz", Int: "integer", Bool: "boolean"}

@@ -197,6 +197,34 @@ func (s *Store) Worker(ctx context.Context, id string, ttl time.Duration) (Worke
 	return s.scanWorker(row)
 }
 
+// LockLive reads, within tx and locking them, the registry rows of ids,
+// and returns the jobs of those still running or stopping. Held until tx
+// ends, the lock makes a process registering under one of the ids wait,
+// so that what tx hands on for a gone worker is never what a new process
+// of that id has just claimed.
+func (s *Store) LockLive(ctx context.Context, tx *sql.Tx, ids []string) (map[string][]string, error) {
+	live := map[string][]string{}
+	if len(ids) == 0 {
+		return live, nil
+	}
+	rows, err := tx.QueryContext(ctx, s.q(`SELECT id, state, jobs FROM pampa_workers WHERE id IN (`+placeholders(len(ids))+`)`+
+		s.Dialect.LockRows()), toAny(ids)...)
+	if err != nil {
+		return nil, fmt.Errorf("lock registry rows: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, state, jobs string
+		if err := rows.Scan(&id, &state, &jobs); err != nil {
+			return nil, err
+		}
+		if state == StateRunning || state == StateStopping {
+			live[id] = strings.Split(jobs, ",")
+		}
+	}
+	return live, rows.Err()
+}
+
 // MarkDead declares dead the workers whose heartbeat is older than ttl and
 // drops their assignments. It returns their ids.
 func (s *Store) MarkDead(ctx context.Context, ttl time.Duration) ([]string, error) {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -586,6 +587,56 @@ func TestRegistryTakeOverRace(t *testing.T) {
 		}
 		if got := mustWorker(t, s, "local.1"); got.Instance != fmt.Sprintf("inst-%d", winner) {
 			t.Fatalf("registry holds %s, but inst-%d won", got.Instance, winner)
+		}
+	})
+}
+
+// LockLive reports the workers still running or stopping, and holds their
+// registry rows until its transaction ends: a process registering under
+// one of the ids meanwhile waits, so that what the transaction hands on
+// for a gone worker is never what a new process of that id just claimed.
+func TestLockLiveHoldsRegistration(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		if err := s.RegisterWorker(ctx, testWorker("local.1", "old"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RegisterWorker(ctx, testWorker("local.2", "other"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetWorkerState(ctx, "local.1", "old", StateDead); err != nil {
+			t.Fatal(err)
+		}
+		registered := make(chan error, 1)
+		err := s.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			live, err := s.LockLive(ctx, tx, []string{"local.1", "local.2", "local.9"})
+			if err != nil {
+				return err
+			}
+			if _, ok := live["local.1"]; ok || len(live["local.2"]) == 0 || len(live) != 1 {
+				t.Errorf("LockLive = %v, want only local.2 (local.1 dead, local.9 unknown)", live)
+			}
+			go func() {
+				registered <- s.RegisterWorker(context.Background(), testWorker("local.1", "new"), time.Minute)
+			}()
+			select {
+			case err := <-registered:
+				t.Errorf("local.1 registered (%v) while its row was locked", err)
+			case <-time.After(300 * time.Millisecond):
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-registered:
+			if err != nil {
+				t.Fatalf("register after the lock: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("local.1 could not register once the lock was released")
 		}
 	})
 }

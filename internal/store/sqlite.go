@@ -132,6 +132,8 @@ func (d SQLite) SecondsSince(col string) string {
 // SkipLocked implements Dialect: writers are serialised, nothing to skip.
 func (SQLite) SkipLocked() string { return "" }
 
+func (SQLite) LockRows() string { return "" }
+
 // Types implements Dialect.
 func (SQLite) Types() ColumnTypes {
 	return ColumnTypes{Text: "TEXT", Time: "TIMESTAMP", Int: "INTEGER", Bool: "BOOLEAN"}
