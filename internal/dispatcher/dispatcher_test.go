@@ -3,31 +3,17 @@ package dispatcher
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 
 	"github.com/pampa-go/pampa/internal/engine"
 	"github.com/pampa-go/pampa/internal/enginetest"
 	"github.com/pampa-go/pampa/internal/notify"
 	"github.com/pampa-go/pampa/internal/store"
-	"github.com/pampa-go/pampa/internal/testdb"
 )
 
 // Run is a goroutine of the caller's: none may outlive the tests.
-func TestMain(m *testing.M) {
-	code := testdb.Run(m)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { enginetest.Main(m) }
 
 func newLoop(s *store.Store, id string, jobs ...*engine.Job) *Loop {
 	return New(Options{Store: s, Bus: notify.NewBus(), Jobs: jobs, Log: enginetest.Discard(), ID: id,

@@ -13,6 +13,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/pampa-go/pampa/internal/engine"
 	"github.com/pampa-go/pampa/internal/store"
 	"github.com/pampa-go/pampa/internal/testdb"
+	"go.uber.org/goleak"
 )
 
 // Dialects are the databases the services' tests run against.
@@ -252,4 +254,19 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		}
 		<-tick.C
 	}
+}
+
+// Main runs a package's tests with their databases (testdb.Run) and then
+// checks that no goroutine outlived them: the services start goroutines of
+// their own, and none may leak past a test. Use it as the package's
+// TestMain.
+func Main(m *testing.M) {
+	code := testdb.Run(m)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }

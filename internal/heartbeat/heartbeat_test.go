@@ -3,15 +3,11 @@ package heartbeat
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 
 	"github.com/pampa-go/pampa/internal/engine"
 	"github.com/pampa-go/pampa/internal/enginetest"
@@ -20,16 +16,7 @@ import (
 )
 
 // Run is a goroutine of the caller's: none may outlive the tests.
-func TestMain(m *testing.M) {
-	code := testdb.Run(m)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { enginetest.Main(m) }
 
 const id = "n.1"
 

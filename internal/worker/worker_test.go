@@ -4,34 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 
 	"github.com/pampa-go/pampa/internal/dispatch"
 	"github.com/pampa-go/pampa/internal/engine"
 	"github.com/pampa-go/pampa/internal/enginetest"
 	"github.com/pampa-go/pampa/internal/notify"
 	"github.com/pampa-go/pampa/internal/store"
-	"github.com/pampa-go/pampa/internal/testdb"
 )
 
 // The runtime runs its heartbeat and every try in goroutines of their
 // own: none may outlive Run.
-func TestMain(m *testing.M) {
-	code := testdb.Run(m)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { enginetest.Main(m) }
 
 const id = "n.1"
 
