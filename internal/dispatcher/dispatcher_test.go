@@ -17,7 +17,7 @@ func TestMain(m *testing.M) { enginetest.Main(m) }
 
 func newLoop(s *store.Store, id string, jobs ...*engine.Job) *Loop {
 	return New(Options{Store: s, Bus: notify.NewBus(), Jobs: jobs, Log: enginetest.Discard(), ID: id,
-		Delay: 10 * time.Millisecond, MaintenanceEvery: 0, LeaseTTL: 3 * time.Second, WorkerTTL: time.Minute,
+		Delay: 10 * time.Millisecond, MaintenanceEvery: 0, LeaseTTL: time.Minute, WorkerTTL: time.Minute,
 		ReleaseAfter: time.Hour, ExpiryGrace: time.Minute, Retryable: func(error) bool { return false }})
 }
 
