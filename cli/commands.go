@@ -200,21 +200,12 @@ func runCmd(ctx context.Context, e *env, args []string) error {
 	defer stop()
 	var wg sync.WaitGroup
 	errs := make(chan error, workers+1)
-	var ws []*pampa.Worker
-	for i := 1; i <= workers; i++ {
-		id := pampa.WorkerID(nd.Name, i)
-		wlog, wcloser, err := lf.logger("worker "+id, "worker."+id+".log", nil)
-		if err != nil {
-			return err
-		}
-		defer wcloser.Close()
-		opts := wf.opts
-		opts.Logger, opts.Version = wlog, e.version()
-		w, err := client.NewWorker(id, opts)
-		if err != nil {
-			return err
-		}
-		ws = append(ws, w)
+	ws, closers, err := e.newWorkers(client, nd.Name, workers, &lf, &wf)
+	for _, c := range closers {
+		defer c.Close()
+	}
+	if err != nil {
+		return err
 	}
 	df.opts.Logger = dlog
 	d := client.NewDispatcher(df.opts)
@@ -241,6 +232,29 @@ func runCmd(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	return watchErr
+}
+
+// newWorkers makes the first n workers of node, each logging to a file of
+// its own; the closers close those logs, whatever the error.
+func (e *env) newWorkers(client *pampa.Client, node string, n int, lf *logFlags, wf *workerFlags) ([]*pampa.Worker, []io.Closer, error) {
+	var ws []*pampa.Worker
+	var closers []io.Closer
+	for i := 1; i <= n; i++ {
+		id := pampa.WorkerID(node, i)
+		wlog, wcloser, err := lf.logger("worker "+id, "worker."+id+".log", nil)
+		if err != nil {
+			return nil, closers, err
+		}
+		closers = append(closers, wcloser)
+		opts := wf.opts
+		opts.Logger, opts.Version = wlog, e.version()
+		w, err := client.NewWorker(id, opts)
+		if err != nil {
+			return nil, closers, err
+		}
+		ws = append(ws, w)
+	}
+	return ws, closers, nil
 }
 
 func pickNode(c *pampa.Cluster, name string) (*pampa.Node, error) {
