@@ -22,6 +22,9 @@ type JobReport struct {
 	Reserved  int64  `json:"reserved"`
 	Running   int64  `json:"running"`
 	Estimated bool   `json:"estimated"`
+	// Paused: an operator paused the job (Client.Pause); it gets no new
+	// reservations until resumed.
+	Paused bool `json:"paused"`
 }
 
 // reportEstimateMin is the table size, in rows by PostgreSQL's statistics,
@@ -80,12 +83,17 @@ func (c *Client) ReportWith(ctx context.Context, opts ReportOptions) ([]JobRepor
 	case estimateMin == 0:
 		estimateMin = reportEstimateMin
 	}
+	paused, err := c.store.Paused(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]JobReport, 0, len(jobs))
 	for _, j := range jobs {
 		r, err := c.jobReport(ctx, j, estimateMin)
 		if err != nil {
 			return nil, err
 		}
+		r.Paused = paused[j.Name]
 		out = append(out, r)
 	}
 	return out, nil
@@ -135,4 +143,24 @@ func (c *Client) reportHook(ctx context.Context, fn func(context.Context, Querie
 	var n int64
 	err := c.store.Scalar(ctx, c.store.DB, query, nil, &n)
 	return n, err
+}
+
+// Pause stops new reservations of a job's tasks, in every dispatcher and
+// until Resume: the leading dispatcher hands back the rows reserved and not
+// yet started at its next round, and the tries running go on to their
+// end. It is stored in the database (pampa_paused), so it outlives
+// restarts. Pausing a paused job changes nothing.
+func (c *Client) Pause(ctx context.Context, job string) error {
+	if _, err := c.job(job); err != nil {
+		return err
+	}
+	return c.store.Pause(ctx, job)
+}
+
+// Resume lets a paused job's tasks be reserved again.
+func (c *Client) Resume(ctx context.Context, job string) error {
+	if _, err := c.job(job); err != nil {
+		return err
+	}
+	return c.store.Resume(ctx, job)
 }

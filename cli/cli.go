@@ -98,6 +98,8 @@ func commands() []command {
 		{"report", "[--json] [--job NAME]", "count each job's tasks: total, completed, pending, failed, reserved, running", reportCmd},
 		{"failed", "--job NAME [--json]", "list a job's tasks that failed for good, with their errors", failedCmd},
 		{"retry", "--job NAME (--all | KEY...)", "re-drive tasks that failed for good: pending again, with fresh tries", retryCmd},
+		{"pause", "JOB...", "pause jobs: no new reservations until resumed; running tasks finish", pauseCmd},
+		{"resume", "JOB...", "resume paused jobs", resumeCmd},
 		{"nodes", "status|deploy|start|stop|restart|logs [NODE...]", "operate the nodes over SSH: deploy, start and stop workers, status and usage", nodesCmd},
 		{"bench", "[--db D] [--tasks N] [--processes] [--json]", "measure throughput, latency, round and report times, memory", benchCmd},
 		{"version", "", "print the version", versionCmd},

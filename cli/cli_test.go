@@ -150,7 +150,7 @@ func TestSetupReportAndRun(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &reports) != nil || len(reports) != 1 {
 		t.Fatalf("report --json: exit %d, %q", code, out)
 	}
-	want := map[string]any{"job": "search_odd_numbers", "total": 5.0, "completed": 5.0, "pending": 0.0, "failed": 0.0, "reserved": 0.0, "running": 0.0, "estimated": false}
+	want := map[string]any{"job": "search_odd_numbers", "total": 5.0, "completed": 5.0, "pending": 0.0, "failed": 0.0, "reserved": 0.0, "running": 0.0, "estimated": false, "paused": false}
 	for k, v := range want {
 		if reports[0][k] != v {
 			t.Errorf("report[%s] = %v, want %v (%s)", k, reports[0][k], v, out)
@@ -162,6 +162,30 @@ func TestSetupReportAndRun(t *testing.T) {
 	out, _, code = runCLI(t, nil, "report", "--config", config)
 	if code != 0 || !strings.Contains(out, "COMPLETED") || !strings.Contains(out, "search_odd_numbers") {
 		t.Errorf("report table: exit %d\n%s", code, out)
+	}
+
+	// pause and resume, as the report shows them.
+	if out, errOut, code := runCLI(t, nil, "pause", "search_odd_numbers", "--config", config); code != 0 || !strings.Contains(out, "job search_odd_numbers: paused") {
+		t.Fatalf("pause: exit %d\n%s%s", code, out, errOut)
+	}
+	out, _, _ = runCLI(t, nil, "report", "--config", config, "--json")
+	if !strings.Contains(out, `"paused": true`) {
+		t.Errorf("report --json after pause: %s", out)
+	}
+	if out, _, _ = runCLI(t, nil, "report", "--config", config); !strings.Contains(out, "search_odd_numbers (paused)") {
+		t.Errorf("report table after pause:\n%s", out)
+	}
+	if out, errOut, code := runCLI(t, nil, "resume", "--config", config, "search_odd_numbers"); code != 0 || !strings.Contains(out, "resumed") {
+		t.Fatalf("resume: exit %d\n%s%s", code, out, errOut)
+	}
+	if out, _, _ = runCLI(t, nil, "report", "--config", config, "--json"); !strings.Contains(out, `"paused": false`) {
+		t.Errorf("report --json after resume: %s", out)
+	}
+	if _, errOut, code := runCLI(t, nil, "pause", "--config", config, "no_such_job"); code == 0 || !strings.Contains(errOut, "no_such_job") {
+		t.Errorf("pause of an unknown job: exit %d, %s", code, errOut)
+	}
+	if _, _, code := runCLI(t, nil, "pause", "--config", config); code != 2 {
+		t.Errorf("pause with no job: exit %d, want 2", code)
 	}
 }
 

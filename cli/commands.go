@@ -404,7 +404,7 @@ func printReports(w io.Writer, reports []pampa.JobReport) error {
 		if r.Estimated {
 			about, estimated = "~", true
 		}
-		fmt.Fprintf(tw, "%s\t%s%d\t%s%d\t%d\t%d\t%d\t%d\t\n", r.Job, about, r.Total, about, r.Completed, r.Pending, r.Failed, r.Reserved, r.Running)
+		fmt.Fprintf(tw, "%s\t%s%d\t%s%d\t%d\t%d\t%d\t%d\t\n", jobLabel(r), about, r.Total, about, r.Completed, r.Pending, r.Failed, r.Reserved, r.Running)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

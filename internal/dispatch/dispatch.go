@@ -31,8 +31,9 @@ type Options struct {
 
 // Result says what the service did.
 type Result struct {
-	Reserved int // rows reserved for workers
-	Assigned int // assignment changes
+	Reserved   int // rows reserved for workers
+	Assigned   int // assignment changes
+	HandedBack int // reservations of paused jobs handed back
 }
 
 // Service assigns and reserves. It is used by one goroutine.
@@ -57,9 +58,18 @@ func (s *Service) Stretch(ctx context.Context, workers []store.WorkerInfo, res *
 			live++
 		}
 	}
+	paused, err := s.opts.Store.Paused(ctx)
+	if err != nil {
+		return err
+	}
 	loads := make([]jobLoad, 0, len(s.opts.Jobs))
 	var errs []error
 	for _, j := range s.opts.Jobs {
+		if paused[j.Name] {
+			// Nothing to dispatch: its workers go once ReleaseAfter passes.
+			loads = append(loads, jobLoad{job: j, pending: s.load(j.Name, 0, nil)})
+			continue
+		}
 		n, err := s.pendingCount(ctx, j, pendingLimit(j, live))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("job %s: count pending: %w", j.Name, err))

@@ -17,8 +17,18 @@ func (s *Service) Reserve(ctx context.Context, res *Result) error {
 	if err != nil {
 		return fmt.Errorf("list workers: %w", err)
 	}
+	paused, err := s.opts.Store.Paused(ctx)
+	if err != nil {
+		return err
+	}
 	var errs []error
 	for _, j := range s.opts.Jobs {
+		if paused[j.Name] {
+			if err := s.handBackPaused(ctx, j, res); err != nil {
+				errs = append(errs, fmt.Errorf("job %s: %w", j.Name, err))
+			}
+			continue
+		}
 		if err := s.reserveJob(ctx, j, workers, res); err != nil {
 			errs = append(errs, fmt.Errorf("job %s: %w", j.Name, err))
 		}
@@ -147,4 +157,23 @@ func (s *Service) reserveSelected(ctx context.Context, j *engine.Job, wants []st
 		}
 	}
 	return got, nil
+}
+
+// handBackPaused returns a paused job's reserved, unstarted rows to the
+// pool; what runs goes on to its end.
+func (s *Service) handBackPaused(ctx context.Context, j *engine.Job, res *Result) error {
+	var n int64
+	err := s.opts.Store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		n, err = j.SQL.HandBackAll(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("hand back the paused job's reservations: %w", err)
+	}
+	if n > 0 {
+		res.HandedBack += int(n)
+		s.opts.Log.Info("paused job: reservations handed back", "job", j.Name, "n", n)
+	}
+	return nil
 }

@@ -248,6 +248,11 @@ func (s *Store) migrations() []string {
 		)`,
 		// Who a worker process is, beyond its pid: see proc.Token.
 		`ALTER TABLE pampa_workers ADD COLUMN proc_token ` + t.Text + ` NOT NULL DEFAULT ''`,
+		// Jobs an operator paused: no new reservations (see Store.Pause).
+		`CREATE TABLE IF NOT EXISTS pampa_paused (
+			job ` + t.Text + ` PRIMARY KEY,
+			paused_at ` + t.Time + ` NOT NULL
+		)`,
 	}
 }
 
