@@ -146,8 +146,8 @@ func (c *Client) reportHook(ctx context.Context, fn func(context.Context, Querie
 }
 
 // Pause stops new reservations of a job's tasks, in every dispatcher and
-// until Resume: the leading dispatcher hands back the rows reserved and not
-// yet started at its next round, and the tries running go on to their
+// until Resume: within a second the leading dispatcher hands back the rows
+// reserved and not yet started, and the tries running go on to their
 // end. It is stored in the database (pampa_paused), so it outlives
 // restarts. Pausing a paused job changes nothing.
 func (c *Client) Pause(ctx context.Context, job string) error {

@@ -42,6 +42,9 @@ type Service struct {
 	// idleSince is when each job was last seen with nothing pending and
 	// nothing newly reserved (absent while it is busy).
 	idleSince map[string]time.Time
+	// paused is the last read of the paused jobs, at pausedRead.
+	paused     map[string]bool
+	pausedRead time.Time
 }
 
 // New returns the service.
@@ -58,7 +61,7 @@ func (s *Service) Stretch(ctx context.Context, workers []store.WorkerInfo, res *
 			live++
 		}
 	}
-	paused, err := s.opts.Store.Paused(ctx)
+	paused, err := s.pausedJobs(ctx, true)
 	if err != nil {
 		return err
 	}

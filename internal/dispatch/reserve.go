@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/pampa-go/pampa/internal/engine"
 	"github.com/pampa-go/pampa/internal/notify"
@@ -17,7 +18,7 @@ func (s *Service) Reserve(ctx context.Context, res *Result) error {
 	if err != nil {
 		return fmt.Errorf("list workers: %w", err)
 	}
-	paused, err := s.opts.Store.Paused(ctx)
+	paused, err := s.pausedJobs(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -176,4 +177,23 @@ func (s *Service) handBackPaused(ctx context.Context, j *engine.Job, res *Result
 		s.opts.Log.Info("paused job: reservations handed back", "job", j.Name, "n", n)
 	}
 	return nil
+}
+
+// pausedFor is how long the reserve step trusts its last read of the
+// paused jobs: a read per round would cost the hand-off of a single row a
+// tenth of its time, and a pause need not act within milliseconds.
+const pausedFor = time.Second
+
+// pausedJobs returns the paused jobs, read again when fresh is asked for
+// (the maintenance pass) or the last read is older than pausedFor.
+func (s *Service) pausedJobs(ctx context.Context, fresh bool) (map[string]bool, error) {
+	if !fresh && s.paused != nil && time.Since(s.pausedRead) < pausedFor {
+		return s.paused, nil
+	}
+	p, err := s.opts.Store.Paused(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.paused, s.pausedRead = p, time.Now()
+	return p, nil
 }
