@@ -57,3 +57,25 @@ func (c *Client) Retry(ctx context.Context, job string, keys ...any) ([]any, err
 	}
 	return done, nil
 }
+
+// Discard fails for good tasks whose last try failed and that still have
+// tries left, so that they are not tried again: they join the tasks that
+// failed for good (FailedTasks lists them; Retry re-drives them). Keys of
+// tasks pending, running, succeeded or already failed for good are left
+// alone; it returns the keys it discarded.
+func (c *Client) Discard(ctx context.Context, job string, keys ...any) ([]any, error) {
+	j, err := c.job(job)
+	if err != nil {
+		return nil, err
+	}
+	var done []any
+	err = c.store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		done, err = j.sql.Discard(ctx, tx, keys)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("job %s: discard failed tries: %w", job, err)
+	}
+	return done, nil
+}

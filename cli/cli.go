@@ -98,6 +98,7 @@ func commands() []command {
 		{"report", "[--json] [--job NAME]", "count each job's tasks: total, completed, pending, failed, reserved, running", reportCmd},
 		{"failed", "--job NAME [--json]", "list a job's tasks that failed for good, with their errors", failedCmd},
 		{"retry", "--job NAME (--all | KEY...)", "re-drive tasks that failed for good: pending again, with fresh tries", retryCmd},
+		{"discard", "--job NAME KEY...", "fail for good failed tasks that still have tries left: not tried again", discardCmd},
 		{"pause", "JOB...", "pause jobs: no new reservations until resumed; running tasks finish", pauseCmd},
 		{"resume", "JOB...", "resume paused jobs", resumeCmd},
 		{"nodes", "status|deploy|start|stop|restart|logs [NODE...]", "operate the nodes over SSH: deploy, start and stop workers, status and usage", nodesCmd},

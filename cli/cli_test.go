@@ -234,6 +234,14 @@ func TestLogOffDoesNotCrash(t *testing.T) {
 	if !strings.Contains(out, `"failed": 0`) || !strings.Contains(out, `"pending": 1`) {
 		t.Errorf("report after retry: %s", out)
 	}
+	// discard: task 3 is pending again (no failed try left to discard).
+	out, errOut, code = runCLI(t, nil, "discard", "3", "--config", config, "--job", "search_odd_numbers")
+	if code != 0 || !strings.Contains(out, "0 task(s) failed for good") || !strings.Contains(out, "1 key(s) had no failed try") {
+		t.Errorf("discard: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, errOut, code = runCLI(t, nil, "discard", "--config", config, "--job", "search_odd_numbers"); code != 2 {
+		t.Errorf("discard without keys: exit %d, %s", code, errOut)
+	}
 }
 
 func TestVersion(t *testing.T) {

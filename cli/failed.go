@@ -76,14 +76,7 @@ func retryCmd(ctx context.Context, e *env, args []string) error {
 	if all == (fs.NArg() > 0) {
 		return usagef("name the keys to retry, or pass --all (not both)")
 	}
-	keys := make([]any, fs.NArg())
-	for i, k := range fs.Args() {
-		if n, err := strconv.ParseInt(k, 10, 64); err == nil {
-			keys[i] = n
-		} else {
-			keys[i] = k
-		}
-	}
+	keys := parseKeys(fs.Args())
 	client, err := e.open(ctx, cf)
 	if err != nil {
 		return err
@@ -96,6 +89,53 @@ func retryCmd(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "job %s: %d task(s) pending again\n", job, len(done))
 	if !all && len(done) < len(keys) {
 		fmt.Fprintf(e.stdout, "%d key(s) were not failed for good and were left alone\n", len(keys)-len(done))
+	}
+	return nil
+}
+
+// parseKeys reads task keys from the command line: integers as integers,
+// anything else as text.
+func parseKeys(args []string) []any {
+	keys := make([]any, len(args))
+	for i, k := range args {
+		if n, err := strconv.ParseInt(k, 10, 64); err == nil {
+			keys[i] = n
+		} else {
+			keys[i] = k
+		}
+	}
+	return keys
+}
+
+func discardCmd(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("discard", "--job NAME KEY...", "Fail for good tasks whose last try failed and that still have tries left, so that they are\n"+
+		"not tried again; they join the tasks `pampa failed` lists, and `pampa retry` re-drives them.")
+	var cf clusterFlags
+	var job string
+	cf.register(fs)
+	fs.StringVar(&job, "job", "", "the job (required)")
+	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	if job == "" {
+		return usagef("--job is required")
+	}
+	if fs.NArg() == 0 {
+		return usagef("name the keys to discard")
+	}
+	keys := parseKeys(fs.Args())
+	client, err := e.open(ctx, cf)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	done, err := client.Discard(ctx, job, keys...)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "job %s: %d task(s) failed for good\n", job, len(done))
+	if len(done) < len(keys) {
+		fmt.Fprintf(e.stdout, "%d key(s) had no failed try with tries left and were left alone\n", len(keys)-len(done))
 	}
 	return nil
 }

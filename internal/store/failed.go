@@ -52,3 +52,18 @@ func (j *JobSQL) Redrive(ctx context.Context, q Querier, keys []any) ([]any, err
 		j.t, j.reservationTimes, j.reset, j.success, j.reservationTimes, cond, j.pk)
 	return j.s.queryKeys(ctx, q, j.s.q(query), append([]any{j.spec.MaxTryTimes}, keys...)...)
 }
+
+// Discard fails for good the failed tries of keys that still have tries
+// left (they would otherwise be relaunched): their try count is raised to
+// MaxTryTimes, and the row is kept as it ended, error included. It returns
+// the keys it discarded; rows running, pending or already failed for good
+// are left alone.
+func (j *JobSQL) Discard(ctx context.Context, q Querier, keys []any) ([]any, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	query := fmt.Sprintf(`UPDATE %s SET %s = ? WHERE %s = FALSE AND %s IS NOT NULL AND COALESCE(%s, 0) < ? AND %s IN (%s) RETURNING %s`,
+		j.t, j.reservationTimes, j.success, j.endTime, j.reservationTimes, j.pk, placeholders(len(keys)), j.pk)
+	args := append([]any{j.spec.MaxTryTimes, j.spec.MaxTryTimes}, keys...)
+	return j.s.queryKeys(ctx, q, j.s.q(query), args...)
+}
