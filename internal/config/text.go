@@ -29,7 +29,7 @@ func ExpandEnv(s string, lookup func(string) (string, bool)) (string, error) {
 			return "", errors.New(`"${" without a closing "}"`)
 		}
 		name := s[i+2 : i+2+end]
-		if !isEnvName(name) {
+		if !IsEnvName(name) {
 			return "", fmt.Errorf("%q is not an environment variable name; use letters, digits and '_'", name)
 		}
 		val, ok := lookup(name)
@@ -41,7 +41,9 @@ func ExpandEnv(s string, lookup func(string) (string, bool)) (string, error) {
 	}
 }
 
-func isEnvName(s string) bool {
+// IsEnvName reports whether s can name an environment variable: letters,
+// digits and '_', not starting with a digit.
+func IsEnvName(s string) bool {
 	if s == "" {
 		return false
 	}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pampa-go/pampa/internal/config"
 	"github.com/pkg/sftp"
 )
 
@@ -143,7 +144,7 @@ func (c *Conn) Deploy(ctx context.Context, spec DeploySpec) (*Deployed, error) {
 		return nil, fmt.Errorf("program name %q: want a plain file name", spec.Program)
 	}
 	for _, e := range spec.Env {
-		if !validEnvName(e.Name) {
+		if !config.IsEnvName(e.Name) {
 			return nil, fmt.Errorf("environment variable name %q: want letters, digits and _, not starting with a digit", e.Name)
 		}
 		if strings.ContainsAny(string(e.Value), "\n\r\x00") {

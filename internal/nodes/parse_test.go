@@ -265,11 +265,6 @@ func TestNodesReleaseIDAndEnv(t *testing.T) {
 			t.Errorf("releaseID(%q) = %s, want %s", tc.version, got, tc.want)
 		}
 	}
-	for name, ok := range map[string]bool{"A": true, "_x1": true, "PAMPA_DB": true, "": false, "1A": false, "A-B": false, "A=B": false, "A B": false} {
-		if validEnvName(name) != ok {
-			t.Errorf("validEnvName(%q) = %v", name, !ok)
-		}
-	}
 }
 
 func TestNodesSecretNeverPrints(t *testing.T) {

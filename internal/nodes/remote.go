@@ -185,17 +185,3 @@ func readRecord(read readFunc, dir, id string) (*WorkerProcess, error) {
 	}
 	return &WorkerProcess{ID: id, PID: pid}, nil
 }
-
-// validEnvName reports whether s can name an environment variable.
-func validEnvName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i, r := range s {
-		letter := r == '_' || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z')
-		if !letter && (i == 0 || r < '0' || r > '9') {
-			return false
-		}
-	}
-	return true
-}
