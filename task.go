@@ -19,16 +19,6 @@ type Task struct {
 	db  *sql.DB
 }
 
-// newTask is the public view of an attempt of one of the client's jobs.
-func (c *Client) newTask(a *engine.Attempt) *Task {
-	for _, j := range c.jobs {
-		if j.Name == a.Job.Name {
-			return &Task{a: a, job: j.Job, db: c.store.DB}
-		}
-	}
-	panic("pampa: attempt of an unknown job " + a.Job.Name)
-}
-
 // Key is the row's primary key.
 func (t *Task) Key() any { return t.a.Key }
 

@@ -123,8 +123,10 @@ func (c *Client) workerOptions(id string, opts WorkerOptions, jobs []*jobRuntime
 	host, _ := os.Hostname()
 	log := opts.Logger.With("worker", id)
 	names := make([]string, len(jobs))
+	byName := make(map[string]*Job, len(jobs))
 	for i, j := range jobs {
 		names[i] = j.Name
+		byName[j.Name] = j.Job
 	}
 	o := worker.Options{
 		Store: c.store, Bus: c.bus, Jobs: c.engineJobs(jobs), Log: log,
@@ -133,7 +135,8 @@ func (c *Client) workerOptions(id string, opts WorkerOptions, jobs []*jobRuntime
 		HeartbeatInterval: opts.HeartbeatInterval, HeartbeatTTL: opts.HeartbeatTTL,
 		GracePeriod: opts.GracePeriod, OverrunGrace: opts.OverrunGrace,
 		Retryable: c.retryable,
-		NewHandle: func(a *engine.Attempt) any { return c.newTask(a) },
+		// The public view of each attempt: the Task its hooks are given.
+		NewHandle: func(a *engine.Attempt) any { return &Task{a: a, job: byName[a.Job.Name], db: c.store.DB} },
 	}
 	if start := c.cluster.OnWorkerStart; start != nil {
 		o.OnStart = func(ctx context.Context) error { return start(ctx, log, id) }
