@@ -724,6 +724,13 @@ func TestStartSnippets(t *testing.T) {
 			}
 			r, _ := e.startIDs(steadyDispatcher(), steadyWorker(), "local.1", "local.2")
 			e.waitJob("search_odd_numbers", 10, 60*time.Second)
+			// On a loaded machine one worker may finish the job before the
+			// other has started: wait for both to have started.
+			e.waitFor(30*time.Second, "both workers' start-up snippets", func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(workerCalls) == 2
+			})
 			r.stop(t)
 			if n := dispatcherCalls.Load(); n != 1 {
 				t.Errorf("dispatcher snippet ran %d times, want 1", n)
