@@ -110,7 +110,7 @@ func commands() []command {
 // env is what a command runs with.
 type env struct {
 	prog *Program
-	// stdout and stderr escape control characters (see escapeControl):
+	// stdout and stderr escape control characters (see visible.Escape):
 	// all text for people goes through them.
 	stdout, stderr io.Writer
 	// rawStdout is stdout as given, for JSON and machine-read output.
