@@ -101,6 +101,7 @@ func commands() []command {
 		{"discard", "--job NAME KEY...", "fail for good failed tasks that still have tries left: not tried again", discardCmd},
 		{"pause", "JOB...", "pause jobs: no new reservations until resumed; running tasks finish", pauseCmd},
 		{"resume", "JOB...", "resume paused jobs", resumeCmd},
+		{"dashboard", "[--listen ADDR]", "serve the web dashboard, its JSON API and metrics (actions need the admin role)", dashboardCmd},
 		{"nodes", "status|deploy|start|stop|restart|logs [NODE...]", "operate the nodes over SSH: deploy, start and stop workers, status and usage", nodesCmd},
 		{"bench", "[--db D] [--tasks N] [--processes] [--json]", "measure throughput, latency, round and report times, memory", benchCmd},
 		{"version", "", "print the version", versionCmd},

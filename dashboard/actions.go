@@ -1,0 +1,161 @@
+package dashboard
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+)
+
+// ActionResult is what an action answers, as JSON.
+type ActionResult struct {
+	Done string `json:"done"`           // what was done, in words
+	Keys []any  `json:"keys,omitempty"` // the tasks it applied to
+}
+
+// actionInput is what an action is asked: task keys, or all of them.
+type actionInput struct {
+	Keys []any `json:"keys"`
+	All  bool  `json:"all"`
+}
+
+// action is one POST endpoint. do runs it for the job (or worker) the path
+// names; it calls the Client, as the CLI does.
+type action struct {
+	path string
+	do   func(ctx context.Context, r *http.Request, in actionInput) (ActionResult, error)
+}
+
+func (s *Server) actions() []action {
+	c := s.client
+	return []action{
+		{"/api/jobs/{job}/pause", s.onJob(func(ctx context.Context, job string, _ actionInput) (ActionResult, error) {
+			return ActionResult{Done: "job " + job + " paused"}, c.Pause(ctx, job)
+		})},
+		{"/api/jobs/{job}/resume", s.onJob(func(ctx context.Context, job string, _ actionInput) (ActionResult, error) {
+			return ActionResult{Done: "job " + job + " resumed"}, c.Resume(ctx, job)
+		})},
+		{"/api/jobs/{job}/retry", s.onJob(func(ctx context.Context, job string, in actionInput) (ActionResult, error) {
+			if len(in.Keys) == 0 && !in.All {
+				return ActionResult{}, badRequestf("name the tasks to retry (keys), or ask for all of them")
+			}
+			keys, err := c.Retry(ctx, job, in.Keys...)
+			return ActionResult{Done: fmt.Sprintf("job %s: %d task(s) retried", job, len(keys)), Keys: keys}, err
+		})},
+		{"/api/jobs/{job}/discard", s.onJob(func(ctx context.Context, job string, in actionInput) (ActionResult, error) {
+			if len(in.Keys) == 0 {
+				return ActionResult{}, badRequestf("name the tasks to discard (keys)")
+			}
+			keys, err := c.Discard(ctx, job, in.Keys...)
+			return ActionResult{Done: fmt.Sprintf("job %s: %d task(s) failed for good", job, len(keys)), Keys: keys}, err
+		})},
+	}
+}
+
+// onJob checks that the path's job exists before fn.
+func (s *Server) onJob(fn func(ctx context.Context, job string, in actionInput) (ActionResult, error)) func(context.Context, *http.Request, actionInput) (ActionResult, error) {
+	return func(ctx context.Context, r *http.Request, in actionInput) (ActionResult, error) {
+		job := r.PathValue("job")
+		if s.client.Cluster().Job(job) == nil {
+			return ActionResult{}, notFoundf("no job is named %q", job)
+		}
+		return fn(ctx, job, in)
+	}
+}
+
+// perform runs an action and answers: JSON to a JSON request, otherwise a
+// redirect back to the form's page with the outcome shown there.
+func (s *Server) perform(a action) handler {
+	return func(w http.ResponseWriter, r *http.Request, p principal) {
+		in, form, err := readInput(r)
+		if err != nil {
+			s.failErr(w, r, err)
+			return
+		}
+		res, err := a.do(r.Context(), r, in)
+		if err != nil {
+			s.failErr(w, r, err)
+			return
+		}
+		s.log.Info("dashboard: action", "user", p.name, "path", r.URL.Path, "done", res.Done)
+		if !form {
+			writeJSON(w, http.StatusOK, res)
+			return
+		}
+		setFlash(w, res.Done)
+		http.Redirect(w, r, localPath(r.PostFormValue("back")), http.StatusSeeOther)
+	}
+}
+
+// maxBody bounds an action's request body.
+const maxBody = 1 << 20
+
+// readInput reads an action's keys from a JSON body or a form (fields
+// "key", repeated, and "all"). form tells which it was.
+func readInput(r *http.Request) (in actionInput, form bool, err error) {
+	r.Body = http.MaxBytesReader(nil, r.Body, maxBody)
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt == "application/json" {
+		dec := json.NewDecoder(r.Body)
+		dec.UseNumber()
+		if err := dec.Decode(&in); err != nil && err != io.EOF {
+			return in, false, badRequestf("the request body is not the JSON object expected: %v", err)
+		}
+		for i, k := range in.Keys {
+			switch v := k.(type) {
+			case json.Number:
+				n, err := v.Int64()
+				if err != nil {
+					return in, false, badRequestf("key %s is not an integer or a string", v)
+				}
+				in.Keys[i] = n
+			case string:
+			default:
+				return in, false, badRequestf("key %v is not an integer or a string", k)
+			}
+		}
+		return in, false, nil
+	}
+	if err := r.ParseForm(); err != nil {
+		return in, true, badRequestf("the form cannot be read: %v", err)
+	}
+	for _, k := range r.PostForm["key"] {
+		in.Keys = append(in.Keys, parseKey(k))
+	}
+	in.All = r.PostFormValue("all") == "1"
+	return in, true, nil
+}
+
+// parseKey reads a key from a form: the pages write integers as integers.
+func parseKey(k string) any {
+	if n, err := strconv.ParseInt(k, 10, 64); err == nil {
+		return n
+	}
+	return k
+}
+
+const flashCookie = "pampa_flash"
+
+// setFlash leaves a message for the next page the browser shows.
+func setFlash(w http.ResponseWriter, msg string) {
+	http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: url.QueryEscape(msg), Path: "/", MaxAge: 60,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode})
+}
+
+// takeFlash reads the message setFlash left, and clears it.
+func takeFlash(w http.ResponseWriter, r *http.Request) string {
+	c, err := r.Cookie(flashCookie)
+	if err != nil {
+		return ""
+	}
+	http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	msg, err := url.QueryUnescape(c.Value)
+	if err != nil {
+		return ""
+	}
+	return msg
+}

@@ -1,0 +1,172 @@
+package dashboard
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// routes: pages (HTML), the API (the same data as JSON), and actions. An
+// action is a POST under /api/: a JSON request gets a JSON answer; a form
+// of the pages gets redirected back to the page it came from.
+func (s *Server) routes() {
+	m := s.mux
+	m.HandleFunc("GET /healthz", s.healthz)
+	m.HandleFunc("GET /readyz", s.readyz)
+	m.Handle("GET /static/", staticHandler())
+	m.HandleFunc("GET /login", s.loginPage)
+	m.HandleFunc("POST /login", s.loginPost)
+	m.HandleFunc("POST /logout", s.read(s.withCSRF(s.logoutPost)))
+
+	m.HandleFunc("GET /{$}", s.read(s.show("overview", "Overview", 2, func(r *http.Request) (any, error) {
+		return s.overview(r.Context())
+	})))
+	m.HandleFunc("GET /jobs/{job}", s.read(s.show("job", "Job", 2, func(r *http.Request) (any, error) {
+		return s.jobPage(r.Context(), r.PathValue("job"))
+	})))
+	m.HandleFunc("GET /failed", s.read(s.show("failed", "Failed tasks", 0, func(r *http.Request) (any, error) {
+		return s.failedPage(r.Context(), r.URL.Query().Get("job"))
+	})))
+	m.HandleFunc("GET /workers", s.read(s.show("workers", "Workers", 2, func(r *http.Request) (any, error) {
+		return s.workersPage(r.Context())
+	})))
+	m.HandleFunc("GET /nodes", s.read(s.show("nodes", "Nodes", 0, func(r *http.Request) (any, error) {
+		return s.nodes.page(s.opts.NodeStatus != nil), nil
+	})))
+
+	m.HandleFunc("GET /api/overview", s.read(s.api(func(r *http.Request) (any, error) { return s.overview(r.Context()) })))
+	m.HandleFunc("GET /api/jobs/{job}", s.read(s.api(func(r *http.Request) (any, error) {
+		return s.jobPage(r.Context(), r.PathValue("job"))
+	})))
+	m.HandleFunc("GET /api/failed", s.read(s.api(func(r *http.Request) (any, error) {
+		return s.failedPage(r.Context(), r.URL.Query().Get("job"))
+	})))
+	m.HandleFunc("GET /api/workers", s.read(s.api(func(r *http.Request) (any, error) { return s.workersPage(r.Context()) })))
+	m.HandleFunc("GET /api/nodes", s.read(s.api(func(r *http.Request) (any, error) {
+		return s.nodes.page(s.opts.NodeStatus != nil), nil
+	})))
+	// Reading the nodes costs SSH round trips: a POST, so that no page
+	// load or crawler sets it off, but open to every role.
+	m.HandleFunc("POST /api/nodes/refresh", s.read(s.withCSRF(s.refreshNodes)))
+
+	for _, a := range s.actions() {
+		m.HandleFunc("POST "+a.path, s.act(s.perform(a)))
+	}
+	if s.opts.Metrics != nil {
+		m.Handle("GET /metrics", s.read(func(w http.ResponseWriter, r *http.Request, _ principal) {
+			s.opts.Metrics.ServeHTTP(w, r)
+		}))
+	}
+}
+
+// show serves a page: the data load gives, rendered by the template name,
+// refreshed every refresh seconds while live (0: never).
+func (s *Server) show(name, title string, refresh int, load func(*http.Request) (any, error)) handler {
+	return func(w http.ResponseWriter, r *http.Request, p principal) {
+		data, err := load(r)
+		if err != nil {
+			s.failErr(w, r, err)
+			return
+		}
+		s.render(w, r, name, view{Title: title, Page: name, Refresh: refresh, Data: data}, p)
+	}
+}
+
+// api serves load's data as JSON.
+func (s *Server) api(load func(*http.Request) (any, error)) handler {
+	return func(w http.ResponseWriter, r *http.Request, _ principal) {
+		data, err := load(r)
+		if err != nil {
+			s.failErr(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, data)
+	}
+}
+
+// withCSRF checks a browser identity's CSRF token before h.
+func (s *Server) withCSRF(h handler) handler {
+	return func(w http.ResponseWriter, r *http.Request, p principal) {
+		if p.csrf != "" && !csrfOK(r, p.csrf) {
+			s.fail(w, r, http.StatusForbidden, "the form is stale or forged (missing or wrong CSRF token): reload the page")
+			return
+		}
+		h(w, r, p)
+	}
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// readyz answers 200 when the database answers within 2 s and a dispatcher
+// holds the leader lease, 503 otherwise; the reason is logged, not shown.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if why := s.notReady(ctx); why != "" {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("not ready: " + why + "\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+func (s *Server) notReady(ctx context.Context) string {
+	if err := s.client.DB().PingContext(ctx); err != nil {
+		s.log.Warn("dashboard: not ready: the database does not answer", "error", err)
+		return "the database does not answer"
+	}
+	return ""
+}
+
+func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
+	if !s.auth.enabled() {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	s.renderLogin(w, http.StatusOK, localPath(r.URL.Query().Get("next")), "")
+}
+
+// loginPost checks a name and password from the login form and opens a
+// session. A failure is logged with the name tried, never the password.
+func (s *Server) loginPost(w http.ResponseWriter, r *http.Request) {
+	next := localPath(r.PostFormValue("next"))
+	if !s.auth.enabled() {
+		http.Redirect(w, r, next, http.StatusSeeOther)
+		return
+	}
+	name := r.PostFormValue("name")
+	u, err := s.auth.checkPassword(name, r.PostFormValue("password"))
+	if err != nil {
+		s.log.Warn("dashboard: failed login", "user", name, "remote", r.RemoteAddr)
+		time.Sleep(250 * time.Millisecond) // slows guessing a little
+		s.renderLogin(w, http.StatusUnauthorized, next, "Wrong name or password.")
+		return
+	}
+	s.log.Info("dashboard: login", "user", u.Name, "role", u.Role, "remote", r.RemoteAddr)
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: s.auth.login(u), Path: "/", HttpOnly: true,
+		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (s *Server) logoutPost(w http.ResponseWriter, r *http.Request, _ principal) {
+	s.auth.logout(r)
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
+		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// localPath keeps a redirect on this site: a path, not "//host" or a URL.
+func localPath(p string) string {
+	u, err := url.Parse(p)
+	if err != nil || p == "" || !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") ||
+		u.Scheme != "" || u.Host != "" {
+		return "/"
+	}
+	return p
+}
