@@ -50,8 +50,15 @@ const (
 	readToken     = "read-token-0123456789"
 )
 
+// config is what a fixture is built with: the dashboard's options and the
+// job's processing function.
+type config struct {
+	Options
+	process pampa.ProcessFunc
+}
+
 // withAuth configures an admin and a read-only user and token.
-func withAuth(o *Options) {
+func withAuth(o *config) {
 	o.Users = []User{{Name: "ada", Password: adminPassword, Role: RoleAdmin}, {Name: "rob", Password: readPassword, Role: RoleRead}}
 	o.Tokens = []Token{{Name: "ci", Token: adminToken, Role: RoleAdmin}, {Name: "grafana", Token: readToken, Role: RoleRead}}
 }
@@ -65,7 +72,7 @@ func numbersJob(process pampa.ProcessFunc) pampa.Job {
 	}
 }
 
-func newFixture(t *testing.T, driver string, rows int, configure ...func(*Options)) *fixture {
+func newFixture(t *testing.T, driver string, rows int, configure ...func(*config)) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	db := pampa.Database{Driver: driver, URL: testdb.SQLitePath(t)}
@@ -76,7 +83,13 @@ func newFixture(t *testing.T, driver string, rows int, configure ...func(*Option
 	if err := c.AddNode(pampa.Node{Name: "local", Host: "127.0.0.1", MaxWorkers: 4}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.AddJob(numbersJob(func(context.Context, *pampa.Task) error { return nil })); err != nil {
+	logs := &syncBuffer{}
+	cfg := config{Options: Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), SampleEvery: 100 * time.Millisecond},
+		process: func(context.Context, *pampa.Task) error { return nil }}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	if err := c.AddJob(numbersJob(cfg.process)); err != nil {
 		t.Fatal(err)
 	}
 	client, err := pampa.Connect(ctx, c)
@@ -91,18 +104,43 @@ func newFixture(t *testing.T, driver string, rows int, configure ...func(*Option
 	if _, err := pampa.Setup(ctx, c, pampa.SetupOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
-	opts := Options{Client: client, Logger: slog.New(slog.NewTextHandler(logs, nil)), SampleEvery: 100 * time.Millisecond}
-	for _, f := range configure {
-		f(&opts)
-	}
-	srv, err := New(opts)
+	cfg.Client = client
+	srv, err := New(cfg.Options)
 	if err != nil {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	return &fixture{t: t, client: client, srv: srv, http: hs, logs: logs}
+}
+
+// run starts a dispatcher and n workers in this process, with short
+// intervals, and the dashboard's sampler; all stop when the test ends.
+func (f *fixture) run(n int) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	start := func(name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx); err != nil && ctx.Err() == nil {
+				f.t.Errorf("%s: %v", name, err)
+			}
+		}()
+	}
+	f.t.Cleanup(func() { cancel(); wg.Wait() })
+	d := f.client.NewDispatcher(pampa.DispatcherOptions{Delay: 20 * time.Millisecond, MaintenanceEvery: 50 * time.Millisecond,
+		LeaseTTL: 2 * time.Second, WorkerTTL: 30 * time.Second, ReleaseAfter: time.Minute})
+	start("dispatcher", d.Run)
+	for i := 1; i <= n; i++ {
+		w, err := f.client.NewWorker(pampa.WorkerID("local", i), pampa.WorkerOptions{Delay: 20 * time.Millisecond,
+			HeartbeatInterval: 200 * time.Millisecond, HeartbeatTTL: 30 * time.Second, GracePeriod: 2 * time.Second})
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		start(pampa.WorkerID("local", i), w.Run)
+	}
+	start("sampler", f.srv.Run)
 }
 
 // exec runs SQL with '?' placeholders on either database.
