@@ -5,7 +5,7 @@
 
 GO ?= go
 
-.PHONY: help test test-race lint build demo bench bench-river
+.PHONY: help test test-race lint build demo dashboard bench bench-river
 
 help: ## List the targets
 	@echo "Targets:"
@@ -29,6 +29,9 @@ build: ## Build the pampa command into bin/pampa
 
 demo: ## Quick start on embedded SQLite: 100,000 tasks on 10 workers, then the report
 	$(GO) run ./examples/quickstart demo
+
+dashboard: ## The dashboard over the quick start's database, on http://127.0.0.1:8080/ (run it beside make demo)
+	$(GO) run ./examples/quickstart dashboard
 
 bench: ## pampa bench on PostgreSQL (throwaway, fsync on) and SQLite: burn, trickle, scale, memory
 	bash scripts/bench.sh

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -29,6 +30,9 @@ var config []byte
 func checkOdd(ctx context.Context, t *pampa.Task) error {
 	value, err := t.Int64("value")
 	if err != nil {
+		return err
+	}
+	if err := demoFailure(t, value); err != nil {
 		return err
 	}
 	isOdd := value%2 != 0
@@ -56,9 +60,34 @@ func main() {
 
 const total = 100_000
 
+// During `demo`, the multiples of failEvery fail every try, so that the
+// run ends with a few tasks failed for good to look at and retry (`failed`,
+// `retry`, or the dashboard). A task retried in the same process, or run
+// by any other command, succeeds.
+const failEvery = 10_007
+
+var (
+	demoMode bool
+	gaveUp   sync.Map // values whose every try failed, in this process
+)
+
+func demoFailure(t *pampa.Task, value int64) error {
+	if !demoMode || value%failEvery != 0 {
+		return nil
+	}
+	if _, retried := gaveUp.Load(value); retried {
+		return nil
+	}
+	if t.Try() >= t.Job().MaxTryTimes {
+		gaveUp.Store(value, true)
+	}
+	return fmt.Errorf("failed on purpose (the demo fails the multiples of %d): retry me", failEvery)
+}
+
 // demo seeds the table, runs a dispatcher and ten workers until every task
 // is done, and checks the result. Rerunning starts from scratch.
 func demo(prog *cli.Program, args []string) int {
+	demoMode = true
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := os.MkdirAll("pampa-demo", 0o755); err != nil {
@@ -91,10 +120,17 @@ func demo(prog *cli.Program, args []string) int {
 		fmt.Fprintln(os.Stderr, "count:", err)
 		return 1
 	}
-	fmt.Printf("\nOdd numbers found: %d\n", odd)
+	// The odd multiples of failEvery failed, and were not counted.
+	wantOdd := total/2 - (total/failEvery+1)/2
+	fmt.Printf("\nOdd numbers found: %d (the %d odd ones among the tasks failed on purpose are not)\n", odd, total/2-wantOdd)
 	fmt.Printf("Processed %d tasks in %.1fs (%.0f tasks/s). Logs are in pampa-demo/.\n", total, wall.Seconds(), total/wall.Seconds())
-	if odd != total/2 {
-		fmt.Fprintf(os.Stderr, "expected %d odd numbers\n", total/2)
+	fmt.Printf("\nThe %d multiples of %d failed on purpose. See them, retry them, and run them again:\n"+
+		"  go run ./examples/quickstart failed --job search_odd_numbers\n"+
+		"  go run ./examples/quickstart retry --job search_odd_numbers --all\n"+
+		"  go run ./examples/quickstart run --until-done\n"+
+		"or watch a run in the dashboard: make dashboard, then open http://127.0.0.1:8080/\n", total/failEvery, failEvery)
+	if odd != wantOdd {
+		fmt.Fprintf(os.Stderr, "expected %d odd numbers\n", wantOdd)
 		return 1
 	}
 	return 0
