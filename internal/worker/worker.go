@@ -135,6 +135,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	r.log.Info("worker started", "jobs", len(r.opts.Jobs), "concurrency", r.opts.Concurrency)
 	if o := r.opts.Observer; o != nil {
+		// Published now, withdrawn when Run returns.
 		defer o.WorkerSlots(r.opts.Info.ID, r.opts.Concurrency, func() int { return int(r.busy.Load()) })()
 	}
 	for _, j := range r.opts.Jobs {
