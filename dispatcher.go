@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pampa-go/pampa/internal/dispatcher"
+	"github.com/pampa-go/pampa/internal/engine"
 )
 
 // DispatcherOptions tune a dispatcher. Zero values take the defaults given.
@@ -43,6 +44,10 @@ type DispatcherOptions struct {
 	ID string
 	// Logger receives the dispatcher's log. Default: discard.
 	Logger *slog.Logger
+	// Metrics, if set, receive the dispatcher's figures: rounds,
+	// reservations, relaunches, whether it leads (docs/metrics.md). The
+	// database gauges are added apart, with Metrics.CollectDatabase.
+	Metrics *Metrics
 }
 
 func (o DispatcherOptions) withDefaults() DispatcherOptions {
@@ -98,10 +103,10 @@ func (c *Client) NewDispatcher(opts DispatcherOptions) *Dispatcher {
 	opts = opts.withDefaults()
 	c.startNotifier(opts.Logger)
 	loop := dispatcher.New(dispatcher.Options{
-		Store: c.store, Bus: c.bus, Jobs: c.engineJobs(c.jobs), Log: opts.Logger, ID: opts.ID,
+		Store: c.store, Bus: c.bus, Jobs: opts.Metrics.observe(c.engineJobs(c.jobs), engine.DispatcherRole), Log: opts.Logger, ID: opts.ID,
 		Delay: opts.Delay, MaintenanceEvery: opts.MaintenanceEvery, LeaseTTL: opts.LeaseTTL,
 		WorkerTTL: opts.WorkerTTL, ReleaseAfter: opts.ReleaseAfter, ExpiryGrace: opts.ExpiryGrace,
-		Retryable: c.retryable,
+		Retryable: c.retryable, Observer: opts.Metrics.observer(),
 	})
 	return &Dispatcher{c: c, opts: opts, loop: loop}
 }
@@ -144,4 +149,27 @@ func (d *Dispatcher) RunOnce(ctx context.Context) (RoundStats, error) {
 	m, r := st.Maintenance, st.Dispatch
 	return RoundStats{Leading: st.Leading, Reserved: r.Reserved, Assigned: r.Assigned,
 		Relaunched: m.Relaunched, Failed: m.Failed, Released: m.Released, DeadMarked: m.DeadMarked}, err
+}
+
+// LeaderInfo is the dispatchers' leader lease as the database holds it.
+type LeaderInfo struct {
+	// Holder is the leading dispatcher's id (DispatcherOptions.ID); ""
+	// when none holds the lease (it resigned, or none ever led).
+	Holder string `json:"holder"`
+	// Term goes up each time the lease changes hands; 0 before any
+	// dispatcher led.
+	Term int64 `json:"term"`
+	// ExpiresIn is how long the lease lasts unless renewed, by the
+	// database's clock; 0 or less when it has lapsed or is free.
+	ExpiresIn time.Duration `json:"expires_in_ns"`
+}
+
+// Leader reads the leader lease: which dispatcher leads, its term, and
+// how long its lease has left.
+func (c *Client) Leader(ctx context.Context) (LeaderInfo, error) {
+	l, err := c.store.CurrentLease(ctx, dispatcher.LeaseName)
+	if err != nil {
+		return LeaderInfo{}, fmt.Errorf("read the leader lease: %w", err)
+	}
+	return LeaderInfo{Holder: l.Holder, Term: l.Term, ExpiresIn: time.Duration(l.ExpiresInSec * float64(time.Second))}, nil
 }

@@ -44,6 +44,9 @@ type WorkerOptions struct {
 	Logger *slog.Logger
 	// Version is recorded in the registry (the program's version).
 	Version string
+	// Metrics, if set, receive the worker's figures: tries, their
+	// outcomes and durations, its slots (docs/metrics.md).
+	Metrics *Metrics
 }
 
 func (o WorkerOptions) withDefaults() WorkerOptions {
@@ -129,12 +132,12 @@ func (c *Client) workerOptions(id string, opts WorkerOptions, jobs []*jobRuntime
 		byName[j.Name] = j.Job
 	}
 	o := worker.Options{
-		Store: c.store, Bus: c.bus, Jobs: c.engineJobs(jobs), Log: log,
+		Store: c.store, Bus: c.bus, Jobs: opts.Metrics.observe(c.engineJobs(jobs), engine.WorkerRole), Log: log,
 		Info:        store.WorkerInfo{ID: id, Node: node, Host: host, PID: os.Getpid(), Version: opts.Version, Jobs: names, ProcToken: proc.Self()},
 		Concurrency: opts.Concurrency, Delay: opts.Delay,
 		HeartbeatInterval: opts.HeartbeatInterval, HeartbeatTTL: opts.HeartbeatTTL,
 		GracePeriod: opts.GracePeriod, OverrunGrace: opts.OverrunGrace,
-		Retryable: c.retryable,
+		Retryable: c.retryable, Observer: opts.Metrics.observer(),
 		// The public view of each attempt: the Task its hooks are given.
 		NewHandle: func(a *engine.Attempt) any { return &Task{a: a, job: byName[a.Job.Name], db: c.store.DB} },
 	}

@@ -78,9 +78,11 @@ func dispatcherCmd(ctx context.Context, e *env, args []string) error {
 	var cf clusterFlags
 	var lf logFlags
 	var df dispatcherFlags
+	var mf metricsFlags
 	cf.register(fs)
 	lf.register(fs)
 	df.register(fs)
+	mf.register(fs)
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -94,7 +96,12 @@ func dispatcherCmd(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer client.Close()
-	df.opts.Logger = log
+	m, stopMetrics, err := mf.start(log, client)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	df.opts.Logger, df.opts.Metrics = log, m
 	return client.NewDispatcher(df.opts).Run(ctx)
 }
 
@@ -105,11 +112,13 @@ func workerCmd(ctx context.Context, e *env, args []string) error {
 	var cf clusterFlags
 	var lf logFlags
 	var wf workerFlags
+	var mf metricsFlags
 	var id string
 	fs.StringVar(&id, "id", "", "worker id, such as local.1 (required)")
 	cf.register(fs)
 	lf.register(fs)
 	wf.register(fs, true)
+	mf.register(fs)
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -129,7 +138,12 @@ func workerCmd(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer client.Close()
-	wf.opts.Logger, wf.opts.Version = log, e.version()
+	m, stopMetrics, err := mf.start(log, nil)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	wf.opts.Logger, wf.opts.Version, wf.opts.Metrics = log, e.version(), m
 	w, err := client.NewWorker(id, wf.opts)
 	if err != nil {
 		return err
@@ -156,6 +170,7 @@ func runCmd(ctx context.Context, e *env, args []string) error {
 	var lf logFlags
 	var df dispatcherFlags
 	var wf workerFlags
+	var mf metricsFlags
 	var node string
 	var workers int
 	var untilDone, progress bool
@@ -167,6 +182,7 @@ func runCmd(ctx context.Context, e *env, args []string) error {
 	lf.register(fs)
 	df.register(fs)
 	wf.register(fs, false)
+	mf.register(fs)
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -195,6 +211,12 @@ func runCmd(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer client.Close()
+	m, stopMetrics, err := mf.start(dlog, client)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	wf.opts.Metrics, df.opts.Metrics = m, m
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()

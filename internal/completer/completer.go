@@ -172,6 +172,7 @@ func (c *Completer) Flush() {
 
 // logResult counts and logs a recorded (or dropped) result.
 func (c *Completer) logResult(a *engine.Attempt, out store.Outcome, applied bool) {
+	a.Job.Observe().Recorded(engine.FateOf(a, out.Success, applied))
 	switch {
 	case !applied:
 		c.opts.Stats.Dropped.Add(1)

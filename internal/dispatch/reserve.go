@@ -64,13 +64,16 @@ func (s *Service) reserveJob(ctx context.Context, j *engine.Job, workers []store
 	if err != nil {
 		return err
 	}
+	total := 0
 	for i, w := range wants {
 		if got[i] > 0 {
-			res.Reserved += got[i]
+			total += got[i]
 			s.opts.Bus.Notify(notify.WorkerTopic(w.Worker))
 			delete(s.idleSince, j.Name) // busy: a trickle keeps its workers
 		}
 	}
+	res.Reserved += total
+	j.Observe().Reserved(total)
 	return nil
 }
 

@@ -49,6 +49,9 @@ type Options struct {
 
 	// Retryable reports passing database conditions.
 	Retryable func(error) bool
+	// Observer is told of each round and of the lease (the jobs'
+	// observers are on each Job); nil records nothing.
+	Observer engine.Observer
 }
 
 // Stats say what one round did.
@@ -88,7 +91,12 @@ func New(opts Options) *Loop {
 func (l *Loop) Leading() bool { return l.elector.Leading() }
 
 // Resign gives up the lease if held.
-func (l *Loop) Resign() { l.elector.Resign() }
+func (l *Loop) Resign() {
+	l.elector.Resign()
+	if l.opts.Observer != nil {
+		l.opts.Observer.Resigned()
+	}
+}
 
 // Run runs rounds until ctx is cancelled, then resigns the lease.
 func (l *Loop) Run(ctx context.Context) error {
@@ -123,8 +131,19 @@ func (l *Loop) logFailure(err error) {
 	l.dbTrouble = time.Now()
 }
 
-// RunOnce runs one round if this dispatcher leads (or becomes leader).
+// RunOnce runs one round if this dispatcher leads (or becomes leader),
+// and tells the observer how it went.
 func (l *Loop) RunOnce(ctx context.Context) (Stats, error) {
+	start := time.Now()
+	st, err := l.round(ctx)
+	if l.opts.Observer != nil {
+		l.opts.Observer.Round(time.Since(start), l.elector.Leading(), err)
+	}
+	return st, err
+}
+
+// round takes or renews the lease, then, as leader, runs the steps due.
+func (l *Loop) round(ctx context.Context) (Stats, error) {
 	var st Stats
 	gained, err := l.elector.Elect(ctx)
 	if err != nil {

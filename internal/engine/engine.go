@@ -37,6 +37,10 @@ type Job struct {
 	AcceptsWorker func(id string) bool
 
 	Hooks Hooks
+
+	// Observer records the job's events for metrics; nil records
+	// nothing. Read it through Observe.
+	Observer JobObserver
 }
 
 // Hooks are the job's callbacks, each nil when the job has none (the

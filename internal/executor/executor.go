@@ -74,7 +74,8 @@ func (e *Executor) parent() context.Context {
 }
 
 // Execute runs the starter hook and the processing function of one try,
-// and returns how long the function ran (0 when it did not run).
+// and returns how long the function ran (0 when it did not run); the
+// job's observer is told of each try the function ran.
 func (e *Executor) Execute(a *engine.Attempt) (engine.Outcome, time.Duration) {
 	if h := a.Job.Hooks.Starter; h != nil {
 		err := e.opts.Store.Tx(e.opts.Hard, func(ctx context.Context, tx *sql.Tx) error {
@@ -86,7 +87,10 @@ func (e *Executor) Execute(a *engine.Attempt) (engine.Outcome, time.Duration) {
 	}
 	start := time.Now()
 	err := e.Process(a)
-	return engine.Outcome{Attempt: a, Err: err}, time.Since(start)
+	d := time.Since(start)
+	var panicked *engine.PanicError
+	a.Job.Observe().TryEnded(d, err != nil && errors.As(err, &panicked))
+	return engine.Outcome{Attempt: a, Err: err}, d
 }
 
 // Process calls the processing function with the job's deadline.

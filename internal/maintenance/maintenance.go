@@ -106,18 +106,19 @@ func (s *Service) relaunch(ctx context.Context, j *engine.Job, holds map[string]
 	if err != nil {
 		return err
 	}
+	// The recovery above is committed: count it even if the hook fails.
 	custom, err := s.customRelaunch(ctx, j)
-	if err != nil {
-		return err
+	if err == nil {
+		relaunched = append(relaunched, custom...)
 	}
-	relaunched = append(relaunched, custom...)
 	if len(gone) > 0 || len(relaunched) > 0 || len(failed) > 0 {
 		s.opts.Log.Info("relaunched tasks", "job", j.Name, "relaunched", len(relaunched), "failed_for_good", len(failed), "gone_workers", gone)
 	}
 	res.Released += int(released)
 	res.Relaunched += len(relaunched)
 	res.Failed += len(failed)
-	return nil
+	j.Observe().Recovered(len(relaunched), len(failed))
+	return err
 }
 
 // recover runs, in tx, the job's default recovery statements.

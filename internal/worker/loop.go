@@ -99,7 +99,9 @@ func (l *loop) tidy(ctx context.Context) {
 func (l *loop) start(a *engine.Attempt) {
 	l.inflight++
 	go func() {
+		l.r.busy.Add(1)
 		o, d := l.r.exec.Execute(a)
+		l.r.busy.Add(-1)
 		if d > 0 {
 			l.r.prod.Observe(d)
 		}

@@ -55,6 +55,9 @@ type Options struct {
 	NewHandle func(*engine.Attempt) any
 	// OnStart runs once the worker registered, before it takes tasks.
 	OnStart func(ctx context.Context) error
+	// Observer is told of the worker's slots (its jobs' observers are on
+	// each Job); nil records nothing.
+	Observer engine.Observer
 }
 
 // Runtime is one worker process's engine.
@@ -71,6 +74,7 @@ type Runtime struct {
 	hardCtx    context.Context // cancelled by Kill
 	hardCancel context.CancelFunc
 	cancelGen  atomic.Int64 // bumped when running tries are cancelled
+	busy       atomic.Int64 // slots running a try, for the observer
 }
 
 // New builds a runtime.
@@ -130,6 +134,10 @@ func (r *Runtime) Run(ctx context.Context) error {
 		return err
 	}
 	r.log.Info("worker started", "jobs", len(r.opts.Jobs), "concurrency", r.opts.Concurrency)
+	if o := r.opts.Observer; o != nil {
+		// Published now, withdrawn when Run returns.
+		defer o.WorkerSlots(r.opts.Info.ID, r.opts.Concurrency, func() int { return int(r.busy.Load()) })()
+	}
 	for _, j := range r.opts.Jobs {
 		if err := j.SQL.LoadColumnTypes(ctx); err != nil {
 			r.log.Warn("results will be recorded row by row", "job", j.Name, "err", err)
