@@ -172,7 +172,9 @@ type TaskDetail struct {
 // Task reads the task of one key; ok is false when no row has it.
 func (j *JobSQL) Task(ctx context.Context, q Querier, key any) (d TaskDetail, ok bool, err error) {
 	query := j.s.q(fmt.Sprintf("SELECT %s, * FROM %s WHERE %s = ?", j.taskColumns(), j.t, j.pk))
-	rows, err := j.s.query(ctx, q, query, append(j.stateArgs(), key)...)
+	// Planned at each call, never kept prepared: a prepared SELECT * would
+	// fail once the table gains a column.
+	rows, err := j.s.query(ctx, q, query, j.s.planEach(append(j.stateArgs(), key)...)...)
 	if err != nil {
 		return d, false, err
 	}
