@@ -21,8 +21,8 @@ const (
 	TaskFailed    = "failed"
 )
 
-// TaskStates lists the task states in the order of a task's life.
-var TaskStates = []string{TaskPending, TaskReserved, TaskRunning, TaskSucceeded, TaskRetrying, TaskFailed}
+// taskStates lists the task states in the order of a task's life.
+var taskStates = []string{TaskPending, TaskReserved, TaskRunning, TaskSucceeded, TaskRetrying, TaskFailed}
 
 // TaskRow is a task as the read API shows it: its key, state and tracking
 // columns. State is "" for a row whose tracking columns match no state
@@ -46,40 +46,47 @@ type TaskQuery struct {
 	Limit         int
 }
 
+// stateCond is a state's condition, SQL over the tracking columns with
+// its arguments.
+type stateCond struct {
+	sql  string
+	args []any
+}
+
 // stateConds are the conditions of each state. Those of pending, reserved
 // and running hold the predicate of the pending or in-flight index, and
 // those of retrying and failed the failed index's, written as in Indexes
-// and countSQL so that both planners read those indexes. The one ? is
-// MaxTryTimes.
-func (j *JobSQL) stateConds() map[string]string {
+// and countSQL so that both planners read those indexes.
+func (j *JobSQL) stateConds() map[string]stateCond {
 	unfinished := j.success + " IS NULL"
 	inflight := fmt.Sprintf("%s IS NOT NULL AND %s IS NULL AND %s", j.reservationID, j.endTime, unfinished)
-	return map[string]string{
-		TaskPending:   j.pendingIndexPredicate() + " AND " + unfinished,
-		TaskReserved:  fmt.Sprintf("%s AND %s IS NULL", inflight, j.startTime),
-		TaskRunning:   fmt.Sprintf("%s AND %s IS NOT NULL", inflight, j.startTime),
-		TaskSucceeded: j.success + " = TRUE",
-		TaskRetrying:  fmt.Sprintf("%s = FALSE AND COALESCE(%s, 0) < ?", j.success, j.reservationTimes),
-		TaskFailed:    fmt.Sprintf("%s = FALSE AND COALESCE(%s, 0) >= ?", j.success, j.reservationTimes),
+	maxTries := []any{j.spec.MaxTryTimes}
+	return map[string]stateCond{
+		TaskPending:   {j.pendingIndexPredicate() + " AND " + unfinished, nil},
+		TaskReserved:  {fmt.Sprintf("%s AND %s IS NULL", inflight, j.startTime), nil},
+		TaskRunning:   {fmt.Sprintf("%s AND %s IS NOT NULL", inflight, j.startTime), nil},
+		TaskSucceeded: {j.success + " = TRUE", nil},
+		TaskRetrying:  {fmt.Sprintf("%s = FALSE AND COALESCE(%s, 0) < ?", j.success, j.reservationTimes), maxTries},
+		TaskFailed:    {fmt.Sprintf("%s = FALSE AND COALESCE(%s, 0) >= ?", j.success, j.reservationTimes), maxTries},
 	}
 }
 
-// taskColumns selects a TaskRow (scanned by scanTask): the key, the state
-// (one ? per retrying and failed: MaxTryTimes) and the tracking columns.
-func (j *JobSQL) taskColumns() string {
+// taskColumns selects a TaskRow (scanned by scanTask), and returns its
+// arguments: the key, the state (the first whose condition holds, in the
+// order of taskStates) and the tracking columns.
+func (j *JobSQL) taskColumns() (string, []any) {
 	conds := j.stateConds()
 	var b strings.Builder
+	var args []any
 	b.WriteString("CASE")
-	for _, st := range TaskStates {
-		fmt.Fprintf(&b, " WHEN %s THEN '%s'", conds[st], st)
+	for _, st := range taskStates {
+		fmt.Fprintf(&b, " WHEN %s THEN '%s'", conds[st].sql, st)
+		args = append(args, conds[st].args...)
 	}
 	b.WriteString(" ELSE '' END")
 	return fmt.Sprintf("%s, %s, %s, %s, %s, %s, %s, %s", j.pk, b.String(), j.reservationID, j.reservationTimes,
-		j.reservationTime, j.startTime, j.endTime, j.errorDescription)
+		j.reservationTime, j.startTime, j.endTime, j.errorDescription), args
 }
-
-// stateArgs are the arguments of taskColumns.
-func (j *JobSQL) stateArgs() []any { return []any{j.spec.MaxTryTimes, j.spec.MaxTryTimes} }
 
 // Tasks lists up to q.Limit tasks matching q, in key order. What each
 // filter costs, by EXPLAIN ANALYZE on PostgreSQL (200,000 rows: 98.5%
@@ -121,18 +128,15 @@ func (j *JobSQL) Tasks(ctx context.Context, q Querier, f TaskQuery) ([]TaskRow, 
 
 // tasksSQL is the statement of Tasks, and its arguments.
 func (j *JobSQL) tasksSQL(f TaskQuery) (string, []any, error) {
-	from, conds, args := j.t, []string{}, j.stateArgs()
+	cols, args := j.taskColumns()
+	from, conds := j.t, []string{}
 	add := func(cond string, arg ...any) { conds, args = append(conds, cond), append(args, arg...) }
 	if f.State != "" {
 		cond, ok := j.stateConds()[f.State]
 		if !ok {
-			return "", nil, fmt.Errorf("state %q: no such state (want one of %s)", f.State, strings.Join(TaskStates, ", "))
+			return "", nil, fmt.Errorf("state %q: no such state (want one of %s)", f.State, strings.Join(taskStates, ", "))
 		}
-		if strings.Contains(cond, "?") {
-			add(cond, j.spec.MaxTryTimes)
-		} else {
-			add(cond)
-		}
+		add(cond.sql, cond.args...)
 		if f.State == TaskPending {
 			from = j.pendingFrom
 		}
@@ -153,7 +157,7 @@ func (j *JobSQL) tasksSQL(f TaskQuery) (string, []any, error) {
 	if len(conds) > 0 {
 		where = " WHERE " + strings.Join(conds, " AND ")
 	}
-	query := fmt.Sprintf("SELECT %s FROM %s%s ORDER BY %s LIMIT ?", j.taskColumns(), from, where, j.pk)
+	query := fmt.Sprintf("SELECT %s FROM %s%s ORDER BY %s LIMIT ?", cols, from, where, j.pk)
 	return j.s.q(query), append(args, f.Limit), nil
 }
 
@@ -171,10 +175,11 @@ type TaskDetail struct {
 
 // Task reads the task of one key; ok is false when no row has it.
 func (j *JobSQL) Task(ctx context.Context, q Querier, key any) (d TaskDetail, ok bool, err error) {
-	query := j.s.q(fmt.Sprintf("SELECT %s, * FROM %s WHERE %s = ?", j.taskColumns(), j.t, j.pk))
+	selected, args := j.taskColumns()
+	query := j.s.q(fmt.Sprintf("SELECT %s, * FROM %s WHERE %s = ?", selected, j.t, j.pk))
 	// Planned at each call, never kept prepared: a prepared SELECT * would
 	// fail once the table gains a column.
-	rows, err := j.s.query(ctx, q, query, j.s.planEach(append(j.stateArgs(), key)...)...)
+	rows, err := j.s.query(ctx, q, query, j.s.planEach(append(args, key)...)...)
 	if err != nil {
 		return d, false, err
 	}

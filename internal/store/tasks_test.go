@@ -75,7 +75,7 @@ func TestTasksByState(t *testing.T) {
 				t.Errorf("task %d: state %q, want %q", k, r.State, want[k])
 			}
 		}
-		for _, state := range TaskStates {
+		for _, state := range taskStates {
 			var wantKeys []int64
 			for k := int64(1); k <= 15; k++ {
 				if want[k] == state {
@@ -409,7 +409,7 @@ func TestTasksPlans(t *testing.T) {
 			t.Errorf("oldest pending does not read %s:\n%s", index("created"), plan)
 		}
 		got := map[string]int64{}
-		for _, st := range TaskStates {
+		for _, st := range taskStates {
 			got[st] = int64(len(listTasks(t, j, TaskQuery{State: st, Limit: 20_000})))
 		}
 		if got[TaskReserved] != counts.Reserved || got[TaskRunning] != counts.Running || got[TaskFailed] != counts.Failed ||
