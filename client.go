@@ -104,6 +104,11 @@ func checkNamesFor(d store.Dialect, j *Job) error {
 			return &ConfigError{Job: j.Name, Field: f.option, Value: f.column, Reason: err.Error() + " (" + d.Name() + ")"}
 		}
 	}
+	if j.CreatedAt != "" {
+		if err := checkName(j.CreatedAt, max); err != nil {
+			return &ConfigError{Job: j.Name, Field: "field_created_at", Value: j.CreatedAt, Reason: err.Error() + " (" + d.Name() + ")"}
+		}
+	}
 	return nil
 }
 
@@ -113,7 +118,7 @@ func specOf(j *Job) store.JobSpec {
 		Table: store.ParseIdent(j.Table), PrimaryKey: j.PrimaryKey,
 		ReservationID: f.ReservationID, ReservationTime: f.ReservationTime, ReservationTimes: f.ReservationTimes,
 		StartTime: f.StartTime, EndTime: f.EndTime, Success: f.Success, ErrorDescription: f.ErrorDescription,
-		MaxTryTimes: j.MaxTryTimes,
+		CreatedAt: j.CreatedAt, MaxTryTimes: j.MaxTryTimes,
 	}
 }
 
@@ -179,6 +184,9 @@ func (c *Client) checkColumns(ctx context.Context, j *jobRuntime) error {
 		return &ConfigError{Job: j.Name, Field: "field_primary_key", Value: j.PrimaryKey,
 			Reason: fmt.Sprintf("table %q has no such column", j.Table)}
 	}
+	if err := checkCreatedAt(c.store.Dialect, j.Job, types); err != nil {
+		return err
+	}
 	var missing []string
 	for _, f := range j.Fields.fields() {
 		typ, ok := types[f.column]
@@ -194,6 +202,25 @@ func (c *Client) checkColumns(ctx context.Context, j *jobRuntime) error {
 	if len(missing) > 0 {
 		return &ConfigError{Job: j.Name, Field: "tracking columns", Value: strings.Join(missing, ", "),
 			Reason: fmt.Sprintf("missing from table %q; run `pampa setup` to add them", j.Table)}
+	}
+	return nil
+}
+
+// checkCreatedAt checks the job's created-at column, if it names one,
+// among the table's columns (name → type): it must be there, as Pampa
+// never adds it, and hold timestamps.
+func checkCreatedAt(d store.Dialect, j *Job, types map[string]string) error {
+	if j.CreatedAt == "" {
+		return nil
+	}
+	typ, ok := types[j.CreatedAt]
+	switch {
+	case !ok:
+		return &ConfigError{Job: j.Name, Field: "field_created_at", Value: j.CreatedAt,
+			Reason: fmt.Sprintf("table %q has no such column; add it, filled when a row is inserted (DEFAULT CURRENT_TIMESTAMP)", j.Table)}
+	case !d.AcceptsKind(store.KindTime, typ):
+		return &ConfigError{Job: j.Name, Field: "field_created_at", Value: j.CreatedAt,
+			Reason: fmt.Sprintf("column has type %s, want %s", typ, KindTime)}
 	}
 	return nil
 }

@@ -50,6 +50,7 @@ func LoadConfig(path string) (*Cluster, error) {
 //	    field_end_time: odd_checking_end_time
 //	    field_success: odd_checking_success
 //	    field_error_description: odd_checking_error_description
+//	    field_created_at: created_at   # optional; see Job.CreatedAt
 //	    queue_size: 5                  # default 5
 //	    max_job_duration_minutes: 15   # or max_job_duration: 15m; default 15m
 //	    max_try_times: 3               # default 3
@@ -227,6 +228,7 @@ type configJobFile struct {
 	Table                 string         `yaml:"table"`
 	PrimaryKey            string         `yaml:"field_primary_key"`
 	Fields                TrackingFields `yaml:",inline"`
+	CreatedAt             string         `yaml:"field_created_at"`
 	QueueSize             *int           `yaml:"queue_size"`
 	MaxJobDuration        *time.Duration `yaml:"max_job_duration"`
 	MaxJobDurationMinutes *float64       `yaml:"max_job_duration_minutes"`
@@ -257,6 +259,7 @@ func (f *configJobFile) job() (Job, *ConfigError) {
 		Table:              f.Table,
 		PrimaryKey:         f.PrimaryKey,
 		Fields:             f.Fields,
+		CreatedAt:          f.CreatedAt,
 		RetryBackoff:       f.RetryBackoff,
 		FilterWorkerID:     f.FilterWorkerID,
 		MaxAssignedWorkers: f.MaxAssignedWorkers,

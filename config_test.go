@@ -48,6 +48,7 @@ jobs:
     field_end_time: odd_checking_end_time
     field_success: odd_checking_success
     field_error_description: odd_checking_error_description
+    field_created_at: created_at
     queue_size: 7
     max_job_duration_minutes: 1.5
     max_try_times: 4
@@ -82,6 +83,7 @@ jobs:
 type configJobView struct {
 	Name, Table, PrimaryKey string
 	Fields                  pampa.TrackingFields
+	CreatedAt               string
 	QueueSize               int
 	MaxJobDuration          time.Duration
 	MaxTryTimes             int
@@ -97,7 +99,7 @@ type configJobView struct {
 func configViewOf(j *pampa.Job) configJobView {
 	h := j.Hooks
 	return configJobView{
-		Name: j.Name, Table: j.Table, PrimaryKey: j.PrimaryKey, Fields: j.Fields,
+		Name: j.Name, Table: j.Table, PrimaryKey: j.PrimaryKey, Fields: j.Fields, CreatedAt: j.CreatedAt,
 		QueueSize: j.QueueSize, MaxJobDuration: j.MaxJobDuration, MaxTryTimes: j.MaxTryTimes,
 		RetryBackoff: j.RetryBackoff, FilterWorkerID: j.FilterWorkerID,
 		MaxAssignedWorkers: j.MaxAssignedWorkers, MaxPendingTasks: j.MaxPendingTasks,
@@ -151,7 +153,7 @@ func TestParseConfigFull(t *testing.T) {
 	wantJobs := []configJobView{
 		{
 			Name: "search_odd_numbers", Table: "public.numbers", PrimaryKey: "value",
-			Fields:    configTrackingFields("odd_checking"),
+			Fields: configTrackingFields("odd_checking"), CreatedAt: "created_at",
 			QueueSize: 7, MaxJobDuration: 90 * time.Second, MaxTryTimes: 4, RetryBackoff: 10 * time.Second,
 			FilterWorkerID: `\.1$`, MaxAssignedWorkers: 5, MaxPendingTasks: 500,
 			SQL: [8]string{

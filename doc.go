@@ -20,8 +20,9 @@
 //     which leads (a lease row) and reserves rows for workers.
 //   - [Client.NewWorker] makes a [Worker]: a process under an id
 //     "<node>.<n>" that runs the tasks reserved for it, each as a [Task].
-//   - [Client.Report], [Client.FailedTasks], [Client.Retry] and
-//     [Client.Workers] inspect and steer.
+//   - [Client.Report], [Client.Tasks], [Client.Task],
+//     [Client.FailedTasks], [Client.Retry] and [Client.Workers] inspect
+//     and steer.
 //
 // # How a task travels
 //

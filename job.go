@@ -163,6 +163,13 @@ type Job struct {
 	PrimaryKey string
 	// Fields names the tracking columns.
 	Fields TrackingFields
+	// CreatedAt optionally names a timestamp column of the table that the
+	// rows carry from their INSERT (or a column DEFAULT): when each task
+	// was made. It is not a tracking column: Pampa only reads it. Set,
+	// `pampa setup` indexes it over pending rows, and reports give the age
+	// of the oldest pending task (JobReport.OldestPending). Default "":
+	// none. :field_created_at (new).
+	CreatedAt string
 
 	// QueueSize is how many unstarted tasks the dispatcher keeps reserved
 	// for each assigned worker. Default 5.
@@ -249,6 +256,14 @@ func (j *Job) Validate() error {
 			return bad(f.option, f.column, "same column as "+other)
 		}
 		seen[f.column] = f.option
+	}
+	if j.CreatedAt != "" {
+		if err := checkName(j.CreatedAt, maxNameLen); err != nil {
+			return bad("field_created_at", j.CreatedAt, err.Error())
+		}
+		if other, dup := seen[j.CreatedAt]; dup {
+			return bad("field_created_at", j.CreatedAt, "same column as "+other)
+		}
 	}
 	if j.QueueSize < 1 {
 		return bad("queue_size", j.QueueSize, "must be at least 1")

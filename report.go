@@ -25,6 +25,11 @@ type JobReport struct {
 	// Paused: an operator paused the job (Client.Pause); it gets no new
 	// reservations until resumed.
 	Paused bool `json:"paused"`
+	// OldestPending is the age, in seconds, of the oldest task neither
+	// reserved nor started (never tried, or handed back) by its created-at
+	// column (Job.CreatedAt): nil when the job names none or no task is
+	// pending. A failed try waiting for its relaunch is not counted.
+	OldestPending *float64 `json:"oldest_pending_seconds"`
 }
 
 // reportEstimateMin is the table size, in rows by PostgreSQL's statistics,
@@ -108,6 +113,9 @@ func (c *Client) jobReport(ctx context.Context, j *jobRuntime, estimateMin int64
 	}
 	r := JobReport{Job: j.Name, Total: counts.Total, Completed: counts.Succeeded, Pending: counts.Pending(),
 		Failed: counts.Failed, Reserved: counts.Reserved, Running: counts.Running, Estimated: counts.Estimated}
+	if r.OldestPending, err = j.sql.OldestPending(ctx, c.store.DB); err != nil {
+		return JobReport{}, fmt.Errorf("job %s: oldest pending task: %w", j.Name, err)
+	}
 	h := j.Hooks
 	if (h.Total != nil || h.TotalSQL != "") && (h.Completed != nil || h.CompletedSQL != "") {
 		r.Estimated = false // the hooks give both figures that could be estimated

@@ -100,6 +100,9 @@ func (cl *Client) planSetup(ctx context.Context, targets []*jobRuntime) ([]setup
 			return nil, &ConfigError{Job: j.Name, Field: "field_primary_key", Value: j.PrimaryKey,
 				Reason: fmt.Sprintf("table %q has no such column", j.Table)}
 		}
+		if err := checkCreatedAt(d, j.Job, have); err != nil {
+			return nil, err
+		}
 		p := setupPlan{job: j}
 		for _, f := range j.Fields.fields() {
 			typ, exists := have[f.column]

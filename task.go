@@ -69,8 +69,12 @@ func (t *Task) Int64(column string) (int64, error) {
 }
 
 // String returns a column formatted as text ("" for NULL).
-func (t *Task) String(column string) string {
-	switch x := t.Get(column).(type) {
+func (t *Task) String(column string) string { return valueText(t.Get(column)) }
+
+// valueText formats a value as the driver gave it as text ("" for nil;
+// times in RFC 3339).
+func valueText(v any) string {
+	switch x := v.(type) {
 	case nil:
 		return ""
 	case string:

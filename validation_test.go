@@ -62,6 +62,9 @@ func TestJobValidation(t *testing.T) {
 		{"MissingTrackingColumn", func(j *Job) { j.Fields.EndTime = "" }, "field_end_time", ""},
 		{"TrackingColumnTwice", func(j *Job) { j.Fields.EndTime = j.Fields.StartTime }, "field_end_time", "odd_checking_start_time"},
 		{"TrackingColumnIsKey", func(j *Job) { j.Fields.Success = "value" }, "field_success", "value"},
+		{"CreatedAtIsTracking", func(j *Job) { j.CreatedAt = j.Fields.StartTime }, "field_created_at", "odd_checking_start_time"},
+		{"CreatedAtIsKey", func(j *Job) { j.CreatedAt = "value" }, "field_created_at", "value"},
+		{"OverlongCreatedAt", func(j *Job) { j.CreatedAt = strings.Repeat("c", 256) }, "field_created_at", strings.Repeat("c", 256)},
 		{"GoAndSQLHook", func(j *Job) {
 			j.Hooks.Occupied = func(context.Context, Querier, string) (int, error) { return 0, nil }
 			j.Hooks.OccupiedSQL = "SELECT 0"

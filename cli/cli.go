@@ -97,6 +97,8 @@ func commands() []command {
 		{"setup", "[JOB...]", "add missing tracking columns and indexes to the jobs' tables", setupCmd},
 		{"report", "[--json] [--job NAME]", "count each job's tasks: total, completed, pending, failed, reserved, running", reportCmd},
 		{"failed", "--job NAME [--json]", "list a job's tasks that failed for good, with their errors", failedCmd},
+		{"tasks", "--job NAME [--state S] [--json]", "list a job's tasks in key order, by state, worker, key or error text", tasksCmd},
+		{"task", "--job NAME KEY [--json]", "show one task: its state, tracking columns and the row's other columns", taskCmd},
 		{"retry", "--job NAME (--all | KEY...)", "re-drive tasks that failed for good: pending again, with fresh tries", retryCmd},
 		{"discard", "--job NAME KEY...", "fail for good failed tasks that still have tries left: not tried again", discardCmd},
 		{"pause", "JOB...", "pause jobs: no new reservations until resumed; running tasks finish", pauseCmd},

@@ -383,7 +383,8 @@ func setupCmd(ctx context.Context, e *env, args []string) error {
 
 func reportCmd(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("report", "", "Count each job's tasks: total, completed (succeeded), pending (never tried or waiting for\n"+
-		"another try), failed (out of tries), reserved (queued for a worker) and running.\n"+
+		"another try), failed (out of tries), reserved (queued for a worker) and running; oldest is\n"+
+		"the age of the oldest task neither reserved nor started, for a job with field_created_at.\n"+
 		"On PostgreSQL, total and completed of a table of 1,000,000 rows or more are estimated\n"+
 		"(marked ~) from the table's statistics; the other figures are always exact.")
 	var cf clusterFlags
@@ -415,18 +416,28 @@ func reportCmd(ctx context.Context, e *env, args []string) error {
 	return printReports(e.stdout, reports)
 }
 
+// ageText shows the age of the oldest pending task to the second, "-"
+// when unknown. A created-at in the future (the clock of whoever inserted
+// the row) shows as 0s.
+func ageText(seconds *float64) string {
+	if seconds == nil {
+		return "-"
+	}
+	return time.Duration(max(0, *seconds) * float64(time.Second)).Round(time.Second).String()
+}
+
 // printReports prints reports as a table, with estimated figures marked
 // "~" and a footnote saying so.
 func printReports(w io.Writer, reports []pampa.JobReport) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "JOB\tTOTAL\tCOMPLETED\tPENDING\tFAILED\tRESERVED\tRUNNING\t")
+	fmt.Fprintln(tw, "JOB\tTOTAL\tCOMPLETED\tPENDING\tFAILED\tRESERVED\tRUNNING\tOLDEST\t")
 	estimated := false
 	for _, r := range reports {
 		about := ""
 		if r.Estimated {
 			about, estimated = "~", true
 		}
-		fmt.Fprintf(tw, "%s\t%s%d\t%s%d\t%d\t%d\t%d\t%d\t\n", jobLabel(r), about, r.Total, about, r.Completed, r.Pending, r.Failed, r.Reserved, r.Running)
+		fmt.Fprintf(tw, "%s\t%s%d\t%s%d\t%d\t%d\t%d\t%d\t%s\t\n", jobLabel(r), about, r.Total, about, r.Completed, r.Pending, r.Failed, r.Reserved, r.Running, ageText(r.OldestPending))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -3,10 +3,9 @@ package cli
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 	"text/tabwriter"
-	"unicode/utf8"
+
+	"github.com/pampa-go/pampa"
 )
 
 func failedCmd(ctx context.Context, e *env, args []string) error {
@@ -45,15 +44,7 @@ func failedCmd(ctx context.Context, e *env, args []string) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "KEY\tTRIES\tWORKER\tENDED\tERROR")
 	for _, t := range tasks {
-		msg, _, _ := strings.Cut(t.Error, "\n")
-		if len(msg) > 100 {
-			cut := 100
-			for cut > 0 && !utf8.RuneStart(msg[cut]) {
-				cut--
-			}
-			msg = msg[:cut] + "…"
-		}
-		fmt.Fprintf(tw, "%v\t%d\t%s\t%.0fs ago\t%s\n", t.Key, t.Tries, t.Worker, t.EndedAgo, msg)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0fs ago\t%s\n", cell(fmt.Sprint(t.Key)), t.Tries, cell(t.Worker), t.EndedAgo, cell(firstLine(t.Error, 100)))
 	}
 	return tw.Flush()
 }
@@ -76,12 +67,15 @@ func retryCmd(ctx context.Context, e *env, args []string) error {
 	if all == (fs.NArg() > 0) {
 		return usagef("name the keys to retry, or pass --all (not both)")
 	}
-	keys := parseKeys(fs.Args())
 	client, err := e.open(ctx, cf)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
+	keys, err := parseKeys(ctx, client, job, fs.Args())
+	if err != nil {
+		return err
+	}
 	done, err := client.Retry(ctx, job, keys...)
 	if err != nil {
 		return err
@@ -93,18 +87,17 @@ func retryCmd(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// parseKeys reads task keys from the command line: integers as integers,
-// anything else as text.
-func parseKeys(args []string) []any {
+// parseKeys reads task keys from the command line as the job's key column
+// needs them (Client.ParseKey).
+func parseKeys(ctx context.Context, client *pampa.Client, job string, args []string) ([]any, error) {
 	keys := make([]any, len(args))
 	for i, k := range args {
-		if n, err := strconv.ParseInt(k, 10, 64); err == nil {
-			keys[i] = n
-		} else {
-			keys[i] = k
+		var err error
+		if keys[i], err = client.ParseKey(ctx, job, k); err != nil {
+			return nil, err
 		}
 	}
-	return keys
+	return keys, nil
 }
 
 func discardCmd(ctx context.Context, e *env, args []string) error {
@@ -123,12 +116,15 @@ func discardCmd(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() == 0 {
 		return usagef("name the keys to discard")
 	}
-	keys := parseKeys(fs.Args())
 	client, err := e.open(ctx, cf)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
+	keys, err := parseKeys(ctx, client, job, fs.Args())
+	if err != nil {
+		return err
+	}
 	done, err := client.Discard(ctx, job, keys...)
 	if err != nil {
 		return err

@@ -36,7 +36,7 @@ func TestReportExactFlag(t *testing.T) {
 		}
 		out, errOut, code = runCLI(t, nil, "report", "--config", e.config, "--exact", "--job", "search_odd_numbers")
 		row := strings.Fields(strings.Split(strings.TrimSpace(out), "\n")[1])
-		if code != 0 || strings.Join(row, " ") != "search_odd_numbers 20 14 2 1 2 1" || strings.Contains(out, "~") {
+		if code != 0 || strings.Join(row, " ") != "search_odd_numbers 20 14 2 1 2 1 -" || strings.Contains(out, "~") {
 			t.Errorf("report --exact --job: exit %d, want the exact figures, unmarked:\n%s%s", code, out, errOut)
 		}
 	})
@@ -52,13 +52,35 @@ func TestPrintReportsMarksEstimates(t *testing.T) {
 	})
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 	if err != nil || len(lines) != 4 ||
-		strings.Join(strings.Fields(lines[1]), " ") != "big ~10000000 ~9900000 100000 0 0 0" ||
-		strings.Join(strings.Fields(lines[2]), " ") != "small 20 20 0 0 0 0" ||
+		strings.Join(strings.Fields(lines[1]), " ") != "big ~10000000 ~9900000 100000 0 0 0 -" ||
+		strings.Join(strings.Fields(lines[2]), " ") != "small 20 20 0 0 0 0 -" ||
 		!strings.HasPrefix(lines[3], "~ estimated") || !strings.Contains(lines[3], "--exact") {
 		t.Errorf("printReports = %v:\n%s", err, b.String())
 	}
 	b.Reset()
 	if err := printReports(&b, []pampa.JobReport{{Job: "small", Total: 20, Completed: 20}}); err != nil || strings.Contains(b.String(), "~") {
 		t.Errorf("printReports of exact figures = %v:\n%s", err, b.String())
+	}
+}
+
+// The oldest pending task's age is shown to the second, "-" when unknown.
+func TestPrintReportsOldest(t *testing.T) {
+	t.Parallel()
+	age := func(s float64) *float64 { return &s }
+	var b bytes.Buffer
+	err := printReports(&b, []pampa.JobReport{
+		{Job: "a", Pending: 3, OldestPending: age(192.4)},
+		{Job: "b", Pending: 1, OldestPending: age(4000.6)},
+		{Job: "c", Pending: 1, OldestPending: age(-2)},
+		{Job: "d"},
+	})
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	var got []string
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		got = append(got, f[len(f)-1])
+	}
+	if err != nil || !strings.HasSuffix(strings.TrimSpace(lines[0]), "OLDEST") || strings.Join(got, " ") != "3m12s 1h6m41s 0s -" {
+		t.Errorf("printReports = %v, oldest %v:\n%s", err, got, b.String())
 	}
 }

@@ -23,7 +23,10 @@ type JobSpec struct {
 	EndTime          string // when it ended [field_end_time]
 	Success          string // its outcome [field_success]
 	ErrorDescription string // the last failure's description [field_error_description]
-	MaxTryTimes      int
+	// CreatedAt, optional, is a timestamp column the user's rows carry:
+	// when each was made [field_created_at].
+	CreatedAt   string
+	MaxTryTimes int
 }
 
 // JobSQL holds a job's statements, generated once with quoted identifiers.
@@ -34,10 +37,12 @@ type JobSQL struct {
 	spec JobSpec
 
 	t, pk, reservationID, reservationTime, reservationTimes, startTime, endTime, success, errorDescription string
+	createdAt                                                                                              string // "" when the job has none
 
 	pending, reset, claim, occupied, inflight, countPending string
 
-	casts atomic.Pointer[map[string]string] // PostgreSQL column types, for batched finishes
+	casts  atomic.Pointer[map[string]string] // PostgreSQL column types, for batched finishes
+	pkType atomic.Pointer[string]            // the key column's declared type (see KeyArg)
 
 	// pendingFrom is the FROM target of the queries that pick pending
 	// rows: on SQLite it names the pending index once it is known to
@@ -51,6 +56,9 @@ func (s *Store) Job(spec JobSpec) *JobSQL {
 		t: spec.Table.Quoted(), pk: Quote(spec.PrimaryKey), reservationID: Quote(spec.ReservationID), reservationTime: Quote(spec.ReservationTime),
 		reservationTimes: Quote(spec.ReservationTimes), startTime: Quote(spec.StartTime), endTime: Quote(spec.EndTime),
 		success: Quote(spec.Success), errorDescription: Quote(spec.ErrorDescription),
+	}
+	if spec.CreatedAt != "" {
+		j.createdAt = Quote(spec.CreatedAt)
 	}
 	d := s.Dialect
 	now := d.Now()

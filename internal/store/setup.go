@@ -19,7 +19,9 @@ type Index struct {
 //   - pending:  not reserved, not started, in key order (selecting);
 //   - inflight: reserved or running, by worker (claims, queue lengths,
 //     recovery of dead workers and expired tries);
-//   - failed:   failed tries, by end time (retries after the backoff).
+//   - failed:   failed tries, by end time (retries after the backoff);
+//   - created:  with a created-at column only, pending rows by it (the
+//     age of the oldest, see OldestPending).
 func (j *JobSQL) Indexes(job string) []Index {
 	base := indexBase(job)
 	mk := func(suffix, cols, where string) Index {
@@ -27,12 +29,16 @@ func (j *JobSQL) Indexes(job string) []Index {
 		target, table := j.s.Dialect.IndexTarget(j.spec.Table, name)
 		return Index{Name: name, DDL: fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s) WHERE %s", target, table, cols, where)}
 	}
-	return []Index{
+	ixs := []Index{
 		// "pending" is the name PinPendingIndex looks for.
-		mk("pending", j.pk, fmt.Sprintf("%s IS NULL AND %s IS NULL", j.reservationID, j.startTime)),
+		mk("pending", j.pk, j.pendingIndexPredicate()),
 		mk("inflight", j.reservationID+", "+j.startTime, fmt.Sprintf("%s IS NOT NULL AND %s IS NULL", j.reservationID, j.endTime)),
 		mk("failed", j.endTime, fmt.Sprintf("%s = FALSE", j.success)),
 	}
+	if j.createdAt != "" {
+		ixs = append(ixs, mk("created", j.createdAt, j.pendingIndexPredicate()))
+	}
+	return ixs
 }
 
 // indexBase makes a short, stable, valid index name prefix from a job name.
