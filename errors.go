@@ -13,6 +13,11 @@ import (
 // not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrBadKey is returned (wrapped, naming the job and the text) when a key
+// written as text cannot be one of the job's keys: "x" for an integer key
+// column.
+var ErrBadKey = store.ErrBadKey
+
 // ConfigError reports a bad definition: which job (or node), which field,
 // which value, and why. Nothing is written to the database when one is
 // returned.

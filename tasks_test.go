@@ -121,6 +121,9 @@ func TestTasksAPI(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), job) {
 				t.Errorf("Tasks(%+v) = %v, want an error naming the job and %s", c.f, err, c.want)
 			}
+			if badKey := c.f.Key != "" || c.f.After != ""; errors.Is(err, ErrBadKey) != badKey {
+				t.Errorf("Tasks(%+v) = %v: errors.Is(err, ErrBadKey) should be %v", c.f, err, badKey)
+			}
 		}
 		if _, err := e.client.Tasks(ctx, "nope", TaskFilter{}); !errors.Is(err, ErrNotFound) {
 			t.Errorf("Tasks of an unknown job = %v, want ErrNotFound", err)

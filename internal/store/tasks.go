@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -256,6 +257,9 @@ func timeOf(v any) (*time.Time, error) {
 	return nil, fmt.Errorf("timestamp of type %T", v)
 }
 
+// ErrBadKey is a key written as text that the key column cannot hold.
+var ErrBadKey = errors.New("bad key")
+
 // KeyArg converts a key written as text (a command line, a URL) to the
 // value the key column is compared with: an integer for an integer column
 // (so that 9 comes before 10, and "007" finds 7), the text for any other,
@@ -274,7 +278,7 @@ func (j *JobSQL) KeyArg(ctx context.Context, text string) (any, error) {
 	case typ == "" || !j.s.Dialect.AcceptsKind(KindInt, typ):
 		return text, nil
 	case perr != nil:
-		return nil, fmt.Errorf("%q is not an integer (column %s is %s)", text, j.spec.PrimaryKey, typ)
+		return nil, fmt.Errorf("%q is not an integer (column %s is %s): %w", text, j.spec.PrimaryKey, typ, ErrBadKey)
 	}
 	return n, nil
 }
