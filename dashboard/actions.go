@@ -3,12 +3,14 @@ package dashboard
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"net/url"
-	"strconv"
+
+	"github.com/pampa-go/pampa"
 )
 
 // ActionResult is what an action answers, as JSON.
@@ -17,10 +19,12 @@ type ActionResult struct {
 	Keys []any  `json:"keys,omitempty"` // the tasks it applied to
 }
 
-// actionInput is what an action is asked: task keys, or all of them.
+// actionInput is what an action is asked: task keys, or all of them (that
+// match Error, a part of their error text, when it is set).
 type actionInput struct {
-	Keys []any `json:"keys"`
-	All  bool  `json:"all"`
+	Keys  []any  `json:"keys"`
+	All   bool   `json:"all"`
+	Error string `json:"error"`
 }
 
 // action is one POST endpoint. do runs it for the job (or worker) the path
@@ -40,10 +44,18 @@ func (s *Server) actions() []action {
 			return ActionResult{Done: "job " + job + " resumed"}, c.Resume(ctx, job)
 		})},
 		{"/api/jobs/{job}/retry", s.onJob(func(ctx context.Context, job string, in actionInput) (ActionResult, error) {
-			if len(in.Keys) == 0 && !in.All {
+			var keys []any
+			var err error
+			switch {
+			case len(in.Keys) > 0:
+				keys, err = c.Retry(ctx, job, in.Keys...)
+			case in.All && in.Error != "":
+				keys, err = s.retryMatching(ctx, job, in.Error)
+			case in.All:
+				keys, err = c.Retry(ctx, job)
+			default:
 				return ActionResult{}, badRequestf("name the tasks to retry (keys), or ask for all of them")
 			}
-			keys, err := c.Retry(ctx, job, in.Keys...)
 			return ActionResult{Done: fmt.Sprintf("job %s: %d task(s) retried", job, len(keys)), Keys: keys}, err
 		})},
 		{"/api/jobs/{job}/discard", s.onJob(func(ctx context.Context, job string, in actionInput) (ActionResult, error) {
@@ -56,12 +68,51 @@ func (s *Server) actions() []action {
 	}
 }
 
+// retryBatch is how many failed tasks retryMatching re-drives at a time.
+const retryBatch = 500
+
+// retryMatching retries every task of job failed for good whose error
+// text holds text, a page of keys at a time: the same listing and Retry
+// as one by one, without holding every key at once.
+func (s *Server) retryMatching(ctx context.Context, job, text string) ([]any, error) {
+	var done []any
+	after := ""
+	for {
+		page, err := s.client.Tasks(ctx, job, pampa.TaskFilter{State: pampa.StateFailed, ErrorContains: text, After: after, Limit: retryBatch})
+		if err != nil || len(page) == 0 {
+			return done, err
+		}
+		keys := make([]any, len(page))
+		for i, t := range page {
+			keys[i] = t.Key
+		}
+		retried, err := s.client.Retry(ctx, job, keys...)
+		done = append(done, retried...)
+		if err != nil || len(page) < retryBatch {
+			return done, err
+		}
+		after = fmt.Sprint(keys[len(keys)-1])
+	}
+}
+
 // onJob checks that the path's job exists before fn.
 func (s *Server) onJob(fn func(ctx context.Context, job string, in actionInput) (ActionResult, error)) func(context.Context, *http.Request, actionInput) (ActionResult, error) {
 	return func(ctx context.Context, r *http.Request, in actionInput) (ActionResult, error) {
 		job := r.PathValue("job")
 		if s.client.Cluster().Job(job) == nil {
 			return ActionResult{}, notFoundf("no job is named %q", job)
+		}
+		for i, k := range in.Keys {
+			if text, ok := k.(string); ok {
+				key, err := s.client.ParseKey(ctx, job, text)
+				if errors.Is(err, pampa.ErrBadKey) {
+					return ActionResult{}, badRequest{err.Error()}
+				}
+				if err != nil {
+					return ActionResult{}, err
+				}
+				in.Keys[i] = key
+			}
 		}
 		return fn(ctx, job, in)
 	}
@@ -124,18 +175,11 @@ func readInput(r *http.Request) (in actionInput, form bool, err error) {
 		return in, true, badRequestf("the form cannot be read: %v", err)
 	}
 	for _, k := range r.PostForm["key"] {
-		in.Keys = append(in.Keys, parseKey(k))
+		in.Keys = append(in.Keys, k) // as text: onJob converts it as the key column needs
 	}
 	in.All = r.PostFormValue("all") == "1"
+	in.Error = r.PostFormValue("error")
 	return in, true, nil
-}
-
-// parseKey reads a key from a form: the pages write integers as integers.
-func parseKey(k string) any {
-	if n, err := strconv.ParseInt(k, 10, 64); err == nil {
-		return n
-	}
-	return k
 }
 
 const flashCookie = "pampa_flash"

@@ -110,7 +110,7 @@ func TestInjectionIsInert(t *testing.T) {
 		if err := json.Unmarshal([]byte(api), &p); err != nil {
 			t.Fatal(err)
 		}
-		if len(p.Failed) != 1 || p.Failed[0].Error != evil {
+		if len(p.Failed.Tasks) != 1 || p.Failed.Tasks[0].Error != evil {
 			t.Errorf("the API must give the error text exactly: %+v", p.Failed)
 		}
 	})

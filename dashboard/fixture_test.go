@@ -272,3 +272,5 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func pampaFailed() pampa.TaskFilter { return pampa.TaskFilter{State: pampa.StateFailed} }

@@ -50,8 +50,9 @@ type loginView struct {
 	Error string
 }
 
-// parseTemplates builds each page as the frame (layout.html) around the
-// page's own file, and the standalone error and login pages.
+// parseTemplates builds each page as the frame (layout.html, with the
+// pieces pages share in partials.html) around the page's own file, and the
+// standalone error and login pages.
 func parseTemplates() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
 		"show":     visible.Escape,
@@ -68,8 +69,28 @@ func parseTemplates() (map[string]*template.Template, error) {
 		"now":      func() string { return time.Now().UTC().Format("15:04:05 UTC") },
 		// pair gives a sub-template the page's view beside one item.
 		"pair": func(v view, item any) map[string]any { return map[string]any{"View": v, "Job": item} },
+		"rows": func(v view, job string, l TaskList, sel string, row ...string) map[string]any {
+			m := map[string]any{"View": v, "Job": job, "List": l, "Select": sel, "Row": ""}
+			if len(row) == 2 {
+				m["Row"], m["Label"] = row[0], row[1]
+			}
+			return m
+		},
+		"filter": func(job string, l TaskList) map[string]any {
+			return map[string]any{"Action": "/jobs/" + url.PathEscape(job), "List": l, "States": taskStates}
+		},
+		// select names the form of a list's checkboxes or buttons, for admins.
+		"select": func(admin bool, form string) string {
+			if admin {
+				return form
+			}
+			return ""
+		},
+		"age":       ageText,
+		"when":      whenText,
+		"pageAfter": pageAfter,
 	}
-	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFiles, "templates/layout.html")
+	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFiles, "templates/layout.html", "templates/partials.html")
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +103,7 @@ func parseTemplates() (map[string]*template.Template, error) {
 		name := strings.TrimSuffix(strings.TrimPrefix(file, "templates/"), ".html")
 		var t *template.Template
 		switch name {
-		case "layout":
+		case "layout", "partials":
 			continue
 		case "error", "login":
 			t, err = template.New(name+".html").Funcs(funcs).ParseFS(templateFiles, file)
@@ -229,4 +250,32 @@ func percent(v float64) string {
 		return "—"
 	}
 	return fmt.Sprintf("%.0f%%", v)
+}
+
+// ageText writes a number of seconds, if known, as a short duration.
+func ageText(v *float64) string {
+	if v == nil {
+		return "—"
+	}
+	return secondsText(max(*v, 0))
+}
+
+// whenText writes a time as how long ago it was.
+func whenText(t *time.Time) string {
+	if t == nil {
+		return "—"
+	}
+	return durationText(max(time.Since(*t), 0)) + " ago"
+}
+
+// pageAfter is the page's own address with after set to the next page's.
+func pageAfter(path, after string) string {
+	u, err := url.Parse(path)
+	if err != nil {
+		return "?after=" + url.QueryEscape(after)
+	}
+	q := u.Query()
+	q.Set("after", after)
+	u.RawQuery = q.Encode()
+	return u.RequestURI()
 }

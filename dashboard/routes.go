@@ -23,12 +23,36 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /{$}", s.read(s.show("overview", "Overview", 2, func(r *http.Request) (any, error) {
 		return s.overview(r.Context())
 	})))
-	m.HandleFunc("GET /jobs/{job}", s.read(s.show("job", "Job", 2, func(r *http.Request) (any, error) {
-		return s.jobPage(r.Context(), r.PathValue("job"))
-	})))
-	m.HandleFunc("GET /failed", s.read(s.show("failed", "Failed tasks", 0, func(r *http.Request) (any, error) {
-		return s.failedPage(r.Context(), r.URL.Query().Get("job"))
-	})))
+	job := func(r *http.Request) (any, error) {
+		q, err := taskQuery(r)
+		if err != nil {
+			return nil, err
+		}
+		return s.jobPage(r.Context(), r.PathValue("job"), q)
+	}
+	task := func(r *http.Request) (any, error) {
+		return s.taskPage(r.Context(), r.PathValue("job"), r.PathValue("key"))
+	}
+	tasks := func(r *http.Request) (any, error) {
+		q, err := taskQuery(r)
+		if err != nil {
+			return nil, err
+		}
+		if s.client.Cluster().Job(r.PathValue("job")) == nil {
+			return nil, notFoundf("no job is named %q", r.PathValue("job"))
+		}
+		return s.taskList(r.Context(), r.PathValue("job"), q)
+	}
+	failed := func(r *http.Request) (any, error) {
+		q, err := taskQuery(r)
+		if err != nil {
+			return nil, err
+		}
+		return s.failedPage(r.Context(), r.URL.Query().Get("job"), q)
+	}
+	m.HandleFunc("GET /jobs/{job}", s.read(s.show("job", "Job", 2, job)))
+	m.HandleFunc("GET /jobs/{job}/tasks/{key}", s.read(s.show("task", "Task", 0, task)))
+	m.HandleFunc("GET /failed", s.read(s.show("failed", "Failed tasks", 0, failed)))
 	m.HandleFunc("GET /workers", s.read(s.show("workers", "Workers", 2, func(r *http.Request) (any, error) {
 		return s.workersPage(r.Context())
 	})))
@@ -37,12 +61,10 @@ func (s *Server) routes() {
 	})))
 
 	m.HandleFunc("GET /api/overview", s.read(s.api(func(r *http.Request) (any, error) { return s.overview(r.Context()) })))
-	m.HandleFunc("GET /api/jobs/{job}", s.read(s.api(func(r *http.Request) (any, error) {
-		return s.jobPage(r.Context(), r.PathValue("job"))
-	})))
-	m.HandleFunc("GET /api/failed", s.read(s.api(func(r *http.Request) (any, error) {
-		return s.failedPage(r.Context(), r.URL.Query().Get("job"))
-	})))
+	m.HandleFunc("GET /api/jobs/{job}", s.read(s.api(job)))
+	m.HandleFunc("GET /api/jobs/{job}/tasks", s.read(s.api(tasks)))
+	m.HandleFunc("GET /api/jobs/{job}/tasks/{key}", s.read(s.api(task)))
+	m.HandleFunc("GET /api/failed", s.read(s.api(failed)))
 	m.HandleFunc("GET /api/workers", s.read(s.api(func(r *http.Request) (any, error) { return s.workersPage(r.Context()) })))
 	m.HandleFunc("GET /api/nodes", s.read(s.api(func(r *http.Request) (any, error) {
 		return s.nodes.page(s.opts.NodeStatus != nil), nil
@@ -103,7 +125,8 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // readyz answers 200 when the database answers within 2 s and a dispatcher
-// holds the leader lease, 503 otherwise; the reason is logged, not shown.
+// holds the leader lease, 503 otherwise, with the reason (the database's
+// error is logged, not shown).
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -117,9 +140,13 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) notReady(ctx context.Context) string {
-	if err := s.client.DB().PingContext(ctx); err != nil {
+	l, err := s.client.Leader(ctx)
+	switch {
+	case err != nil:
 		s.log.Warn("dashboard: not ready: the database does not answer", "error", err)
 		return "the database does not answer"
+	case l.Holder == "" || l.ExpiresIn <= 0:
+		return "no dispatcher holds the lead"
 	}
 	return ""
 }

@@ -2,7 +2,11 @@ package dashboard
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,20 +44,47 @@ type Option struct {
 	Value string `json:"value"`
 }
 
-// JobPage is one job: its settings, assigned workers, counts and chart.
+// JobPage is one job: its settings, assigned workers, counts and chart,
+// and a page of its tasks.
 type JobPage struct {
 	JobSummary
 	Options []Option             `json:"options"`
 	Workers []pampa.WorkerStatus `json:"workers"` // those assigned to the job
+	Tasks   TaskList             `json:"tasks"`
 }
 
-// FailedPage lists a job's failed tasks.
+// TaskQuery selects a page of a job's tasks: the URL's query parameters
+// state, worker, key, error, after and limit.
+type TaskQuery struct {
+	State  string `json:"state"`
+	Worker string `json:"worker"`
+	Key    string `json:"key"`
+	Error  string `json:"error"` // a part of the error text, any case
+	After  string `json:"after"` // the last key of the previous page
+	Limit  int    `json:"limit"`
+}
+
+// TaskList is one page of a job's tasks, in key order.
+type TaskList struct {
+	Filter TaskQuery        `json:"filter"`
+	Tasks  []pampa.TaskInfo `json:"tasks"`
+	// Next is the "after" of the next page; "" on the last page.
+	Next string `json:"next"`
+}
+
+// TaskPage is one task with its row's other columns.
+type TaskPage struct {
+	Job  string           `json:"job"`
+	Task pampa.TaskDetail `json:"task"`
+}
+
+// FailedPage lists a job's tasks failed for good and those whose last try
+// failed and that wait for another, both filtered by error text.
 type FailedPage struct {
-	Job    string             `json:"job"`
-	Jobs   []string           `json:"jobs"`
-	Failed []pampa.FailedTask `json:"failed"`
-	// More: the list is cut at failedLimit tasks.
-	More bool `json:"more"`
+	Job      string   `json:"job"`
+	Jobs     []string `json:"jobs"`
+	Failed   TaskList `json:"failed"`
+	Retrying TaskList `json:"retrying"`
 }
 
 // WorkersPage is the worker registry.
@@ -94,7 +125,7 @@ func workerState(w pampa.WorkerStatus) string {
 	return w.State
 }
 
-func (s *Server) jobPage(ctx context.Context, name string) (JobPage, error) {
+func (s *Server) jobPage(ctx context.Context, name string, q TaskQuery) (JobPage, error) {
 	job := s.client.Cluster().Job(name)
 	if job == nil {
 		return JobPage{}, notFoundf("no job is named %q", name)
@@ -107,7 +138,11 @@ func (s *Server) jobPage(ctx context.Context, name string) (JobPage, error) {
 	if err != nil {
 		return JobPage{}, err
 	}
-	p := JobPage{JobSummary: s.summary(r), Options: jobOptions(job), Workers: []pampa.WorkerStatus{}}
+	tasks, err := s.taskList(ctx, name, q)
+	if err != nil {
+		return JobPage{}, err
+	}
+	p := JobPage{JobSummary: s.summary(r), Options: jobOptions(job), Workers: []pampa.WorkerStatus{}, Tasks: tasks}
 	for _, w := range workers {
 		if w.Job == name {
 			p.Workers = append(p.Workers, w)
@@ -157,11 +192,70 @@ func hookNames(h pampa.Hooks) []string {
 	return out
 }
 
-// failedLimit is how many failed tasks a page lists.
-const failedLimit = 200
+// Page sizes of task lists.
+const (
+	defaultPage = 50
+	maxPage     = 500
+)
 
-func (s *Server) failedPage(ctx context.Context, job string) (FailedPage, error) {
-	p := FailedPage{Job: job, Failed: []pampa.FailedTask{}}
+var taskStates = []string{pampa.StatePending, pampa.StateReserved, pampa.StateRunning, pampa.StateSucceeded,
+	pampa.StateRetrying, pampa.StateFailed}
+
+// taskQuery reads a task list's filter from a request's query.
+func taskQuery(r *http.Request) (TaskQuery, error) {
+	v := r.URL.Query()
+	q := TaskQuery{State: v.Get("state"), Worker: v.Get("worker"), Key: v.Get("key"), Error: v.Get("error"),
+		After: v.Get("after"), Limit: defaultPage}
+	if q.State != "" && !slices.Contains(taskStates, q.State) {
+		return q, badRequestf("state %q is not one of %s", q.State, strings.Join(taskStates, ", "))
+	}
+	if l := v.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > maxPage {
+			return q, badRequestf("limit %q: want 1 to %d", l, maxPage)
+		}
+		q.Limit = n
+	}
+	return q, nil
+}
+
+// taskList reads one page of tasks; it asks for one more than the page to
+// know whether another follows.
+func (s *Server) taskList(ctx context.Context, job string, q TaskQuery) (TaskList, error) {
+	tasks, err := s.client.Tasks(ctx, job, pampa.TaskFilter{State: q.State, Worker: q.Worker, Key: q.Key,
+		ErrorContains: q.Error, After: q.After, Limit: q.Limit + 1})
+	if errors.Is(err, pampa.ErrBadKey) {
+		return TaskList{}, badRequest{err.Error()}
+	}
+	if err != nil {
+		return TaskList{}, err
+	}
+	l := TaskList{Filter: q, Tasks: tasks}
+	if len(tasks) > q.Limit {
+		l.Tasks = tasks[:q.Limit]
+		l.Next = fmt.Sprint(l.Tasks[q.Limit-1].Key)
+	}
+	return l, nil
+}
+
+func (s *Server) taskPage(ctx context.Context, job, key string) (TaskPage, error) {
+	if s.client.Cluster().Job(job) == nil {
+		return TaskPage{}, notFoundf("no job is named %q", job)
+	}
+	t, err := s.client.Task(ctx, job, key)
+	switch {
+	case errors.Is(err, pampa.ErrNoTask):
+		return TaskPage{}, notFoundf("job %q has no task %q", job, key)
+	case errors.Is(err, pampa.ErrBadKey):
+		return TaskPage{}, badRequest{err.Error()}
+	case err != nil:
+		return TaskPage{}, err
+	}
+	return TaskPage{Job: job, Task: t}, nil
+}
+
+func (s *Server) failedPage(ctx context.Context, job string, q TaskQuery) (FailedPage, error) {
+	p := FailedPage{Job: job}
 	for _, j := range s.client.Cluster().Jobs() {
 		p.Jobs = append(p.Jobs, j.Name)
 	}
@@ -171,14 +265,15 @@ func (s *Server) failedPage(ctx context.Context, job string) (FailedPage, error)
 	if s.client.Cluster().Job(p.Job) == nil {
 		return FailedPage{}, notFoundf("no job is named %q", p.Job)
 	}
-	tasks, err := s.client.FailedTasks(ctx, p.Job, failedLimit+1)
-	if err != nil {
+	var err error
+	q.State = pampa.StateFailed
+	if p.Failed, err = s.taskList(ctx, p.Job, q); err != nil {
 		return FailedPage{}, err
 	}
-	if len(tasks) > failedLimit {
-		tasks, p.More = tasks[:failedLimit], true
+	q.State, q.After = pampa.StateRetrying, ""
+	if p.Retrying, err = s.taskList(ctx, p.Job, q); err != nil {
+		return FailedPage{}, err
 	}
-	p.Failed = append(p.Failed, tasks...)
 	return p, nil
 }
 

@@ -58,8 +58,11 @@
     if (question && !confirm(question)) ev.preventDefault();
   });
 
-  const all = document.getElementById("select-all");
-  if (all) all.addEventListener("change", function () {
-    for (const box of document.querySelectorAll('input[type=checkbox][name=key]')) box.checked = all.checked;
-  });
+  for (const all of document.querySelectorAll("input.select-all")) {
+    all.addEventListener("change", function () {
+      for (const box of document.querySelectorAll("input[type=checkbox][name=key]")) {
+        if (box.getAttribute("form") === all.dataset.form) box.checked = all.checked;
+      }
+    });
+  }
 })();

@@ -1,0 +1,156 @@
+package dashboard
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestHealthAndReady: healthz answers while the process is up; readyz
+// only once a dispatcher leads, without credentials either way.
+func TestHealthAndReady(t *testing.T) {
+	f := newFixture(t, "sqlite", 1, withAuth)
+	res, body := f.get(nil, "/healthz", nil)
+	wantStatus(t, "healthz", res, body, http.StatusOK)
+	res, body = f.get(nil, "/readyz", nil)
+	wantStatus(t, "readyz without a leader", res, body, http.StatusServiceUnavailable)
+	if !strings.Contains(body, "no dispatcher holds the lead") {
+		t.Errorf("readyz body: %q", body)
+	}
+	f.run(0)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, body = f.get(nil, "/readyz", nil)
+		if res.StatusCode == http.StatusOK || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	wantStatus(t, "readyz with a leader", res, body, http.StatusOK)
+}
+
+// TestJobTasks: the job page and /api/jobs/NAME/tasks list tasks by
+// state, worker, key and error text, a page at a time; a task's page shows
+// its columns; bad filters are 400s that say why.
+func TestJobTasks(t *testing.T) {
+	eachDriver(t, func(t *testing.T, driver string) {
+		f := newFixture(t, driver, 12)
+		f.failForGood("Card DECLINED", 3, 9)
+		f.failForGood("timeout", 10)
+		exec(t, f.client, `UPDATE numbers SET r_id = 'local.2', r_time = CURRENT_TIMESTAMP WHERE value IN (4, 11)`)
+		list := func(query string) TaskList {
+			t.Helper()
+			res, body := f.get(nil, "/api/jobs/numbers/tasks?"+query, nil)
+			wantStatus(t, "tasks?"+query, res, body, http.StatusOK)
+			var l TaskList
+			if err := json.Unmarshal([]byte(body), &l); err != nil {
+				t.Fatal(err)
+			}
+			return l
+		}
+		keys := func(l TaskList) string {
+			var ks []string
+			for _, t := range l.Tasks {
+				ks = append(ks, strings.Trim(string(must(json.Marshal(t.Key))), `"`))
+			}
+			return strings.Join(ks, ",")
+		}
+		for query, want := range map[string]string{
+			"state=failed":                  "3,9,10",
+			"state=failed&error=declined":   "3,9",
+			"state=reserved&worker=local.2": "4,11",
+			"key=9":                         "9",
+			"state=pending&limit=3":         "1,2,5",
+		} {
+			if got := keys(list(query)); got != want {
+				t.Errorf("tasks?%s = %s, want %s", query, got, want)
+			}
+		}
+		// Paging walks every task once, 9 before 10.
+		var all []string
+		after := ""
+		for range 10 {
+			l := list("limit=5&after=" + url.QueryEscape(after))
+			all = append(all, keys(l))
+			if after = l.Next; after == "" {
+				break
+			}
+		}
+		if got := strings.Join(all, ","); got != "1,2,3,4,5,6,7,8,9,10,11,12" {
+			t.Errorf("pages walked %s", got)
+		}
+		for query, why := range map[string]string{"state=done": `is not one of pending`, "limit=0": "limit", "limit=x": "limit",
+			"key=seven": "not an integer", "after=1.5": "not an integer"} {
+			res, body := f.get(nil, "/api/jobs/numbers/tasks?"+query, nil)
+			wantStatus(t, "tasks?"+query, res, body, http.StatusBadRequest)
+			if !strings.Contains(body, why) {
+				t.Errorf("tasks?%s: the 400 does not say %q: %s", query, why, body)
+			}
+		}
+		res, page := f.get(nil, "/jobs/numbers?state=failed&error=declined", nil)
+		wantStatus(t, "job page with a filter", res, page, http.StatusOK)
+		if !strings.Contains(page, `href="/jobs/numbers/tasks/3"`) || strings.Contains(page, `href="/jobs/numbers/tasks/10"`) {
+			t.Error("the job page does not list what its filter selects")
+		}
+		res, page = f.get(nil, "/jobs/numbers/tasks/9", nil)
+		wantStatus(t, "task page", res, page, http.StatusOK)
+		for _, s := range []string{"Card DECLINED", "note 9", ">note<", `class="task failed"`} {
+			if !strings.Contains(page, s) {
+				t.Errorf("the task page lacks %q", s)
+			}
+		}
+		res, body := f.get(nil, "/api/jobs/numbers/tasks/99", nil)
+		wantStatus(t, "missing task", res, body, http.StatusNotFound)
+		res, body = f.get(nil, "/api/jobs/numbers/tasks/x", nil)
+		wantStatus(t, "bad key", res, body, http.StatusBadRequest)
+	})
+}
+
+// TestRetryMatching: "retry all" with an error text retries only the
+// failed tasks whose error holds it; form keys are converted as the key
+// column needs.
+func TestRetryMatching(t *testing.T) {
+	eachDriver(t, func(t *testing.T, driver string) {
+		f := newFixture(t, driver, 8)
+		f.failForGood("card declined", 1, 2, 3)
+		f.failForGood("timeout", 4, 5)
+		b := f.browser()
+		tok := f.csrf(b)
+		res, body := f.postForm(b, "/api/jobs/numbers/retry", url.Values{"csrf": {tok}, "all": {"1"}, "error": {"DECLINED"},
+			"back": {"/failed?job=numbers"}}, nil)
+		wantStatus(t, "retry matching", res, body, http.StatusSeeOther)
+		tasks, err := f.client.Tasks(context.Background(), "numbers", pampaFailed())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(tasks) != 2 {
+			t.Errorf("after retrying the declined ones, %d failed remain, want the 2 timeouts", len(tasks))
+		}
+		_, page := f.get(b, "/failed?job=numbers", nil)
+		if !strings.Contains(page, "3 task(s) retried") {
+			t.Error("the failed page does not say what was retried")
+		}
+		res, body = f.postForm(b, "/api/jobs/numbers/retry", url.Values{"csrf": {tok}, "key": {"04"}}, nil)
+		wantStatus(t, "retry one by form", res, body, http.StatusSeeOther)
+		res, body = f.postForm(b, "/api/jobs/numbers/retry", url.Values{"csrf": {tok}, "key": {"four"}}, nil)
+		wantStatus(t, "retry a bad key by form", res, body, http.StatusBadRequest)
+		if !strings.Contains(body, "not an integer") || !strings.Contains(body, "<html") {
+			t.Errorf("a form's bad key is answered with a page that says why: %.300s", body)
+		}
+		tasks, _ = f.client.Tasks(context.Background(), "numbers", pampaFailed())
+		if len(tasks) != 1 {
+			t.Errorf("after retrying 04, %d failed remain, want 1", len(tasks))
+		}
+	})
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
