@@ -6,12 +6,19 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/pampa-go/pampa/internal/engine"
 	"github.com/pampa-go/pampa/internal/store"
 )
 
 // ErrNotFound is returned when a job, node or worker asked for by name does
 // not exist.
 var ErrNotFound = errors.New("not found")
+
+// ErrCancelled is the cause (context.Cause) of a processing function's
+// context when an operator cancelled its task ([Client.Cancel]): the
+// function should return; whatever it returns is dropped, as the task is
+// already failed for good.
+var ErrCancelled = engine.ErrCancelled
 
 // ConfigError reports a bad definition: which job (or node), which field,
 // which value, and why. Nothing is written to the database when one is

@@ -99,6 +99,7 @@ func commands() []command {
 		{"failed", "--job NAME [--json]", "list a job's tasks that failed for good, with their errors", failedCmd},
 		{"retry", "--job NAME (--all | KEY...)", "re-drive tasks that failed for good: pending again, with fresh tries", retryCmd},
 		{"discard", "--job NAME KEY...", "fail for good failed tasks that still have tries left: not tried again", discardCmd},
+		{"cancel", "--job NAME KEY...", "cancel tasks pending, reserved or running: failed for good, never run again", cancelCmd},
 		{"pause", "JOB...", "pause jobs: no new reservations until resumed; running tasks finish", pauseCmd},
 		{"resume", "JOB...", "resume paused jobs", resumeCmd},
 		{"nodes", "status|deploy|start|stop|restart|logs [NODE...]", "operate the nodes over SSH: deploy, start and stop workers, status and usage", nodesCmd},

@@ -242,6 +242,21 @@ func TestLogOffDoesNotCrash(t *testing.T) {
 	if _, errOut, code = runCLI(t, nil, "discard", "--config", config, "--job", "search_odd_numbers"); code != 2 {
 		t.Errorf("discard without keys: exit %d, %s", code, errOut)
 	}
+	// cancel: task 3, pending, is failed for good; task 4 succeeded.
+	out, errOut, code = runCLI(t, nil, "cancel", "3", "4", "--config", config, "--job", "search_odd_numbers")
+	if code != 0 || !strings.Contains(out, "1 task(s) cancelled") || !strings.Contains(out, "1 key(s) were done already") {
+		t.Errorf("cancel: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = runCLI(t, nil, "failed", "--config", config, "--job", "search_odd_numbers")
+	if code != 0 || !strings.Contains(out, "cancelled by an operator") {
+		t.Errorf("failed after cancel: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, errOut, code = runCLI(t, nil, "cancel", "--config", config, "--job", "search_odd_numbers"); code != 2 {
+		t.Errorf("cancel without keys: exit %d, %s", code, errOut)
+	}
+	if _, errOut, code = runCLI(t, nil, "cancel", "3", "--config", config, "--job", "no_such_job"); code != 1 || !strings.Contains(errOut, "no_such_job") {
+		t.Errorf("cancel in an unknown job: exit %d, %s", code, errOut)
+	}
 }
 
 func TestVersion(t *testing.T) {
