@@ -102,6 +102,8 @@ func commands() []command {
 		{"cancel", "--job NAME KEY...", "cancel tasks pending, reserved or running: failed for good, never run again", cancelCmd},
 		{"pause", "JOB...", "pause jobs: no new reservations until resumed; running tasks finish", pauseCmd},
 		{"resume", "JOB...", "resume paused jobs", resumeCmd},
+		{"drain", "WORKER...", "drain workers: no new reservations until undrained; running tasks finish", drainCmd},
+		{"undrain", "WORKER...", "undrain drained workers", undrainCmd},
 		{"nodes", "status|deploy|start|stop|restart|logs [NODE...]", "operate the nodes over SSH: deploy, start and stop workers, status and usage", nodesCmd},
 		{"bench", "[--db D] [--tasks N] [--processes] [--json]", "measure throughput, latency, round and report times, memory", benchCmd},
 		{"version", "", "print the version", versionCmd},

@@ -187,6 +187,21 @@ func TestSetupReportAndRun(t *testing.T) {
 	if _, _, code := runCLI(t, nil, "pause", "--config", config); code != 2 {
 		t.Errorf("pause with no job: exit %d, want 2", code)
 	}
+
+	// drain and undrain the workers run registered.
+	if out, errOut, code := runCLI(t, nil, "drain", "local.1", "local.2", "--config", config); code != 0 ||
+		!strings.Contains(out, "worker local.1: drained") || !strings.Contains(out, "worker local.2: drained") {
+		t.Fatalf("drain: exit %d\n%s%s", code, out, errOut)
+	}
+	if out, errOut, code := runCLI(t, nil, "undrain", "local.2", "--config", config); code != 0 || !strings.Contains(out, "worker local.2: undrained") {
+		t.Fatalf("undrain: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, errOut, code := runCLI(t, nil, "drain", "local.9", "--config", config); code != 1 || !strings.Contains(errOut, `worker "local.9" is not registered`) {
+		t.Errorf("drain of an unregistered worker: exit %d, %s", code, errOut)
+	}
+	if _, _, code := runCLI(t, nil, "undrain", "--config", config); code != 2 {
+		t.Errorf("undrain with no worker: exit %d, want 2", code)
+	}
 }
 
 func TestLogOffDoesNotCrash(t *testing.T) {

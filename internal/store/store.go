@@ -262,6 +262,9 @@ func (s *Store) migrations() []string {
 			cancelled_at ` + t.Time + ` NOT NULL,
 			PRIMARY KEY (worker, job, task)
 		)`,
+		// When an operator drained the worker (see Store.SetDrained); kept
+		// by a restart under the same id.
+		`ALTER TABLE pampa_workers ADD COLUMN drained_at ` + t.Time,
 	}
 }
 
