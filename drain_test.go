@@ -32,7 +32,7 @@ func (r *ranBy) of(key int64) []string {
 }
 
 // A drained worker finishes the try it runs (recorded as its own), its
-// reservations go to another worker, and it gets nothing more — even
+// reservations go to the other worker, and it gets nothing more — even
 // restarted under its id — while it stays registered and heartbeating.
 // Undrained, it gets tasks again.
 func TestDrainAndUndrain(t *testing.T) {
@@ -54,74 +54,77 @@ func TestDrainAndUndrain(t *testing.T) {
 			}
 			return isOdd(ctx, task)
 		}
-		e := newEnv(t, driver, 20, job)
+		e := newEnv(t, driver, 30, job)
 		rd, _ := e.startIDs(steadyDispatcher(), steadyWorker())
-		r1, _ := e.startIDs(nil, steadyWorker(), "local.1")
-		queued := `SELECT COUNT(*) FROM numbers WHERE odd_checking_reservation_id = 'local.1' AND odd_checking_start_time IS NULL`
-		e.waitFor(30*time.Second, "task 1 to run on local.1 and its queue to fill", func() bool {
-			return len(ran.of(1)) == 1 && e.count(queued) > 0
+		rw, _ := e.startIDs(nil, steadyWorker(), "local.1", "local.2")
+		// The worker running task 1 is drained; the other one runs all the
+		// rest, then waits while the first still has a queue.
+		e.waitState(30*time.Second, "task 1 to run, the rest done but one worker's queue", job.Name, func() bool {
+			rep := e.report(job.Name)
+			return len(ran.of(1)) == 1 && rep.Pending == 0 && rep.Running == 1 && rep.Reserved > 0 && rep.Completed+rep.Reserved == 29
 		})
+		drained := ran.of(1)[0]
+		other := map[string]string{"local.1": "local.2", "local.2": "local.1"}[drained]
+		queued, err := queryInts(ctx, e.client.DB(), rebindFor(t, driver,
+			`SELECT value FROM numbers WHERE odd_checking_reservation_id = ? AND odd_checking_start_time IS NULL`), drained)
+		if err != nil || len(queued) == 0 {
+			t.Fatalf("%s's queue = %v, %v; want some tasks", drained, queued, err)
+		}
 
-		if err := e.client.Drain(ctx, "local.1"); err != nil {
+		if err := e.client.Drain(ctx, drained); err != nil {
 			t.Fatal(err)
 		}
 		drainedAt := time.Now()
-		e.waitState(10*time.Second, "local.1's reservations to be handed back", job.Name, func() bool { return e.count(queued) == 0 })
-		if waited := time.Since(drainedAt); waited > 5*time.Second {
-			t.Errorf("reservations handed back %s after the drain, want about a second", waited)
+		e.waitState(30*time.Second, "the queue handed back and run by the other worker", job.Name, func() bool {
+			return e.report(job.Name).Completed == 29
+		})
+		if waited := time.Since(drainedAt); waited > 10*time.Second {
+			t.Errorf("the queue was handed on %s after the drain, want about a second", waited)
 		}
-		if w := e.worker("local.1"); !w.Drained || !w.Alive || w.State != "running" {
-			t.Errorf("drained local.1 = %+v, want drained, alive and running", w)
-		}
-		r2, _ := e.startIDs(nil, steadyWorker(), "local.2")
-		e.waitState(30*time.Second, "local.2 to run the rest", job.Name, func() bool { return e.report(job.Name).Completed == 19 })
-		close(gate) // local.1's running try ends, and is recorded
-		rep := e.waitJob(job.Name, 20, 30*time.Second)
-		if rep.Completed != 20 {
-			t.Fatalf("report = %+v, want all 20 completed", rep)
-		}
-		for k := int64(1); k <= 20; k++ {
-			want := "local.2"
-			if k == 1 {
-				want = "local.1"
-			}
-			if got := ran.of(k); len(got) != 1 || got[0] != want {
-				t.Errorf("task %d ran on %v, want once on %s", k, got, want)
+		for _, k := range queued {
+			if got := ran.of(k.(int64)); len(got) != 1 || got[0] != other {
+				t.Errorf("queued task %d ran on %v, want once on %s", k, got, other)
 			}
 		}
-		if w := e.rowState(1); !strings.HasPrefix(w, "local.1 |") {
-			t.Errorf("task 1 = %s, want recorded by local.1", w)
+		if w := e.worker(drained); !w.Drained || !w.Alive || w.State != "running" {
+			t.Errorf("drained %s = %+v, want drained, alive and running", drained, w)
 		}
-		r1.stop(t)
-		r2.stop(t)
+		close(gate) // the drained worker's running try ends, and is recorded
+		if rep := e.waitJob(job.Name, 30, 30*time.Second); rep.Completed != 30 {
+			t.Fatalf("report = %+v, want all 30 completed", rep)
+		}
+		if got := ran.of(1); len(got) != 1 || !strings.HasPrefix(e.rowState(1), drained+" |") {
+			t.Errorf("task 1 ran on %v, row %s; want once, recorded by %s", got, e.rowState(1), drained)
+		}
+		rw.stop(t)
 
 		// Restarted, still drained: new tasks wait.
-		r1, _ = e.startIDs(nil, steadyWorker(), "local.1")
-		e.waitFor(30*time.Second, "local.1 to register again", func() bool { return e.worker("local.1").Alive })
-		if w := e.worker("local.1"); !w.Drained {
-			t.Fatalf("local.1 restarted = %+v, want still drained", w)
+		rw, _ = e.startIDs(nil, steadyWorker(), drained)
+		e.waitFor(30*time.Second, drained+" to register again", func() bool { return e.worker(drained).Alive })
+		if w := e.worker(drained); !w.Drained {
+			t.Fatalf("%s restarted = %+v, want still drained", drained, w)
 		}
-		for v := 21; v <= 25; v++ {
+		for v := 31; v <= 35; v++ {
 			e.exec(`INSERT INTO numbers (value) VALUES (?)`, v)
 		}
 		time.Sleep(500 * time.Millisecond) // many dispatcher rounds
 		if rep := e.report(job.Name); rep.Pending != 5 || rep.Reserved != 0 {
-			t.Fatalf("drained local.1 got tasks: report %+v", rep)
+			t.Fatalf("the drained worker got tasks: report %+v", rep)
 		}
 
-		if err := e.client.Undrain(ctx, "local.1"); err != nil {
+		if err := e.client.Undrain(ctx, drained); err != nil {
 			t.Fatal(err)
 		}
-		e.waitJob(job.Name, 25, 30*time.Second)
-		for k := int64(21); k <= 25; k++ {
-			if got := ran.of(k); len(got) != 1 || got[0] != "local.1" {
-				t.Errorf("task %d ran on %v, want once on the undrained local.1", k, got)
+		e.waitJob(job.Name, 35, 30*time.Second)
+		for k := int64(31); k <= 35; k++ {
+			if got := ran.of(k); len(got) != 1 || got[0] != drained {
+				t.Errorf("task %d ran on %v, want once on the undrained %s", k, got, drained)
 			}
 		}
-		if w := e.worker("local.1"); w.Drained {
-			t.Errorf("undrained local.1 = %+v", w)
+		if w := e.worker(drained); w.Drained {
+			t.Errorf("undrained %s = %+v", drained, w)
 		}
-		r1.stop(t)
+		rw.stop(t)
 		rd.stop(t)
 
 		for _, op := range []func(context.Context, string) error{e.client.Drain, e.client.Undrain} {
