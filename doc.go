@@ -21,7 +21,8 @@
 //   - [Client.NewWorker] makes a [Worker]: a process under an id
 //     "<node>.<n>" that runs the tasks reserved for it, each as a [Task].
 //   - [Client.Report], [Client.FailedTasks], [Client.Retry] and
-//     [Client.Workers] inspect and steer.
+//     [Client.Workers] inspect and steer; [Client.Pause], [Client.Cancel]
+//     and [Client.Drain] act on a job, a task, a worker.
 //
 // # How a task travels
 //
