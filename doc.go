@@ -22,7 +22,8 @@
 //     "<node>.<n>" that runs the tasks reserved for it, each as a [Task].
 //   - [Client.Report], [Client.Tasks], [Client.Task],
 //     [Client.FailedTasks], [Client.Retry] and [Client.Workers] inspect
-//     and steer.
+//     and steer; [Client.Pause], [Client.Cancel] and [Client.Drain] act on
+//     a job, a task, a worker.
 //
 // # How a task travels
 //

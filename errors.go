@@ -6,6 +6,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/pampa-go/pampa/internal/engine"
 	"github.com/pampa-go/pampa/internal/store"
 )
 
@@ -17,6 +18,12 @@ var ErrNotFound = errors.New("not found")
 // written as text cannot be one of the job's keys: "x" for an integer key
 // column.
 var ErrBadKey = store.ErrBadKey
+
+// ErrCancelled is the cause (context.Cause) of a processing function's
+// context when an operator cancelled its task ([Client.Cancel]): the
+// function should return; whatever it returns is dropped, as the task is
+// already failed for good.
+var ErrCancelled = engine.ErrCancelled
 
 // ConfigError reports a bad definition: which job (or node), which field,
 // which value, and why. Nothing is written to the database when one is

@@ -79,3 +79,29 @@ func (c *Client) Discard(ctx context.Context, job string, keys ...any) ([]any, e
 	}
 	return done, nil
 }
+
+// Cancel stops tasks for good, whatever they are doing: pending (a failed
+// try with tries left included), reserved or running. In one transaction
+// each becomes failed for good, with the error "cancelled by an operator":
+// FailedTasks lists it, and Retry re-drives it. A running try's context is
+// cancelled, with ErrCancelled as its cause, at its worker's next
+// heartbeat; its result is dropped. Tasks that succeeded or already failed
+// for good are left alone. It returns the keys it cancelled: a try that
+// finishes as it is cancelled either is recorded (and its key not
+// returned) or is cancelled, never both.
+func (c *Client) Cancel(ctx context.Context, job string, keys ...any) ([]any, error) {
+	j, err := c.job(job)
+	if err != nil {
+		return nil, err
+	}
+	var done []any
+	err = c.store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		done, err = j.sql.Cancel(ctx, tx, job, keys)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("job %s: cancel tasks: %w", job, err)
+	}
+	return done, nil
+}

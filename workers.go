@@ -2,6 +2,7 @@ package pampa
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/pampa-go/pampa/internal/store"
@@ -10,10 +11,11 @@ import (
 // WorkerStatus is a worker as the registry knows it: id, node, host, pid,
 // version, the jobs its program can run, the job it is assigned to ("" for
 // none), its state (running, stopping, stopped, dead), whether it is alive
-// (running, heartbeat within the TTL), the age of its last heartbeat and
-// its uptime. It is the registry's own row type, so the engine, this API
-// and the CLI's JSON (keys id, node, host, pid, version, jobs, job, state,
-// alive, last_heartbeat_ns, uptime_ns) never disagree.
+// (running, heartbeat within the TTL) and whether an operator drained it
+// ([Client.Drain]), the age of its last heartbeat and its uptime. It is
+// the registry's own row type, so the engine, this API and the CLI's JSON
+// (keys id, node, host, pid, version, jobs, job, state, alive, drained,
+// last_heartbeat_ns, uptime_ns) never disagree.
 type WorkerStatus = store.WorkerInfo
 
 // DefaultWorkerTTL is how long a worker may go without a heartbeat before
@@ -24,4 +26,33 @@ const DefaultWorkerTTL = 15 * time.Second
 // ordered by node and number, alive or not (judged with DefaultWorkerTTL).
 func (c *Client) Workers(ctx context.Context) ([]WorkerStatus, error) {
 	return c.store.Workers(ctx, DefaultWorkerTTL)
+}
+
+// Drain stops new reservations for a worker, in every dispatcher and until
+// Undrain, without stopping it: within a second the leading dispatcher
+// hands back the tasks reserved for it and not yet started, it finishes
+// the tries it runs (they are not handed on: it stays registered and
+// heartbeating), and it gets nothing more. The mark is kept in its
+// registry row (pampa_workers.drained_at), which a restart under the same
+// id leaves as it is: drain a worker, then stop and start it again safely.
+// Draining a drained worker changes nothing; a worker id that never
+// registered is ErrNotFound.
+func (c *Client) Drain(ctx context.Context, workerID string) error {
+	return c.setDrained(ctx, workerID, true)
+}
+
+// Undrain lets a drained worker get tasks again.
+func (c *Client) Undrain(ctx context.Context, workerID string) error {
+	return c.setDrained(ctx, workerID, false)
+}
+
+func (c *Client) setDrained(ctx context.Context, workerID string, drained bool) error {
+	ok, err := c.store.SetDrained(ctx, workerID, drained)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("worker %q is not registered: %w", workerID, ErrNotFound)
+	}
+	return nil
 }

@@ -187,6 +187,21 @@ func TestSetupReportAndRun(t *testing.T) {
 	if _, _, code := runCLI(t, nil, "pause", "--config", config); code != 2 {
 		t.Errorf("pause with no job: exit %d, want 2", code)
 	}
+
+	// drain and undrain the workers run registered.
+	if out, errOut, code := runCLI(t, nil, "drain", "local.1", "local.2", "--config", config); code != 0 ||
+		!strings.Contains(out, "worker local.1: drained") || !strings.Contains(out, "worker local.2: drained") {
+		t.Fatalf("drain: exit %d\n%s%s", code, out, errOut)
+	}
+	if out, errOut, code := runCLI(t, nil, "undrain", "local.2", "--config", config); code != 0 || !strings.Contains(out, "worker local.2: undrained") {
+		t.Fatalf("undrain: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, errOut, code := runCLI(t, nil, "drain", "local.9", "--config", config); code != 1 || !strings.Contains(errOut, `worker "local.9" is not registered`) {
+		t.Errorf("drain of an unregistered worker: exit %d, %s", code, errOut)
+	}
+	if _, _, code := runCLI(t, nil, "undrain", "--config", config); code != 2 {
+		t.Errorf("undrain with no worker: exit %d, want 2", code)
+	}
 }
 
 func TestLogOffDoesNotCrash(t *testing.T) {
@@ -241,6 +256,21 @@ func TestLogOffDoesNotCrash(t *testing.T) {
 	}
 	if _, errOut, code = runCLI(t, nil, "discard", "--config", config, "--job", "search_odd_numbers"); code != 2 {
 		t.Errorf("discard without keys: exit %d, %s", code, errOut)
+	}
+	// cancel: task 3, pending, is failed for good; task 4 succeeded.
+	out, errOut, code = runCLI(t, nil, "cancel", "3", "4", "--config", config, "--job", "search_odd_numbers")
+	if code != 0 || !strings.Contains(out, "1 task(s) cancelled") || !strings.Contains(out, "1 key(s) were done already") {
+		t.Errorf("cancel: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = runCLI(t, nil, "failed", "--config", config, "--job", "search_odd_numbers")
+	if code != 0 || !strings.Contains(out, "cancelled by an operator") {
+		t.Errorf("failed after cancel: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, errOut, code = runCLI(t, nil, "cancel", "--config", config, "--job", "search_odd_numbers"); code != 2 {
+		t.Errorf("cancel without keys: exit %d, %s", code, errOut)
+	}
+	if _, errOut, code = runCLI(t, nil, "cancel", "3", "--config", config, "--job", "no_such_job"); code != 1 || !strings.Contains(errOut, "no_such_job") {
+		t.Errorf("cancel in an unknown job: exit %d, %s", code, errOut)
 	}
 }
 

@@ -101,8 +101,23 @@ func parseKeys(ctx context.Context, client *pampa.Client, job string, args []str
 }
 
 func discardCmd(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("discard", "--job NAME KEY...", "Fail for good tasks whose last try failed and that still have tries left, so that they are\n"+
-		"not tried again; they join the tasks `pampa failed` lists, and `pampa retry` re-drives them.")
+	return keysCmd(ctx, e, args, "discard", "Fail for good tasks whose last try failed and that still have tries left, so that they are\n"+
+		"not tried again; they join the tasks `pampa failed` lists, and `pampa retry` re-drives them.",
+		(*pampa.Client).Discard, "failed for good", "had no failed try with tries left")
+}
+
+func cancelCmd(ctx context.Context, e *env, args []string) error {
+	return keysCmd(ctx, e, args, "cancel", "Cancel tasks pending, reserved or running: each becomes failed for good (\"cancelled by an\n"+
+		"operator\"), so that it does not run again; a running try's context is cancelled at its worker's\n"+
+		"next heartbeat and its result dropped. `pampa failed` lists them, and `pampa retry` re-drives them.",
+		(*pampa.Client).Cancel, "cancelled", "were done already (succeeded, or failed for good)")
+}
+
+// keysCmd is a command acting on tasks of a job named by key: it prints
+// how many it changed (done), and how many it left alone and why.
+func keysCmd(ctx context.Context, e *env, args []string, name, about string,
+	do func(*pampa.Client, context.Context, string, ...any) ([]any, error), done, why string) error {
+	fs := e.flags(name, "--job NAME KEY...", about)
 	var cf clusterFlags
 	var job string
 	cf.register(fs)
@@ -114,7 +129,7 @@ func discardCmd(ctx context.Context, e *env, args []string) error {
 		return usagef("--job is required")
 	}
 	if fs.NArg() == 0 {
-		return usagef("name the keys to discard")
+		return usagef("name the keys to %s", name)
 	}
 	client, err := e.open(ctx, cf)
 	if err != nil {
@@ -125,13 +140,13 @@ func discardCmd(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	done, err := client.Discard(ctx, job, keys...)
+	changed, err := do(client, ctx, job, keys...)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "job %s: %d task(s) failed for good\n", job, len(done))
-	if len(done) < len(keys) {
-		fmt.Fprintf(e.stdout, "%d key(s) had no failed try with tries left and were left alone\n", len(keys)-len(done))
+	fmt.Fprintf(e.stdout, "job %s: %d task(s) %s\n", job, len(changed), done)
+	if len(changed) < len(keys) {
+		fmt.Fprintf(e.stdout, "%d key(s) %s and were left alone\n", len(keys)-len(changed), why)
 	}
 	return nil
 }

@@ -266,6 +266,9 @@ func printStatus(w io.Writer, s *statusJSON) {
 				} else if r.State == "running" {
 					state += ", silent"
 				}
+				if r.Drained {
+					state += ", drained"
+				}
 				if r.Job != "" {
 					job = r.Job
 				}

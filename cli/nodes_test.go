@@ -241,6 +241,23 @@ func TestNodesEndToEnd(t *testing.T) {
 	if !strings.Contains(text, "n1.1") || !strings.Contains(text, "running, alive") || !strings.Contains(text, "gone: connect: unreachable: 127.0.0.4") {
 		t.Errorf("status:\n%s", text)
 	}
+	// A drained worker says so in the status, and not once undrained.
+	if out := e.must("drain", "n1.1"); !strings.Contains(out, "worker n1.1: drained") {
+		t.Errorf("drain n1.1:\n%s", out)
+	}
+	if w := findWorker(t, findNode(t, e.status(), "n1"), "n1.1"); w.Registry == nil || !w.Registry.Drained || !w.Registry.Alive {
+		t.Errorf("status of drained n1.1: registry %+v", w.Registry)
+	}
+	if text, _ := e.run("nodes", "status"); !strings.Contains(text, "running, alive, drained") {
+		t.Errorf("status with n1.1 drained:\n%s", text)
+	}
+	e.must("undrain", "n1.1")
+	if w := findWorker(t, findNode(t, e.status(), "n1"), "n1.1"); w.Registry == nil || w.Registry.Drained {
+		t.Errorf("status of undrained n1.1: registry %+v", w.Registry)
+	}
+	if out, code := e.run("drain", "n9.1"); code != 1 || !strings.Contains(out, `worker "n9.1" is not registered`) {
+		t.Errorf("drain of an unregistered worker: exit %d\n%s", code, out)
+	}
 	out, code := e.run("nodes", "start", "wrongpw")
 	if code == 0 || !strings.Contains(out, "authenticate") || strings.Contains(out, wrongPassword) {
 		t.Errorf("start on a node with a wrong password: exit %d\n%s", code, out)

@@ -174,9 +174,12 @@ func (c *Completer) Flush() {
 func (c *Completer) logResult(a *engine.Attempt, out store.Outcome, applied bool) {
 	a.Job.Observe().Recorded(engine.FateOf(a, out.Success, applied))
 	switch {
+	case !applied && a.Cancelled() != nil:
+		c.opts.Stats.Dropped.Add(1)
+		a.Log.Info("task cancelled by an operator: its try's result is dropped")
 	case !applied:
 		c.opts.Stats.Dropped.Add(1)
-		a.Log.Warn("late result dropped: the task was relaunched or handed to another worker", "success", out.Success)
+		a.Log.Warn("late result dropped: the task was relaunched, handed to another worker or cancelled", "success", out.Success)
 	case out.Success:
 		c.opts.Stats.Succeeded.Add(1)
 		a.Log.Debug("task succeeded")

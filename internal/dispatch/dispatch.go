@@ -33,7 +33,7 @@ type Options struct {
 type Result struct {
 	Reserved   int // rows reserved for workers
 	Assigned   int // assignment changes
-	HandedBack int // reservations of paused jobs handed back
+	HandedBack int // reservations of paused jobs and drained workers handed back
 }
 
 // Service assigns and reserves. It is used by one goroutine.
@@ -45,6 +45,9 @@ type Service struct {
 	// paused is the last read of the paused jobs, at pausedRead.
 	paused     map[string]bool
 	pausedRead time.Time
+	// drainedBack is when the drained workers' reservations were last
+	// handed back.
+	drainedBack time.Time
 }
 
 // New returns the service.
@@ -57,7 +60,7 @@ func New(opts Options) *Service {
 func (s *Service) Stretch(ctx context.Context, workers []store.WorkerInfo, res *Result) error {
 	live := 0
 	for _, w := range workers {
-		if w.Alive {
+		if w.Dispatchable() {
 			live++
 		}
 	}

@@ -12,7 +12,8 @@ import (
 	"github.com/pampa-go/pampa/internal/store"
 )
 
-// Reserve tops up the queue of every live worker assigned to a job.
+// Reserve tops up the queue of every live worker assigned to a job, and
+// hands back what paused jobs and drained workers hold unstarted.
 func (s *Service) Reserve(ctx context.Context, res *Result) error {
 	workers, err := s.opts.Store.Workers(ctx, s.opts.WorkerTTL)
 	if err != nil {
@@ -22,7 +23,7 @@ func (s *Service) Reserve(ctx context.Context, res *Result) error {
 	if err != nil {
 		return err
 	}
-	var errs []error
+	errs := []error{s.handBackDrained(ctx, workers, res)}
 	for _, j := range s.opts.Jobs {
 		if paused[j.Name] {
 			if err := s.handBackPaused(ctx, j, res); err != nil {
@@ -44,7 +45,7 @@ func (s *Service) Reserve(ctx context.Context, res *Result) error {
 func (s *Service) reserveJob(ctx context.Context, j *engine.Job, workers []store.WorkerInfo, res *Result) error {
 	var mine []store.WorkerInfo
 	for _, w := range workers {
-		if w.Alive && w.Job == j.Name {
+		if w.Dispatchable() && w.Job == j.Name {
 			mine = append(mine, w)
 		}
 	}
@@ -180,6 +181,45 @@ func (s *Service) handBackPaused(ctx context.Context, j *engine.Job, res *Result
 		s.opts.Log.Info("paused job: reservations handed back", "job", j.Name, "n", n)
 	}
 	return nil
+}
+
+// drainedEvery is how often the reserve step hands back the drained
+// workers' unstarted reservations: a write per job each round would cost
+// every round, and a drain need not act within milliseconds.
+const drainedEvery = time.Second
+
+// handBackDrained returns to the pool the reserved, unstarted rows of the
+// drained workers still alive (those of gone workers are the maintenance
+// pass's); what they run goes on to its end.
+func (s *Service) handBackDrained(ctx context.Context, workers []store.WorkerInfo, res *Result) error {
+	var drained []string
+	for _, w := range workers {
+		if w.Drained && w.Fresh {
+			drained = append(drained, w.ID)
+		}
+	}
+	if len(drained) == 0 || time.Since(s.drainedBack) < drainedEvery {
+		return nil
+	}
+	s.drainedBack = time.Now()
+	var errs []error
+	for _, j := range s.opts.Jobs {
+		var n int64
+		err := s.opts.Store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			var err error
+			n, err = j.SQL.HandBack(ctx, tx, drained...)
+			return err
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("job %s: hand back the drained workers' reservations: %w", j.Name, err))
+			continue
+		}
+		if n > 0 {
+			res.HandedBack += int(n)
+			s.opts.Log.Info("drained workers: reservations handed back", "job", j.Name, "n", n, "workers", drained)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // pausedFor is how long the reserve step trusts its last read of the

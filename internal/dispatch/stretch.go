@@ -8,7 +8,7 @@ import (
 // Elastic assignment ("stretch"): which workers serve which job.
 //
 // The rule, applied by the leading dispatcher each maintenance pass, over
-// live workers only (running, heartbeat fresh); docs/elastic-assignment.md
+// live workers only (running, heartbeat fresh, not drained); docs/elastic-assignment.md
 // walks through an example.
 //
 //  1. A worker stays assigned to a job only while the job exists, the
@@ -98,7 +98,7 @@ func planAssignments(loads []jobLoad, workers []store.WorkerInfo) []assignment {
 func newPlanner(loads []jobLoad, workers []store.WorkerInfo) *planner {
 	p := &planner{loads: loads}
 	for _, w := range workers {
-		if w.Alive {
+		if w.Dispatchable() {
 			p.ws = append(p.ws, w)
 		}
 	}

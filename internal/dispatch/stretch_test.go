@@ -23,6 +23,11 @@ func live(id, job string, jobs ...string) store.WorkerInfo {
 	return store.WorkerInfo{ID: id, Job: job, Jobs: jobs, Alive: true, Fresh: true, State: store.StateRunning}
 }
 
+func drained(w store.WorkerInfo) store.WorkerInfo {
+	w.Drained = true
+	return w
+}
+
 func dead(id, job string, jobs ...string) store.WorkerInfo {
 	return store.WorkerInfo{ID: id, Job: job, Jobs: jobs, State: store.StateDead}
 }
@@ -156,6 +161,15 @@ func TestPlanAssignments(t *testing.T) {
 			workers: []store.WorkerInfo{{ID: "n.1", Jobs: []string{"a"}, State: store.StateStopped},
 				{ID: "n.2", Jobs: []string{"a"}, State: store.StateStopping, Fresh: true}},
 			want: nil,
+		},
+		// A drained worker takes no part: it is neither given a job nor
+		// counted as its job's, and keeps its assignment for when it is
+		// undrained.
+		{
+			name:    "DrainedWorkerNotPlanned",
+			loads:   []jobLoad{{job: a, pending: 20}, {job: b, pending: 5}},
+			workers: []store.WorkerInfo{drained(live("n.1", "a", "a", "b")), drained(live("n.2", "", "a", "b")), live("n.3", "", "a", "b")},
+			want:    []assignment{{worker: "n.3", to: "a"}},
 		},
 		// A worker released from one job and given to another in one pass
 		// moves in a single step.

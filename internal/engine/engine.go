@@ -10,6 +10,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -114,6 +115,10 @@ type Attempt struct {
 
 	mu     sync.Mutex
 	sealed bool // the try is over: later Sets are ignored
+	// cancelled is why an operator cancelled the try (nil if not), and
+	// stop cancels the context of its running function.
+	cancelled error
+	stop      context.CancelCauseFunc
 
 	// Handle is the public package's view of the task, built once per
 	// attempt so that every hook sees the same value.
@@ -155,6 +160,51 @@ func (a *Attempt) Seal(drop bool) int {
 		a.Set, a.SetErr = nil, nil
 	}
 	return n
+}
+
+// ErrCancelled is the cause of a try's context when an operator cancelled
+// its task.
+var ErrCancelled = errors.New(store.CancelReason)
+
+// Cancel cancels tries with cause: the context of a running function
+// ends at once, and a try not yet started is not run. Every try is marked
+// before any function is stopped, so that the slot one frees does not
+// start another of them.
+func Cancel(as []*Attempt, cause error) {
+	var stops []context.CancelCauseFunc
+	for _, a := range as {
+		a.mu.Lock()
+		if a.cancelled == nil {
+			a.cancelled = cause
+			if a.stop != nil {
+				stops = append(stops, a.stop)
+			}
+		}
+		a.mu.Unlock()
+	}
+	for _, stop := range stops {
+		stop(cause)
+	}
+}
+
+// Cancelled is why the try was cancelled, nil if it was not.
+func (a *Attempt) Cancelled() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cancelled
+}
+
+// Context derives the context the try's function runs with: Cancel ends
+// it, with its cause. Call release once the function returned.
+func (a *Attempt) Context(parent context.Context) (ctx context.Context, release func()) {
+	ctx, stop := context.WithCancelCause(parent)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.stop = stop
+	if a.cancelled != nil {
+		stop(a.cancelled)
+	}
+	return ctx, func() { stop(nil) }
 }
 
 // Fence is the attempt's write guard: its key, worker and try.

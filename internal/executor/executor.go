@@ -77,6 +77,9 @@ func (e *Executor) parent() context.Context {
 // and returns how long the function ran (0 when it did not run); the
 // job's observer is told of each try the function ran.
 func (e *Executor) Execute(a *engine.Attempt) (engine.Outcome, time.Duration) {
+	if err := a.Cancelled(); err != nil {
+		return engine.Outcome{Attempt: a, Err: err}, 0 // cancelled while it waited to start
+	}
 	if h := a.Job.Hooks.Starter; h != nil {
 		err := e.opts.Store.Tx(e.opts.Hard, func(ctx context.Context, tx *sql.Tx) error {
 			return h(ctx, tx, a)
@@ -96,7 +99,9 @@ func (e *Executor) Execute(a *engine.Attempt) (engine.Outcome, time.Duration) {
 // Process calls the processing function with the job's deadline.
 func (e *Executor) Process(a *engine.Attempt) error {
 	max := a.Job.MaxJobDuration
-	ctx, cancel := context.WithTimeout(e.parent(), max)
+	parent, release := a.Context(e.parent())
+	defer release()
+	ctx, cancel := context.WithTimeout(parent, max)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
@@ -118,6 +123,11 @@ func (e *Executor) Process(a *engine.Attempt) error {
 			return fmt.Errorf("the processing function did not return within %s of its context ending (%v); abandoned",
 				e.opts.OverrunGrace, context.Cause(ctx))
 		}
+	}
+	if cause := a.Cancelled(); cause != nil {
+		// The row is failed for good already: nothing of the try counts.
+		a.Seal(true)
+		return cause
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return late(a, err, max)

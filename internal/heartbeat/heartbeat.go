@@ -41,6 +41,11 @@ type Options struct {
 	// OnLost is called when running tries must be cancelled: the
 	// heartbeat lapsed, or the worker was declared dead.
 	OnLost func()
+	// OnCancel is given the tries an operator cancelled under the
+	// worker's id, after each heartbeat, and returns those it acted on
+	// (their rows are deleted; the others are offered again). Nil: none
+	// are read.
+	OnCancel func(ctx context.Context, tries []store.CancelledTry) []store.CancelledTry
 }
 
 // Heartbeat is a worker's presence in the registry.
@@ -195,8 +200,28 @@ func (h *Heartbeat) Beat(ctx context.Context) error {
 			h.opts.Log.Info("heartbeat back: taking tasks again")
 		}
 		h.assigned.Store(&job)
+		h.cancels(ctx)
 	}
 	return nil
+}
+
+// cancels hands the tries an operator cancelled under this id to
+// OnCancel, and deletes the rows it acted on. A row whose try this
+// process does not hold yet (claimed a moment ago) stays for the next
+// beat; the dispatcher deletes the rows no worker takes up.
+func (h *Heartbeat) cancels(ctx context.Context) {
+	if h.opts.OnCancel == nil {
+		return
+	}
+	opCtx, cancel := context.WithTimeout(ctx, h.opts.Interval)
+	defer cancel()
+	tries, err := h.opts.Store.Cancels(opCtx, h.opts.Info.ID)
+	if err == nil && len(tries) > 0 {
+		err = h.opts.Store.ForgetCancels(opCtx, h.opts.OnCancel(opCtx, tries))
+	}
+	if err != nil && ctx.Err() == nil {
+		h.opts.Log.Warn("cancelled tasks", "err", err)
+	}
 }
 
 // SetState moves this process's registry row to a state.

@@ -3,7 +3,8 @@
 // finish where it is — unstarted reservations of gone workers (released),
 // their running tries and tries past their max duration (relaunched while
 // tries are left, failed for good otherwise), failed tries waiting for
-// their backoff, and rows the job's relaunching hook picks.
+// their backoff, and rows the job's relaunching hook picks. It also
+// deletes the cancel rows no worker took up.
 package maintenance
 
 import (
@@ -80,6 +81,15 @@ func (s *Service) RunOnce(ctx context.Context, res *Result) ([]store.WorkerInfo,
 		if err := s.relaunch(ctx, j, holds, res); err != nil {
 			errs = append(errs, fmt.Errorf("job %s: relaunch: %w", j.Name, err))
 		}
+	}
+	// A live worker takes up its cancel rows within a heartbeat or two
+	// (the interval is a third of the TTL by default). One still there
+	// after two TTLs never will be: its try ended first (its result was
+	// dropped all the same), or its worker is gone (a worker that lost
+	// its heartbeat cancels all its tries itself). An age is the whole
+	// rule: no need to know who holds what.
+	if _, err := s.opts.Store.PruneCancels(ctx, 2*s.opts.WorkerTTL); err != nil {
+		errs = append(errs, err)
 	}
 	return workers, errors.Join(errs...)
 }

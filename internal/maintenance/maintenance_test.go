@@ -2,6 +2,7 @@ package maintenance
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"slices"
 	"strings"
@@ -294,6 +295,30 @@ func TestWorkerBackBeforeHandOnKeepsItsRows(t *testing.T) {
 		}
 		if res.Relaunched != 1 || res.Released != 0 {
 			t.Errorf("result = %+v, want only other's row relaunched", res)
+		}
+	})
+}
+
+// The pass deletes the cancel rows no worker took up within two TTLs,
+// and keeps the recent ones.
+func TestOldCancelRowsAreDeleted(t *testing.T) {
+	t.Parallel()
+	enginetest.Each(t, func(t *testing.T, s *store.Store) {
+		j := enginetest.NewJob(t, s, "tasks", 2, 2)
+		register(t, s, "n.1", 0, "tasks")
+		running(t, s, j, "n.1", 1, 1, 2)
+		err := s.Tx(t.Context(), func(ctx context.Context, tx *sql.Tx) error {
+			_, err := j.SQL.Cancel(ctx, tx, j.Name, []any{int64(1), int64(2)})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		enginetest.Exec(t, s, `UPDATE pampa_cancels SET cancelled_at = `+s.Dialect.Ago()+` WHERE task = '1'`, s.Dialect.AgoArg(2*ttl+time.Minute))
+		runOnce(t, newService(s, j))
+		want := []store.CancelledTry{{Job: j.Name, Task: "2", Worker: "n.1"}}
+		if got, err := s.Cancels(t.Context(), "n.1"); err != nil || !slices.Equal(got, want) {
+			t.Fatalf("cancel rows after the pass = %v, %v; want %v", got, err, want)
 		}
 	})
 }

@@ -102,8 +102,12 @@ func (p *Producer) DropStale() {
 func (p *Producer) HasGiveBack() bool { return len(p.giveBack) > 0 }
 
 // ForgetGiveBack clears the give-back list once the rows were handed on
-// some other way (the worker relaunched its own rows).
-func (p *Producer) ForgetGiveBack() { p.giveBack = nil }
+// some other way (the worker relaunched its own rows), and returns it.
+func (p *Producer) ForgetGiveBack() []*engine.Attempt {
+	given := p.giveBack
+	p.giveBack = nil
+	return given
+}
 
 // Observe folds a task's duration into the recent average.
 func (p *Producer) Observe(d time.Duration) {
@@ -139,8 +143,9 @@ func (p *Producer) GiveBackIn(ctx context.Context, tx *sql.Tx) error {
 	return nil
 }
 
-// Committed is told that the transaction of GiveBackIn committed.
-func (p *Producer) Committed() { p.giveBack = nil }
+// Committed is told that the transaction of GiveBackIn committed; it
+// returns the tasks given back.
+func (p *Producer) Committed() []*engine.Attempt { return p.ForgetGiveBack() }
 
 // ClaimIn starts up to n tasks reserved for the worker, within tx. Rows
 // left from jobs the worker was moved away from come first: there are at

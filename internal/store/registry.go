@@ -40,11 +40,14 @@ type WorkerInfo struct {
 	Job       string   `json:"job"`  // assigned job, "" for none
 	State     string   `json:"state"`
 	// Alive: running, and its heartbeat younger than the TTL: it may get
-	// tasks.
+	// tasks, unless drained.
 	Alive bool `json:"alive"`
 	// Fresh: running or stopping, heartbeat younger than the TTL: its
 	// tasks are not orphans.
-	Fresh    bool          `json:"-"`
+	Fresh bool `json:"-"`
+	// Drained: an operator drained it (SetDrained): it gets no new
+	// reservations, and finishes what it runs. It outlives restarts.
+	Drained  bool          `json:"drained"`
 	LastBeat time.Duration `json:"last_heartbeat_ns"` // age of the last heartbeat
 	Uptime   time.Duration `json:"uptime_ns"`         // since the process registered
 }
@@ -142,14 +145,15 @@ func (s *Store) SetWorkerState(ctx context.Context, id, instance, state string) 
 	return err
 }
 
-const workerColumns = `id, node, host, pid, version, instance, proc_token, jobs, COALESCE(job, ''), state`
+const workerColumns = `id, node, host, pid, version, instance, proc_token, jobs, COALESCE(job, ''), state,
+	CASE WHEN drained_at IS NULL THEN 0 ELSE 1 END`
 
 func (s *Store) scanWorker(sc interface{ Scan(...any) error }) (WorkerInfo, error) {
 	var w WorkerInfo
 	var jobs string
-	var fresh int
+	var fresh, drained int
 	var beatAge, uptime float64 // seconds, by the database's clock
-	err := sc.Scan(&w.ID, &w.Node, &w.Host, &w.PID, &w.Version, &w.Instance, &w.ProcToken, &jobs, &w.Job, &w.State,
+	err := sc.Scan(&w.ID, &w.Node, &w.Host, &w.PID, &w.Version, &w.Instance, &w.ProcToken, &jobs, &w.Job, &w.State, &drained,
 		&beatAge, &uptime, &fresh)
 	w.LastBeat = time.Duration(beatAge * float64(time.Second))
 	w.Uptime = time.Duration(uptime * float64(time.Second))
@@ -158,8 +162,14 @@ func (s *Store) scanWorker(sc interface{ Scan(...any) error }) (WorkerInfo, erro
 	}
 	w.Fresh = fresh == 1
 	w.Alive = w.Fresh && w.State == StateRunning
+	w.Drained = drained == 1
 	return w, err
 }
+
+// Dispatchable reports whether the dispatcher may assign the worker to a
+// job and reserve rows for it: alive, and not drained. A drained worker
+// stays fresh: what it runs is not handed on.
+func (w WorkerInfo) Dispatchable() bool { return w.Alive && !w.Drained }
 
 func (s *Store) workerSelect() string {
 	d := s.Dialect
@@ -247,6 +257,23 @@ func (s *Store) MarkDead(ctx context.Context, ttl time.Duration) ([]string, erro
 		return rows.Err()
 	})
 	return ids, err
+}
+
+// SetDrained drains a worker (the dispatcher reserves nothing more for it
+// and hands back its unstarted reservations), or lifts the drain. The mark
+// is a column of the registry row, which registering again leaves as it
+// is: a worker drained, stopped and started again stays drained. It
+// returns false when no worker of that id ever registered.
+func (s *Store) SetDrained(ctx context.Context, id string, drained bool) (bool, error) {
+	set := `NULL`
+	if drained {
+		set = `COALESCE(drained_at, ` + s.Dialect.Now() + `)`
+	}
+	n, err := s.Exec(ctx, `UPDATE pampa_workers SET drained_at = `+set+` WHERE id = ?`, id)
+	if err != nil {
+		return false, fmt.Errorf("drain worker %s: %w", id, err)
+	}
+	return n == 1, nil
 }
 
 // Assign moves a worker from job `from` ("" = unassigned) to job `to`

@@ -640,3 +640,45 @@ func TestLockLiveHoldsRegistration(t *testing.T) {
 		}
 	})
 }
+
+// A drained worker stays alive and fresh but is not dispatchable; the
+// mark outlives a restart under the same id, and lifting it makes the
+// worker dispatchable again. An id never registered is reported.
+func TestSetDrained(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		mustRegister(t, s, testWorker("local.1", "inst-a"))
+		mustRegister(t, s, testWorker("local.2", "inst-b"))
+		if w := mustWorker(t, s, "local.1"); w.Drained || !w.Dispatchable() {
+			t.Fatalf("a new worker = %+v, want dispatchable, not drained", w)
+		}
+		for range 2 { // draining twice changes nothing
+			if ok, err := s.SetDrained(ctx, "local.1", true); err != nil || !ok {
+				t.Fatalf("SetDrained(local.1) = %v, %v", ok, err)
+			}
+		}
+		if w := mustWorker(t, s, "local.1"); !w.Drained || w.Dispatchable() || !w.Alive || !w.Fresh {
+			t.Fatalf("drained worker = %+v, want drained, alive and fresh, not dispatchable", w)
+		}
+		if w := mustWorker(t, s, "local.2"); w.Drained {
+			t.Fatalf("the other worker = %+v, want not drained", w)
+		}
+		if err := s.SetWorkerState(ctx, "local.1", "inst-a", StateStopped); err != nil {
+			t.Fatal(err)
+		}
+		mustRegister(t, s, testWorker("local.1", "inst-c"))
+		if w := mustWorker(t, s, "local.1"); !w.Drained || w.Instance != "inst-c" {
+			t.Fatalf("drained worker registered again = %+v, want still drained", w)
+		}
+		if ok, err := s.SetDrained(ctx, "local.1", false); err != nil || !ok {
+			t.Fatalf("SetDrained(local.1, false) = %v, %v", ok, err)
+		}
+		if w := mustWorker(t, s, "local.1"); w.Drained || !w.Dispatchable() {
+			t.Fatalf("undrained worker = %+v, want dispatchable", w)
+		}
+		if ok, err := s.SetDrained(ctx, "local.9", true); err != nil || ok {
+			t.Fatalf("SetDrained of an unknown id = %v, %v; want false", ok, err)
+		}
+	})
+}

@@ -253,6 +253,18 @@ func (s *Store) migrations() []string {
 			job ` + t.Text + ` PRIMARY KEY,
 			paused_at ` + t.Time + ` NOT NULL
 		)`,
+		// Tries an operator cancelled while they ran, for their worker's
+		// heartbeat (see JobSQL.Cancel).
+		`CREATE TABLE IF NOT EXISTS pampa_cancels (
+			worker ` + t.Text + ` NOT NULL,
+			job ` + t.Text + ` NOT NULL,
+			task ` + t.Text + ` NOT NULL,
+			cancelled_at ` + t.Time + ` NOT NULL,
+			PRIMARY KEY (worker, job, task)
+		)`,
+		// When an operator drained the worker (see Store.SetDrained); kept
+		// by a restart under the same id.
+		`ALTER TABLE pampa_workers ADD COLUMN drained_at ` + t.Time,
 	}
 }
 

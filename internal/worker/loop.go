@@ -59,6 +59,7 @@ func (l *loop) run(ctx context.Context) error {
 
 func (l *loop) collect(o engine.Outcome) {
 	l.inflight--
+	l.r.held.remove(o.Attempt)
 	l.r.comp.Add(o)
 }
 
@@ -91,7 +92,7 @@ func (l *loop) tidy(ctx context.Context) {
 		// whose commit we could not see. Hand such rows on.
 		l.r.hb.RecoverOwn(ctx)
 		l.reconcile = false
-		p.ForgetGiveBack()
+		l.r.held.remove(p.ForgetGiveBack()...)
 	}
 }
 
@@ -153,6 +154,7 @@ func (l *loop) produce(ctx context.Context) bool {
 		l.r.log.Warn("claim tasks", "err", err)
 		l.reconcile = true
 	}
+	l.r.held.add(tasks...)
 	for _, a := range tasks {
 		if l.inflight < l.r.opts.Concurrency {
 			l.start(a)
@@ -243,6 +245,7 @@ func (l *loop) stopGracefully(ctx context.Context) {
 		select {
 		case o := <-l.done:
 			l.inflight--
+			r.held.remove(o.Attempt)
 			_, _ = r.cycle(ctx, []engine.Outcome{o}, 0)
 		case <-grace.C:
 			r.log.Warn("grace period over: cancelling running tasks", "running", l.inflight)
@@ -310,7 +313,7 @@ func (r *Runtime) cycle(ctx context.Context, batch []engine.Outcome, n int) ([]*
 		// reconciles once nothing runs here.
 		return nil, fmt.Errorf("record results and claim: %w", err)
 	}
-	p.Committed()
+	r.held.remove(p.Committed()...)
 	r.comp.Recorded(batch, applied)
 	return claimed, nil
 }

@@ -70,6 +70,7 @@ type Runtime struct {
 	prod *producer.Producer
 	exec *executor.Executor
 	comp *completer.Completer
+	held held // tries claimed and not yet finished or given back
 
 	hardCtx    context.Context // cancelled by Kill
 	hardCancel context.CancelFunc
@@ -83,7 +84,7 @@ func New(opts Options) *Runtime {
 	r.hardCtx, r.hardCancel = context.WithCancel(context.Background())
 	r.hb = heartbeat.New(heartbeat.Options{
 		Store: opts.Store, Info: opts.Info, Jobs: opts.Jobs, Log: opts.Log,
-		Interval: opts.HeartbeatInterval, TTL: opts.HeartbeatTTL, OnLost: r.cancelRunning,
+		Interval: opts.HeartbeatInterval, TTL: opts.HeartbeatTTL, OnLost: r.cancelRunning, OnCancel: r.cancelTries,
 	})
 	r.prod = producer.New(producer.Options{
 		Store: opts.Store, Worker: opts.Info.ID, Jobs: opts.Jobs, Log: opts.Log,
