@@ -48,6 +48,23 @@ func TestReportExact(t *testing.T) {
 	})
 }
 
+// TasksHeld counts reserved and running tasks per worker; ended ones, even
+// with the worker's id still on them, are not held.
+func TestTasksHeld(t *testing.T) {
+	t.Parallel()
+	forEachDriver(t, func(t *testing.T, driver string) {
+		e := newEnv(t, driver, 50)
+		setStates(e, 50) // local.2: 2 reserved, 3 running; local.1: only ended rows
+		held, err := e.client.TasksHeld(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(held) != 1 || held["local.2"] != 5 {
+			t.Errorf("TasksHeld = %v, want map[local.2:5]", held)
+		}
+	})
+}
+
 // On PostgreSQL a table the statistics put at the threshold or above gets
 // an estimated Total and Completed, the other figures exact; Exact, or
 // hooks giving both figures, count instead.

@@ -56,3 +56,20 @@ func (c *Client) setDrained(ctx context.Context, workerID string, drained bool) 
 	}
 	return nil
 }
+
+// TasksHeld counts, for each worker holding any, the tasks reserved for it
+// or running on it, over every job. Each job's count reads its in-flight
+// index, so the cost follows the tasks in flight, not the tables.
+func (c *Client) TasksHeld(ctx context.Context) (map[string]int, error) {
+	out := map[string]int{}
+	for _, j := range c.jobs {
+		held, err := j.sql.Held(ctx, c.store.DB)
+		if err != nil {
+			return nil, fmt.Errorf("job %s: count the tasks workers hold: %w", j.Name, err)
+		}
+		for w, n := range held {
+			out[w] += n
+		}
+	}
+	return out, nil
+}

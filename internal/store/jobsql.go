@@ -398,7 +398,19 @@ func (j *JobSQL) Queued(ctx context.Context, q Querier, worker string) (bool, er
 
 // QueueLengths counts each worker's reserved, unstarted rows.
 func (j *JobSQL) QueueLengths(ctx context.Context, q Querier) (map[string]int, error) {
-	rows, err := j.s.query(ctx, q, j.occupied)
+	return j.countByWorker(ctx, q, j.occupied)
+}
+
+// Held counts each worker's reserved or running rows, through the
+// in-flight index.
+func (j *JobSQL) Held(ctx context.Context, q Querier) (map[string]int, error) {
+	return j.countByWorker(ctx, q, j.s.q(fmt.Sprintf(`SELECT %[2]s, COUNT(*) FROM %[1]s WHERE %[2]s IS NOT NULL AND %[3]s IS NULL GROUP BY %[2]s`,
+		j.t, j.reservationID, j.endTime)))
+}
+
+// countByWorker reads (worker, count) rows.
+func (j *JobSQL) countByWorker(ctx context.Context, q Querier, query string) (map[string]int, error) {
+	rows, err := j.s.query(ctx, q, query)
 	if err != nil {
 		return nil, err
 	}
