@@ -22,7 +22,8 @@ const (
 )
 
 const dashboardAbout = "Serve the web dashboard: jobs, tasks, failed tasks, workers and nodes, with actions (pause,\n" +
-	"resume, retry, discard), the same data as JSON under /api/, /healthz, /readyz and /metrics.\n\n" +
+	"resume, cancel, retry, discard, drain), the same data as JSON under /api/, /healthz, /readyz and\n" +
+	"/metrics (the database gauges; docs/metrics.md).\n\n" +
 	"Sign-in: users and bearer tokens come from the environment, never from flags:\n" +
 	"  " + envAdminPassword + "  password of the admin user (--admin-user; may act)\n" +
 	"  " + envReadPassword + "   password of the read-only user (--read-user)\n" +
@@ -58,8 +59,14 @@ func dashboardCmd(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer client.Close()
+	// The dashboard's /metrics: the database gauges (as a dispatcher's
+	// --metrics-listen serves them), behind the dashboard's sign-in.
+	m := pampa.NewMetrics()
+	if err := m.CollectDatabase(client, log); err != nil {
+		return err
+	}
 	srv, err := dashboard.New(dashboard.Options{Client: client, Users: users, Tokens: tokens, ReadOnly: readOnly,
-		NodeStatus: e.nodeStatus(client.Cluster(), nf.options(), ttl), Logger: log, Version: e.version()})
+		NodeStatus: e.nodeStatus(client.Cluster(), nf.options(), ttl), Metrics: m.Handler(), Logger: log, Version: e.version()})
 	if err != nil {
 		return err
 	}

@@ -65,6 +65,21 @@ func (s *Server) actions() []action {
 			keys, err := c.Discard(ctx, job, in.Keys...)
 			return ActionResult{Done: fmt.Sprintf("job %s: %d task(s) failed for good", job, len(keys)), Keys: keys}, err
 		})},
+		{"/api/jobs/{job}/cancel", s.onJob(func(ctx context.Context, job string, in actionInput) (ActionResult, error) {
+			if len(in.Keys) == 0 {
+				return ActionResult{}, badRequestf("name the tasks to cancel (keys)")
+			}
+			keys, err := c.Cancel(ctx, job, in.Keys...)
+			return ActionResult{Done: fmt.Sprintf("job %s: %d task(s) cancelled", job, len(keys)), Keys: keys}, err
+		})},
+		{"/api/workers/{worker}/drain", func(ctx context.Context, r *http.Request, _ actionInput) (ActionResult, error) {
+			id := r.PathValue("worker")
+			return ActionResult{Done: "worker " + id + " drained: it gets no new tasks"}, c.Drain(ctx, id)
+		}},
+		{"/api/workers/{worker}/undrain", func(ctx context.Context, r *http.Request, _ actionInput) (ActionResult, error) {
+			id := r.PathValue("worker")
+			return ActionResult{Done: "worker " + id + " undrained"}, c.Undrain(ctx, id)
+		}},
 	}
 }
 

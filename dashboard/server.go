@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"runtime/debug"
 	"strings"
+
+	"github.com/pampa-go/pampa"
 )
 
 // csp lets the page load only what the binary serves: no inline script or
@@ -152,13 +154,15 @@ func (s *Server) failInternal(w http.ResponseWriter, r *http.Request, err error)
 }
 
 // failErr answers with err: its text when it is the request's fault
-// (notFound, badRequest), a generic one otherwise.
+// (notFound, badRequest, pampa.ErrNotFound), a generic one otherwise.
 func (s *Server) failErr(w http.ResponseWriter, r *http.Request, err error) {
 	var nf notFound
 	var br badRequest
 	switch {
 	case errors.As(err, &nf):
 		s.fail(w, r, http.StatusNotFound, nf.msg)
+	case errors.Is(err, pampa.ErrNotFound): // names what is missing, nothing more
+		s.fail(w, r, http.StatusNotFound, err.Error())
 	case errors.As(err, &br):
 		s.fail(w, r, http.StatusBadRequest, br.msg)
 	default:

@@ -154,3 +154,53 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// TestCancelAndDrain: the cancel and drain actions call the Client's, and
+// the workers page shows a drained worker and the tasks each holds.
+func TestCancelAndDrain(t *testing.T) {
+	eachDriver(t, func(t *testing.T, driver string) {
+		f := newFixture(t, driver, 4, withAuth)
+		ctx := context.Background()
+		exec(t, f.client, `UPDATE numbers SET r_id = 'local.1', r_time = CURRENT_TIMESTAMP, r_start = CURRENT_TIMESTAMP, r_times = 1,
+			r_end = CURRENT_TIMESTAMP, r_success = TRUE WHERE value = 4`)
+		res, body := f.postJSON(nil, "/api/jobs/numbers/cancel", `{"keys": ["2", 4]}`, bearer(adminToken))
+		wantStatus(t, "cancel", res, body, http.StatusOK)
+		if !strings.Contains(body, "1 task(s) cancelled") {
+			t.Errorf("cancel answered %s; want one cancelled (4 had succeeded)", body)
+		}
+		task, err := f.client.Task(ctx, "numbers", "2")
+		if err != nil || task.State != "failed" || task.Error != "cancelled by an operator" {
+			t.Errorf("task 2 after cancel: %+v %v", task.TaskInfo, err)
+		}
+		res, body = f.postJSON(nil, "/api/jobs/numbers/cancel", `{}`, bearer(adminToken))
+		wantStatus(t, "cancel nothing", res, body, http.StatusBadRequest)
+		res, body = f.postJSON(nil, "/api/jobs/nope/cancel", `{"keys": [1]}`, bearer(adminToken))
+		wantStatus(t, "cancel in an unknown job", res, body, http.StatusNotFound)
+
+		f.run(1)
+		eventually(t, 10*time.Second, "local.1 to register", func() bool {
+			ws, _ := f.client.Workers(ctx)
+			return len(ws) == 1 && ws[0].Alive
+		})
+		res, body = f.postJSON(nil, "/api/workers/local.1/drain", `{}`, bearer(adminToken))
+		wantStatus(t, "drain", res, body, http.StatusOK)
+		if ws, _ := f.client.Workers(ctx); !ws[0].Drained {
+			t.Errorf("local.1 is not drained: %+v", ws[0])
+		}
+		res, page := f.get(nil, "/workers", bearer(readToken))
+		wantStatus(t, "workers page", res, page, http.StatusOK)
+		if !strings.Contains(page, `class="state draining"`) || !strings.Contains(page, `data-field="held">`) {
+			t.Error("the workers page does not show the drained worker and the tasks held")
+		}
+		res, body = f.postJSON(nil, "/api/workers/local.1/undrain", `{}`, bearer(adminToken))
+		wantStatus(t, "undrain", res, body, http.StatusOK)
+		if ws, _ := f.client.Workers(ctx); ws[0].Drained {
+			t.Error("local.1 is still drained")
+		}
+		res, body = f.postJSON(nil, "/api/workers/local.9/drain", `{}`, bearer(adminToken))
+		wantStatus(t, "drain an unknown worker", res, body, http.StatusNotFound)
+		if !strings.Contains(body, "local.9") {
+			t.Errorf("the 404 does not name the worker: %s", body)
+		}
+	})
+}

@@ -89,7 +89,13 @@ type FailedPage struct {
 
 // WorkersPage is the worker registry.
 type WorkersPage struct {
-	Workers []pampa.WorkerStatus `json:"workers"`
+	Workers []WorkerRow `json:"workers"`
+}
+
+// WorkerRow is a registered worker and the tasks it holds.
+type WorkerRow struct {
+	pampa.WorkerStatus
+	Held int `json:"tasks_held"` // reserved for it or running on it
 }
 
 func (s *Server) overview(ctx context.Context) (Overview, error) {
@@ -282,7 +288,15 @@ func (s *Server) workersPage(ctx context.Context) (WorkersPage, error) {
 	if err != nil {
 		return WorkersPage{}, err
 	}
-	return WorkersPage{Workers: append([]pampa.WorkerStatus{}, ws...)}, nil
+	held, err := s.client.TasksHeld(ctx)
+	if err != nil {
+		return WorkersPage{}, err
+	}
+	p := WorkersPage{Workers: make([]WorkerRow, len(ws))}
+	for i, w := range ws {
+		p.Workers[i] = WorkerRow{WorkerStatus: w, Held: held[w.ID]}
+	}
+	return p, nil
 }
 
 // notFound is a request for something that does not exist; its text is

@@ -25,7 +25,8 @@
       const doc = new DOMParser().parseFromString(await res.text(), "text/html");
       for (const fresh of doc.querySelectorAll("[data-live][id]")) {
         const old = document.getElementById(fresh.id);
-        if (old) old.replaceWith(document.importNode(fresh, true));
+        // A section where the user has ticked boxes is left as it is.
+        if (old && !old.querySelector("input[type=checkbox]:checked")) old.replaceWith(document.importNode(fresh, true));
       }
     } catch (e) {
       // the dashboard is restarting or the network is down: try again later
