@@ -37,13 +37,14 @@ func dashboardCmd(ctx context.Context, e *env, args []string) error {
 	var lf logFlags
 	var listen, adminUser, readUser string
 	var readOnly bool
-	var ttl time.Duration
+	var ttl, sample time.Duration
 	nf.register(fs)
 	lf.register(fs)
 	fs.StringVar(&listen, "listen", "127.0.0.1:8080", "address to serve on; one that is not loopback needs users or tokens")
 	fs.StringVar(&adminUser, "admin-user", "admin", "name of the admin user, whose password is $"+envAdminPassword)
 	fs.StringVar(&readUser, "read-user", "viewer", "name of the read-only user, whose password is $"+envReadPassword)
 	fs.BoolVar(&readOnly, "read-only", false, "refuse every action, whoever asks")
+	fs.DurationVar(&sample, "sample", 5*time.Second, "how often the jobs' counts are sampled for throughput and charts (each sample runs the report's queries)")
 	fs.DurationVar(&ttl, "worker-ttl", pampa.DefaultWorkerTTL, "a worker silent this long counts as dead on the Nodes page")
 	if err := e.parse(fs, args); err != nil {
 		return err
@@ -66,7 +67,7 @@ func dashboardCmd(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	srv, err := dashboard.New(dashboard.Options{Client: client, Users: users, Tokens: tokens, ReadOnly: readOnly,
-		NodeStatus: e.nodeStatus(client.Cluster(), nf.options(), ttl), Metrics: m.Handler(), Logger: log, Version: e.version()})
+		NodeStatus: e.nodeStatus(client.Cluster(), nf.options(), ttl), Metrics: m.Handler(), SampleEvery: sample, Logger: log, Version: e.version()})
 	if err != nil {
 		return err
 	}
