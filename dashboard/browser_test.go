@@ -101,7 +101,10 @@ func css(sel string) chromedp.CSS { return chromedp.CSS(sel) }
 // cell reads a count of the job's row on the page as a number.
 func cell(t *testing.T, ctx context.Context, field string) int64 {
 	t.Helper()
-	text := value(t, ctx, "read "+field, chromedp.Text(css(`tr[data-job="numbers"] td[data-field="`+field+`"]`)))
+	// Read in one script: a refresh may swap the row between the steps
+	// of a query-then-read.
+	text := value(t, ctx, "read "+field, chromedp.Evaluate[string](
+		`document.querySelector('tr[data-job="numbers"] td[data-field="`+field+`"]').textContent`))
 	digits := strings.Map(func(r rune) rune {
 		if r >= '0' && r <= '9' {
 			return r
@@ -127,16 +130,21 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 	}
 }
 
+// injection is an error text from user code that tries to run a script
+// and to act on a terminal; the pages must show it as text.
+const injection = "<b>card declined</b><script>window.pwned=1</script><img src=x onerror=\"window.pwned=2\"> \x1b[31mred"
+
 // TestBrowserOperatesAJob: the overview's counts move by themselves while
-// the job runs; Pause stops its reservations, Resume lets it finish; a task
-// failed for good is retried from the Failed page and succeeds.
+// the job runs, and stop moving while live refresh is paused; Pause stops
+// the job's reservations, Resume lets it finish; a task failed for good
+// shows its error as inert text and is retried from the Failed page.
 func TestBrowserOperatesAJob(t *testing.T) {
 	var failing atomic.Bool
 	failing.Store(true)
 	f := newFixture(t, pampa.DriverSQLite, 400, func(c *config) {
 		c.process = func(ctx context.Context, task *pampa.Task) error {
 			if v, _ := task.Int64("value"); v == 7 && failing.Load() {
-				return errors.New("<b>card declined</b> for task 7")
+				return errors.New(injection)
 			}
 			time.Sleep(15 * time.Millisecond)
 			return nil
@@ -158,6 +166,20 @@ func TestBrowserOperatesAJob(t *testing.T) {
 		return cell(t, ctx, "completed") > first
 	})
 	screenshot(t, ctx, "overview")
+
+	run(t, ctx, "pause live refresh", chromedp.Click(css("#live")))
+	if label := value(t, ctx, "read the live button", chromedp.Text(css("#live"))); label != "Live: paused" {
+		t.Errorf("the live button says %q", label)
+	}
+	time.Sleep(300 * time.Millisecond) // let a refresh already under way land
+	frozen := cell(t, ctx, "completed")
+	eventually(t, 10*time.Second, "the job to go on meanwhile", func() bool { return report().Completed > frozen+20 })
+	time.Sleep(2500 * time.Millisecond) // more than a refresh period
+	if now := cell(t, ctx, "completed"); now != frozen {
+		t.Errorf("the page refreshed while live refresh was paused: %d, then %d", frozen, now)
+	}
+	run(t, ctx, "resume live refresh", chromedp.Click(css("#live")))
+	eventually(t, 5*time.Second, "the page to catch up once live again", func() bool { return cell(t, ctx, "completed") > frozen })
 
 	run(t, ctx, "pause", chromedp.Click(css(`tr[data-job="numbers"] button[data-action="pause"]`)),
 		chromedp.WaitVisible(css("#flash")))
@@ -188,10 +210,19 @@ func TestBrowserOperatesAJob(t *testing.T) {
 
 	run(t, ctx, "open the failed page", chromedp.Navigate(f.http.URL+"/failed?job=numbers"), chromedp.WaitVisible(css("#failed")))
 	errText := value(t, ctx, "read the error", chromedp.Text(css("#failed pre.error")))
-	if errText != "<b>card declined</b> for task 7" {
-		t.Errorf("the error is shown as %q", errText)
+	if want := strings.ReplaceAll(injection, "\x1b", `\x1b`); errText != want {
+		t.Errorf("the error is shown as %q, want %q", errText, want)
+	}
+	if pwned := value(t, ctx, "look for the injected script's mark", chromedp.Evaluate[bool](`window.pwned !== undefined`)); pwned {
+		t.Error("the error text's script or handler ran")
 	}
 	screenshot(t, ctx, "failed")
+	run(t, ctx, "open the failed task's page", chromedp.Navigate(f.http.URL+"/jobs/numbers/tasks/7"), chromedp.WaitVisible(css("#columns")))
+	if pwned := value(t, ctx, "look for the injected script's mark", chromedp.Evaluate[bool](`window.pwned !== undefined`)); pwned {
+		t.Error("the error text's script or handler ran on the task's page")
+	}
+	screenshot(t, ctx, "task")
+	run(t, ctx, "back to the failed page", chromedp.Navigate(f.http.URL+"/failed?job=numbers"), chromedp.WaitVisible(css("#failed")))
 	failing.Store(false)
 	run(t, ctx, "retry task 7", chromedp.Click(css(`button[form="retry-one"][value="7"]`)),
 		chromedp.WaitVisible(css("#flash")))

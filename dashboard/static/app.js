@@ -22,7 +22,9 @@
     try {
       const res = await fetch(location.href, { headers: { "X-Pampa-Refresh": "1" }, credentials: "same-origin" });
       if (res.redirected || !res.ok) return; // signed out, or an error: leave the page as it is
-      const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+      const html = await res.text();
+      if (!live) return; // paused while the page was on its way
+      const doc = new DOMParser().parseFromString(html, "text/html");
       for (const fresh of doc.querySelectorAll("[data-live][id]")) {
         const old = document.getElementById(fresh.id);
         // A section where the user has ticked boxes is left as it is.

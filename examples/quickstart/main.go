@@ -146,7 +146,7 @@ func seed(ctx context.Context, c *pampa.Cluster) error {
 	db := client.DB()
 	for _, q := range []string{
 		`DROP TABLE IF EXISTS numbers`,
-		`CREATE TABLE numbers (value INTEGER PRIMARY KEY, is_odd BOOLEAN)`,
+		`CREATE TABLE numbers (value INTEGER PRIMARY KEY, is_odd BOOLEAN, created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP)`,
 	} {
 		if _, err := db.ExecContext(ctx, q); err != nil {
 			return err
