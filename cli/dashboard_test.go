@@ -20,28 +20,13 @@ func TestDashboardCommand(t *testing.T) {
 	}
 
 	const token = "s3cret-token-0123456789abcdef"
-	p := e.start("dashboard", []string{"PAMPA_DASHBOARD_READ_TOKEN=" + token}, "dashboard", "--listen", "127.0.0.1:0", "--log=false")
-	url := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+/)`)
-	var base string
-	for deadline := time.Now().Add(20 * time.Second); base == ""; time.Sleep(50 * time.Millisecond) {
-		if m := url.FindStringSubmatch(p.out.String()); m != nil {
-			base = m[1]
-		} else if time.Now().After(deadline) {
-			t.Fatalf("the dashboard did not say where it listens:\n%s", p.out.String())
-		}
-	}
+	p, base := startDashboard(t, e, []string{"PAMPA_DASHBOARD_READ_TOKEN=" + token})
 	get := func(path string, auth bool) (int, string) {
-		req, _ := http.NewRequest(http.MethodGet, base+strings.TrimPrefix(path, "/"), nil)
+		tok := ""
 		if auth {
-			req.Header.Set("Authorization", "Bearer "+token)
+			tok = token
 		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		return res.StatusCode, string(b)
+		return dashboardRequest(t, http.MethodGet, base+path, tok)
 	}
 	if code, _ := get("/api/overview", false); code != http.StatusUnauthorized {
 		t.Errorf("without the token: %d, want 401", code)
@@ -61,4 +46,36 @@ func TestDashboardCommand(t *testing.T) {
 	if strings.Contains(p.out.String(), token) {
 		t.Error("the token is in the dashboard's output")
 	}
+}
+
+// startDashboard runs `pampa dashboard` on a free loopback port and
+// returns it and its address (no trailing slash).
+func startDashboard(t *testing.T, e *procEnv, env []string) (*proc, string) {
+	t.Helper()
+	p := e.start("dashboard", env, "dashboard", "--listen", "127.0.0.1:0", "--log=false")
+	url := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+)/`)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if m := url.FindStringSubmatch(p.out.String()); m != nil {
+			return p, m[1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dashboard did not say where it listens:\n%s", p.out.String())
+		}
+	}
+}
+
+// dashboardRequest sends a request, with a bearer token unless it is "".
+func dashboardRequest(t *testing.T, method, url, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/pampa-go/pampa"
+	"github.com/pampa-go/pampa/dashboard"
 	"github.com/pampa-go/pampa/internal/nodes/nodestest"
 )
 
@@ -241,6 +243,35 @@ func TestNodesEndToEnd(t *testing.T) {
 	if !strings.Contains(text, "n1.1") || !strings.Contains(text, "running, alive") || !strings.Contains(text, "gone: connect: unreachable: 127.0.0.4") {
 		t.Errorf("status:\n%s", text)
 	}
+	// The dashboard's Nodes page reads the same, on request.
+	const token = "dashboard-token-0123456789"
+	dash, base := startDashboard(t, e.procEnv, append([]string{"PAMPA_DASHBOARD_READ_TOKEN=" + token}, e.secrets...))
+	if code, body := dashboardRequest(t, http.MethodGet, base+"/api/nodes", token); code != http.StatusOK || !strings.Contains(body, `"checked_at": null`) {
+		t.Errorf("the dashboard read the nodes before being asked: %d %s", code, body)
+	}
+	status, body := dashboardRequest(t, http.MethodPost, base+"/api/nodes/refresh", token)
+	var page dashboard.NodesPage
+	if err := json.Unmarshal([]byte(body), &page); status != http.StatusOK || err != nil || len(page.Nodes) != 4 {
+		t.Fatalf("refresh the dashboard's nodes: %d %v %s", status, err, body)
+	}
+	for _, n := range page.Nodes {
+		switch n.Name {
+		case "n1":
+			if !n.Reachable || n.Release == "" || n.CPU < 0 || n.Memory <= 0 || len(n.Workers) != 2 ||
+				n.Workers[0].Process != "running" || n.Workers[0].State != "running" {
+				t.Errorf("the dashboard's n1: %+v", n)
+			}
+		case "gone":
+			if n.Reachable || !strings.Contains(n.Error, "refused") {
+				t.Errorf("the dashboard's gone: %+v", n)
+			}
+		}
+	}
+	if strings.Contains(body, n1.Password) || strings.Contains(body, wrongPassword) {
+		t.Errorf("a secret leaked into the dashboard's nodes:\n%s", body)
+	}
+	dash.stop(t)
+
 	// A drained worker says so in the status, and not once undrained.
 	if out := e.must("drain", "n1.1"); !strings.Contains(out, "worker n1.1: drained") {
 		t.Errorf("drain n1.1:\n%s", out)

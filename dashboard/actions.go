@@ -160,41 +160,47 @@ func (s *Server) perform(a action) handler {
 // maxBody bounds an action's request body.
 const maxBody = 1 << 20
 
-// readInput reads an action's keys from a JSON body or a form (fields
-// "key", repeated, and "all"). form tells which it was.
+// readInput reads an action's keys from a form of the pages (fields
+// "key", repeated, "all" and "error"), or else from a JSON body, which may
+// be empty. form tells which it was.
 func readInput(r *http.Request) (in actionInput, form bool, err error) {
 	r.Body = http.MaxBytesReader(nil, r.Body, maxBody)
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mt == "application/json" {
-		dec := json.NewDecoder(r.Body)
-		dec.UseNumber()
-		if err := dec.Decode(&in); err != nil && err != io.EOF {
-			return in, false, badRequestf("the request body is not the JSON object expected: %v", err)
+	if isForm(r) {
+		if err := r.ParseForm(); err != nil {
+			return in, true, badRequestf("the form cannot be read: %v", err)
 		}
-		for i, k := range in.Keys {
-			switch v := k.(type) {
-			case json.Number:
-				n, err := v.Int64()
-				if err != nil {
-					return in, false, badRequestf("key %s is not an integer or a string", v)
-				}
-				in.Keys[i] = n
-			case string:
-			default:
-				return in, false, badRequestf("key %v is not an integer or a string", k)
+		for _, k := range r.PostForm["key"] {
+			in.Keys = append(in.Keys, k) // as text: onJob converts it as the key column needs
+		}
+		in.All = r.PostFormValue("all") == "1"
+		in.Error = r.PostFormValue("error")
+		return in, true, nil
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.UseNumber()
+	if err := dec.Decode(&in); err != nil && err != io.EOF {
+		return in, false, badRequestf("the request body is not the JSON object expected: %v", err)
+	}
+	for i, k := range in.Keys {
+		switch v := k.(type) {
+		case json.Number:
+			n, err := v.Int64()
+			if err != nil {
+				return in, false, badRequestf("key %s is not an integer or a string", v)
 			}
+			in.Keys[i] = n
+		case string:
+		default:
+			return in, false, badRequestf("key %v is not an integer or a string", k)
 		}
-		return in, false, nil
 	}
-	if err := r.ParseForm(); err != nil {
-		return in, true, badRequestf("the form cannot be read: %v", err)
-	}
-	for _, k := range r.PostForm["key"] {
-		in.Keys = append(in.Keys, k) // as text: onJob converts it as the key column needs
-	}
-	in.All = r.PostFormValue("all") == "1"
-	in.Error = r.PostFormValue("error")
-	return in, true, nil
+	return in, false, nil
+}
+
+// isForm: the request is a form of the pages.
+func isForm(r *http.Request) bool {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return mt == "application/x-www-form-urlencoded"
 }
 
 const flashCookie = "pampa_flash"

@@ -76,7 +76,7 @@ func (s *Server) refreshNodes(w http.ResponseWriter, r *http.Request, p principa
 	s.nodes.mu.Lock()
 	s.nodes.last = page
 	s.nodes.mu.Unlock()
-	if _, form, _ := readInput(r); form {
+	if isForm(r) {
 		http.Redirect(w, r, "/nodes", http.StatusSeeOther)
 		return
 	}

@@ -127,7 +127,7 @@ func (s *Server) signedIn(w http.ResponseWriter, r *http.Request) (principal, bo
 
 // wantsJSON: a request of the API, not a form of the pages posted to it.
 func wantsJSON(r *http.Request) bool {
-	if r.Header.Get("Content-Type") == "application/x-www-form-urlencoded" {
+	if isForm(r) {
 		return false
 	}
 	return strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/metrics" ||
