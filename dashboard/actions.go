@@ -15,8 +15,8 @@ import (
 
 // ActionResult is what an action answers, as JSON.
 type ActionResult struct {
-	Done string `json:"done"`           // what was done, in words
-	Keys []any  `json:"keys,omitempty"` // the tasks it applied to
+	Done string `json:"done"` // what was done, in words
+	Keys []any  `json:"keys"` // the tasks it applied to; [] for none, and for job and worker actions
 }
 
 // actionInput is what an action is asked: task keys, or all of them (that
@@ -117,17 +117,18 @@ func (s *Server) onJob(fn func(ctx context.Context, job string, in actionInput) 
 		if s.client.Cluster().Job(job) == nil {
 			return ActionResult{}, notFoundf("no job is named %q", job)
 		}
-		for i, k := range in.Keys {
-			if text, ok := k.(string); ok {
-				key, err := s.client.ParseKey(ctx, job, text)
-				if errors.Is(err, pampa.ErrBadKey) {
-					return ActionResult{}, badRequest{err.Error()}
-				}
-				if err != nil {
-					return ActionResult{}, err
-				}
-				in.Keys[i] = key
+		if len(in.Keys) > 0 && (in.All || in.Error != "") {
+			return ActionResult{}, badRequestf("name the tasks (keys), or ask for all of them (all, error), not both")
+		}
+		for i, k := range in.Keys { // as the key column needs: 7 and "7" alike
+			key, err := s.client.ParseKey(ctx, job, fmt.Sprint(k))
+			if errors.Is(err, pampa.ErrBadKey) {
+				return ActionResult{}, badRequest{err.Error()}
 			}
+			if err != nil {
+				return ActionResult{}, err
+			}
+			in.Keys[i] = key
 		}
 		return fn(ctx, job, in)
 	}
@@ -146,6 +147,9 @@ func (s *Server) perform(a action) handler {
 		if err != nil {
 			s.failErr(w, r, err)
 			return
+		}
+		if res.Keys == nil {
+			res.Keys = []any{}
 		}
 		s.log.Info("dashboard: action", "user", p.name, "path", r.URL.Path, "done", res.Done)
 		if !form {
@@ -178,6 +182,7 @@ func readInput(r *http.Request) (in actionInput, form bool, err error) {
 	}
 	dec := json.NewDecoder(r.Body)
 	dec.UseNumber()
+	dec.DisallowUnknownFields() // a misspelt "error" must not widen "all" to every task
 	if err := dec.Decode(&in); err != nil && err != io.EOF {
 		return in, false, badRequestf("the request body is not the JSON object expected: %v", err)
 	}

@@ -73,6 +73,12 @@ func (s *Server) routes() {
 	// load or crawler sets it off, but open to every role.
 	m.HandleFunc("POST /api/nodes/refresh", s.read(s.withCSRF(s.refreshNodes)))
 
+	m.HandleFunc("GET /api/session", s.read(func(w http.ResponseWriter, r *http.Request, p principal) {
+		writeJSON(w, http.StatusOK, Session{User: p.name, Role: p.role, CSRFToken: p.csrf})
+	}))
+	m.HandleFunc("/api/", s.read(func(w http.ResponseWriter, r *http.Request, _ principal) {
+		s.fail(w, r, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path+" (docs/dashboard-api.md lists them)")
+	}))
 	for _, a := range s.actions() {
 		m.HandleFunc("POST "+a.path, s.act(s.perform(a)))
 	}

@@ -204,3 +204,39 @@ func TestCancelAndDrain(t *testing.T) {
 		}
 	})
 }
+
+// TestAPIEdges: what a script meets at the API's edges.
+func TestAPIEdges(t *testing.T) {
+	f := newFixture(t, "sqlite", 3, withAuth)
+	res, body := f.get(nil, "/api/session", func(r *http.Request) { r.SetBasicAuth("ada", adminPassword) })
+	wantStatus(t, "session", res, body, http.StatusOK)
+	var s Session
+	if err := json.Unmarshal([]byte(body), &s); err != nil || s.User != "ada" || s.Role != RoleAdmin || len(s.CSRFToken) != 64 {
+		t.Fatalf("session: %+v %v", s, err)
+	}
+	// The token it gives is the one basic auth's actions need.
+	res, body = f.postJSON(nil, "/api/jobs/numbers/pause", `{}`, func(r *http.Request) {
+		r.SetBasicAuth("ada", adminPassword)
+		r.Header.Set("X-CSRF-Token", s.CSRFToken)
+	})
+	wantStatus(t, "basic auth with the session's token", res, body, http.StatusOK)
+	if !strings.Contains(body, `"keys": []`) {
+		t.Errorf("an action with no keys must answer keys: []: %s", body)
+	}
+	for name, c := range map[string]struct {
+		body string
+		want int
+	}{
+		"misspelt field":    {`{"all": true, "erorr": "timeout"}`, http.StatusBadRequest},
+		"keys and all":      {`{"keys": [1], "all": true}`, http.StatusBadRequest},
+		"keys and an error": {`{"keys": [1], "error": "x"}`, http.StatusBadRequest},
+	} {
+		res, body := f.postJSON(nil, "/api/jobs/numbers/retry", c.body, bearer(adminToken))
+		wantStatus(t, name, res, body, c.want)
+	}
+	res, body = f.get(nil, "/api/nope", bearer(readToken))
+	wantStatus(t, "unknown endpoint", res, body, http.StatusNotFound)
+	if !strings.Contains(body, `"error": "no such endpoint: GET /api/nope`) {
+		t.Errorf("unknown endpoint: %s", body)
+	}
+}

@@ -87,6 +87,14 @@ type FailedPage struct {
 	Retrying TaskList `json:"retrying"`
 }
 
+// Session is who the request comes from, and the CSRF token its actions
+// need ("" when they need none: a bearer token).
+type Session struct {
+	User      string `json:"user"`
+	Role      Role   `json:"role"`
+	CSRFToken string `json:"csrf_token"`
+}
+
 // WorkersPage is the worker registry.
 type WorkersPage struct {
 	Workers []WorkerRow `json:"workers"`
@@ -107,7 +115,7 @@ func (s *Server) overview(ctx context.Context) (Overview, error) {
 	if err != nil {
 		return Overview{}, err
 	}
-	o := Overview{Workers: map[string]int{}, GeneratedAt: time.Now().UTC()}
+	o := Overview{Jobs: []JobSummary{}, Workers: map[string]int{}, GeneratedAt: time.Now().UTC()}
 	for _, r := range reports {
 		o.Jobs = append(o.Jobs, s.summary(r))
 	}
@@ -169,6 +177,9 @@ func jobOptions(j *pampa.Job) []Option {
 		{"max_try_times", fmt.Sprint(j.MaxTryTimes)}, {"retry_backoff", j.RetryBackoff.String()},
 		{"filter_worker_id", j.FilterWorkerID}, {"max_assigned_workers", fmt.Sprint(j.MaxAssignedWorkers)},
 		{"max_pending_tasks", fmt.Sprint(j.MaxPendingTasks)},
+	}
+	if j.CreatedAt != "" {
+		opts = append(opts, Option{"field_created_at", j.CreatedAt})
 	}
 	if hooks := hookNames(j.Hooks); len(hooks) > 0 {
 		opts = append(opts, Option{"hooks", strings.Join(hooks, ", ")})
@@ -265,13 +276,17 @@ func (s *Server) failedPage(ctx context.Context, job string, q TaskQuery) (Faile
 	for _, j := range s.client.Cluster().Jobs() {
 		p.Jobs = append(p.Jobs, j.Name)
 	}
-	if job == "" && len(p.Jobs) > 0 {
+	if len(p.Jobs) == 0 {
+		return FailedPage{Jobs: []string{}, Failed: TaskList{Tasks: []pampa.TaskInfo{}}, Retrying: TaskList{Tasks: []pampa.TaskInfo{}}}, nil
+	}
+	if job == "" {
 		p.Job = p.Jobs[0]
 	}
 	if s.client.Cluster().Job(p.Job) == nil {
 		return FailedPage{}, notFoundf("no job is named %q", p.Job)
 	}
 	var err error
+	// after pages the failed list; the retrying one shows its first page.
 	q.State = pampa.StateFailed
 	if p.Failed, err = s.taskList(ctx, p.Job, q); err != nil {
 		return FailedPage{}, err
