@@ -20,55 +20,50 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /login", s.loginPost)
 	m.HandleFunc("POST /logout", s.read(s.withCSRF(s.logoutPost)))
 
-	m.HandleFunc("GET /{$}", s.read(s.show("overview", "Overview", 2, func(r *http.Request) (any, error) {
-		return s.overview(r.Context())
-	})))
-	job := func(r *http.Request) (any, error) {
-		q, err := taskQuery(r)
-		if err != nil {
-			return nil, err
+	// Each page, and its data as JSON.
+	type loader = func(*http.Request) (any, error)
+	filtered := func(load func(*http.Request, TaskQuery) (any, error)) loader {
+		return func(r *http.Request) (any, error) {
+			q, err := taskQuery(r)
+			if err != nil {
+				return nil, err
+			}
+			return load(r, q)
 		}
-		return s.jobPage(r.Context(), r.PathValue("job"), q)
 	}
-	task := func(r *http.Request) (any, error) {
-		return s.taskPage(r.Context(), r.PathValue("job"), r.PathValue("key"))
+	for _, p := range []struct {
+		page, api, template, title string
+		refresh                    int // seconds; 0: not live
+		load                       loader
+	}{
+		{"/{$}", "/api/overview", "overview", "Overview", 2, func(r *http.Request) (any, error) {
+			return s.overview(r.Context())
+		}},
+		{"/jobs/{job}", "/api/jobs/{job}", "job", "Job", 2, filtered(func(r *http.Request, q TaskQuery) (any, error) {
+			return s.jobPage(r.Context(), r.PathValue("job"), q)
+		})},
+		{"/jobs/{job}/tasks/{key}", "/api/jobs/{job}/tasks/{key}", "task", "Task", 0, func(r *http.Request) (any, error) {
+			return s.taskPage(r.Context(), r.PathValue("job"), r.PathValue("key"))
+		}},
+		{"/failed", "/api/failed", "failed", "Failed tasks", 0, filtered(func(r *http.Request, q TaskQuery) (any, error) {
+			return s.failedPage(r.Context(), r.URL.Query().Get("job"), q)
+		})},
+		{"/workers", "/api/workers", "workers", "Workers", 2, func(r *http.Request) (any, error) {
+			return s.workersPage(r.Context())
+		}},
+		{"/nodes", "/api/nodes", "nodes", "Nodes", 0, func(r *http.Request) (any, error) {
+			return s.nodes.page(s.opts.NodeStatus != nil), nil
+		}},
+	} {
+		m.HandleFunc("GET "+p.page, s.read(s.show(p.template, p.title, p.refresh, p.load)))
+		m.HandleFunc("GET "+p.api, s.read(s.api(p.load)))
 	}
-	tasks := func(r *http.Request) (any, error) {
-		q, err := taskQuery(r)
-		if err != nil {
-			return nil, err
-		}
+	m.HandleFunc("GET /api/jobs/{job}/tasks", s.read(s.api(filtered(func(r *http.Request, q TaskQuery) (any, error) {
 		if s.client.Cluster().Job(r.PathValue("job")) == nil {
 			return nil, notFoundf("no job is named %q", r.PathValue("job"))
 		}
 		return s.taskList(r.Context(), r.PathValue("job"), q)
-	}
-	failed := func(r *http.Request) (any, error) {
-		q, err := taskQuery(r)
-		if err != nil {
-			return nil, err
-		}
-		return s.failedPage(r.Context(), r.URL.Query().Get("job"), q)
-	}
-	m.HandleFunc("GET /jobs/{job}", s.read(s.show("job", "Job", 2, job)))
-	m.HandleFunc("GET /jobs/{job}/tasks/{key}", s.read(s.show("task", "Task", 0, task)))
-	m.HandleFunc("GET /failed", s.read(s.show("failed", "Failed tasks", 0, failed)))
-	m.HandleFunc("GET /workers", s.read(s.show("workers", "Workers", 2, func(r *http.Request) (any, error) {
-		return s.workersPage(r.Context())
-	})))
-	m.HandleFunc("GET /nodes", s.read(s.show("nodes", "Nodes", 0, func(r *http.Request) (any, error) {
-		return s.nodes.page(s.opts.NodeStatus != nil), nil
-	})))
-
-	m.HandleFunc("GET /api/overview", s.read(s.api(func(r *http.Request) (any, error) { return s.overview(r.Context()) })))
-	m.HandleFunc("GET /api/jobs/{job}", s.read(s.api(job)))
-	m.HandleFunc("GET /api/jobs/{job}/tasks", s.read(s.api(tasks)))
-	m.HandleFunc("GET /api/jobs/{job}/tasks/{key}", s.read(s.api(task)))
-	m.HandleFunc("GET /api/failed", s.read(s.api(failed)))
-	m.HandleFunc("GET /api/workers", s.read(s.api(func(r *http.Request) (any, error) { return s.workersPage(r.Context()) })))
-	m.HandleFunc("GET /api/nodes", s.read(s.api(func(r *http.Request) (any, error) {
-		return s.nodes.page(s.opts.NodeStatus != nil), nil
-	})))
+	}))))
 	// Reading the nodes costs SSH round trips: a POST, so that no page
 	// load or crawler sets it off, but open to every role.
 	m.HandleFunc("POST /api/nodes/refresh", s.read(s.withCSRF(s.refreshNodes)))
