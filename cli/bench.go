@@ -17,14 +17,14 @@ import (
 func benchCmd(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("bench", "", "Measure Pampa on a table of its own (bench_tasks, recreated): burn (tasks/s through\n"+
 		"N pre-inserted no-op tasks), trickle (latency from an INSERT's commit to its processing),\n"+
-		"scale (one dispatcher round and one report on a small and a large table, 99% done) and\n"+
-		"peak memory. Figures, not pass/fail.")
+		"scale (one dispatcher round, one report, the dashboard's pages and a /metrics scrape on a\n"+
+		"small and a large table, 99% done) and peak memory. Figures, not pass/fail.")
 	var cfg bench.Config
 	var asJSON bool
 	var dir string
 	fs.StringVar(&cfg.Driver, "db", "sqlite", "database driver: sqlite or postgres")
 	fs.StringVar(&cfg.URL, "database-url", "", "database URL (postgres; default $PAMPA_DATABASE_URL) or SQLite file (default: a new file in a temp dir)")
-	fs.IntVar(&cfg.Tasks, "tasks", 100_000, "burn: tasks")
+	fs.IntVar(&cfg.Tasks, "tasks", 100_000, "burn: tasks (0 skips the burn and the memory figures)")
 	fs.IntVar(&cfg.Workers, "workers", 10, "workers")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 1, "tasks each worker runs at once")
 	fs.IntVar(&cfg.QueueSize, "queue-size", 250, "the job's queue_size (tasks handed to a worker at a time)")
@@ -86,17 +86,30 @@ func benchCmd(ctx context.Context, e *env, args []string) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "\ndatabase\t%s\n", r.Driver)
 	fmt.Fprintf(tw, "settings\t%d tasks, %d workers, concurrency %d, queue_size %d, processes %v\n", r.Tasks, r.Workers, r.Concurrency, r.QueueSize, r.Processes)
-	fmt.Fprintf(tw, "burn\t%.0f tasks/s\t(%.1fs)\n", r.BurnTasksPerS, r.BurnSeconds)
+	if r.Tasks > 0 {
+		fmt.Fprintf(tw, "burn\t%.0f tasks/s\t(%.1fs)\n", r.BurnTasksPerS, r.BurnSeconds)
+	}
 	if r.TrickleRows > 0 {
 		fmt.Fprintf(tw, "trickle p50 / p95 / p99\t%.2f / %.2f / %.2f ms\t(%d rows)\n", r.TrickleP50ms, r.TrickleP95ms, r.TrickleP99ms, r.TrickleRows)
 	}
-	if r.ScaleSmall > 0 {
-		fmt.Fprintf(tw, "round / report, %d rows\t%.2f / %.2f ms\n", r.ScaleSmall, r.RoundMsSmall, r.ReportMsSmall)
+	for _, s := range []struct {
+		rows                  int
+		round, report, scrape float64
+		bytes                 int
+		pages                 map[string]float64
+	}{
+		{r.ScaleSmall, r.RoundMsSmall, r.ReportMsSmall, r.ScrapeMsSmall, r.ScrapeBytesSmall, r.DashboardMsSmall},
+		{r.ScaleLarge, r.RoundMsLarge, r.ReportMsLarge, r.ScrapeMsLarge, r.ScrapeBytesLarge, r.DashboardMsLarge},
+	} {
+		if s.rows > 0 {
+			fmt.Fprintf(tw, "round / report, %d rows\t%.2f / %.2f ms\n", s.rows, s.round, s.report)
+			fmt.Fprintf(tw, "dashboard, %d rows\t%s\n", s.rows, bench.FormatPages(s.pages))
+			fmt.Fprintf(tw, "/metrics scrape, %d rows\t%.2f ms\t(%d bytes)\n", s.rows, s.scrape, s.bytes)
+		}
 	}
-	if r.ScaleLarge > 0 {
-		fmt.Fprintf(tw, "round / report, %d rows\t%.2f / %.2f ms\n", r.ScaleLarge, r.RoundMsLarge, r.ReportMsLarge)
+	if r.Tasks > 0 {
+		fmt.Fprintf(tw, "peak RSS worker / dispatcher\t%.1f / %.1f MB\n", r.WorkerRSSMB, r.DispatcherRSSMB)
 	}
-	fmt.Fprintf(tw, "peak RSS worker / dispatcher\t%.1f / %.1f MB\n", r.WorkerRSSMB, r.DispatcherRSSMB)
 	return tw.Flush()
 }
 

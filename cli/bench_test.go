@@ -2,6 +2,8 @@ package cli
 
 import (
 	"encoding/json"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/pampa-go/pampa"
@@ -44,5 +46,29 @@ func TestBenchProcesses(t *testing.T) {
 				t.Errorf("peak RSS: worker %.1f MB, dispatcher %.1f MB", r.WorkerRSSMB, r.DispatcherMB)
 			}
 		})
+	}
+}
+
+// TestBenchScaleOnly runs the scale scenario alone (--tasks 0 skips the
+// burn, --trickle 0 the trickle): the text output has its lines, the
+// dashboard's pages and the scrape included, and none of the burn's.
+func TestBenchScaleOnly(t *testing.T) {
+	t.Parallel()
+	out, errOut, code := runCLI(t, nil, "bench", "--db", "sqlite", "--database-url", testdb.SQLitePath(t),
+		"--tasks", "0", "--trickle", "0", "--workers", "2", "--scale-small", "300", "--scale-large", "0")
+	if code != 0 {
+		t.Fatalf("bench: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{`round / report, 300 rows +[0-9.]+ / [0-9.]+ ms`,
+		`dashboard, 300 rows +/ [0-9.]+, /jobs/bench [0-9.]+, /jobs/bench\?state=pending [0-9.]+, /failed\?job=bench [0-9.]+, /api/overview [0-9.]+ ms`,
+		`/metrics scrape, 300 rows +[0-9.]+ ms +\([0-9]+ bytes\)`} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("no %s in:\n%s", want, out)
+		}
+	}
+	for _, unwanted := range []string{"burn", "peak RSS", "trickle"} {
+		if strings.Contains(out, unwanted) {
+			t.Errorf("%q in:\n%s", unwanted, out)
+		}
 	}
 }

@@ -1,8 +1,8 @@
 // Package bench measures Pampa on a table of its own: how many tasks per
 // second a cluster burns through, how long a freshly inserted row waits
-// before its processing starts, what one dispatcher round and one report
-// cost on a small and a large table, and how much memory the processes
-// take.
+// before its processing starts, what one dispatcher round, one report,
+// the dashboard's pages and a metrics scrape cost on a small and a large
+// table, and how much memory the processes take.
 //
 // The scenarios:
 //
@@ -12,9 +12,14 @@
 //	trickle  one row inserted every Every for For, with the notify trigger
 //	         on PostgreSQL; the latency is from the INSERT's commit to the
 //	         processing function's start.
-//	scale    a table of Small and of Large rows, 99% of them done: the time
-//	         of one full dispatcher round (maintenance included) and of
-//	         one report.
+//	scale    a table of Small and of Large rows, 99% of them done (0.1%
+//	         of those failed for good, for the Failed page to list), with
+//	         live workers holding the rest: the time of one full
+//	         dispatcher round (maintenance included), of one report, of a
+//	         GET of each of DashboardPages, served by the dashboard in
+//	         this process (the server's cost, its database reads
+//	         included), and of a /metrics scrape with the database gauges,
+//	         with the scrape's size.
 //
 // With Processes, the workers are separate OS processes (this program run
 // again, see WorkerMain), so their memory is measured apart from the
@@ -41,7 +46,7 @@ import (
 type Config struct {
 	Driver, URL string // the database; its table bench_tasks is recreated
 
-	Tasks       int  // burn: rows; default 100,000
+	Tasks       int  // burn: rows; 0 skips it (and the memory figures)
 	Workers     int  // workers; default 10
 	Concurrency int  // tasks per worker at once; default 1
 	QueueSize   int  // the job's queue_size; default 250 (a no-op task takes microseconds)
@@ -59,9 +64,6 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Tasks == 0 {
-		c.Tasks = 100_000
-	}
 	if c.Workers == 0 {
 		c.Workers = 10
 	}
@@ -83,26 +85,34 @@ func (c Config) withDefaults() Config {
 // Result holds the figures; the JSON keys are the ones `pampa bench --json`
 // prints.
 type Result struct {
-	Driver          string  `json:"driver"`
-	Tasks           int     `json:"tasks"`
-	Workers         int     `json:"workers"`
-	Concurrency     int     `json:"concurrency"`
-	QueueSize       int     `json:"queue_size"`
-	Processes       bool    `json:"processes"`
-	BurnSeconds     float64 `json:"burn_s"`
-	BurnTasksPerS   float64 `json:"burn_tasks_per_s"`
-	TrickleRows     int     `json:"trickle_rows"`
-	TrickleP50ms    float64 `json:"trickle_p50_ms"`
-	TrickleP95ms    float64 `json:"trickle_p95_ms"`
-	TrickleP99ms    float64 `json:"trickle_p99_ms"`
-	ScaleSmall      int     `json:"scale_small_rows"`
-	ScaleLarge      int     `json:"scale_large_rows"`
-	RoundMsSmall    float64 `json:"round_ms_small"`
-	RoundMsLarge    float64 `json:"round_ms_large"`
-	ReportMsSmall   float64 `json:"report_ms_small"`
-	ReportMsLarge   float64 `json:"report_ms_large"`
-	WorkerRSSMB     float64 `json:"worker_rss_mb"`
-	DispatcherRSSMB float64 `json:"dispatcher_rss_mb"`
+	Driver        string  `json:"driver"`
+	Tasks         int     `json:"tasks"`
+	Workers       int     `json:"workers"`
+	Concurrency   int     `json:"concurrency"`
+	QueueSize     int     `json:"queue_size"`
+	Processes     bool    `json:"processes"`
+	BurnSeconds   float64 `json:"burn_s"`
+	BurnTasksPerS float64 `json:"burn_tasks_per_s"`
+	TrickleRows   int     `json:"trickle_rows"`
+	TrickleP50ms  float64 `json:"trickle_p50_ms"`
+	TrickleP95ms  float64 `json:"trickle_p95_ms"`
+	TrickleP99ms  float64 `json:"trickle_p99_ms"`
+	ScaleSmall    int     `json:"scale_small_rows"`
+	ScaleLarge    int     `json:"scale_large_rows"`
+	RoundMsSmall  float64 `json:"round_ms_small"`
+	RoundMsLarge  float64 `json:"round_ms_large"`
+	ReportMsSmall float64 `json:"report_ms_small"`
+	ReportMsLarge float64 `json:"report_ms_large"`
+	// Dashboard pages (DashboardPages) by path: a full GET, in ms.
+	DashboardMsSmall map[string]float64 `json:"dashboard_ms_small,omitempty"`
+	DashboardMsLarge map[string]float64 `json:"dashboard_ms_large,omitempty"`
+	// A /metrics scrape with the database gauges: ms, and body bytes.
+	ScrapeMsSmall    float64 `json:"scrape_ms_small"`
+	ScrapeMsLarge    float64 `json:"scrape_ms_large"`
+	ScrapeBytesSmall int     `json:"scrape_bytes_small"`
+	ScrapeBytesLarge int     `json:"scrape_bytes_large"`
+	WorkerRSSMB      float64 `json:"worker_rss_mb"`
+	DispatcherRSSMB  float64 `json:"dispatcher_rss_mb"`
 
 	// Plans (Explain): by scale table size, each hot query's plan.
 	Plans map[int]map[string]PlanSummary `json:"plans,omitempty"`
@@ -165,18 +175,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	say := func(format string, args ...any) { fmt.Fprintf(cfg.Out, format+"\n", args...) }
 
-	say("burn: %d tasks, %d workers (concurrency %d, queue_size %d, processes %v)", cfg.Tasks, cfg.Workers, cfg.Concurrency, cfg.QueueSize, cfg.Processes)
-	if err := prepare(ctx, c, cfg.Tasks, 0); err != nil {
-		return r, fmt.Errorf("burn: prepare: %w", err)
+	if cfg.Tasks > 0 {
+		if err := runBurn(ctx, c, cfg, &r, say); err != nil {
+			return r, err
+		}
 	}
-	dur, rss, drss, err := burn(ctx, c, cfg, say)
-	if err != nil {
-		return r, fmt.Errorf("burn: %w", err)
-	}
-	r.BurnSeconds, r.BurnTasksPerS = dur.Seconds(), float64(cfg.Tasks)/dur.Seconds()
-	r.WorkerRSSMB, r.DispatcherRSSMB = rss, drss
-	say("burn: %.0f tasks/s (%.1fs)", r.BurnTasksPerS, r.BurnSeconds)
-
 	if cfg.TrickleFor > 0 {
 		say("trickle: one row every %s for %s", cfg.TrickleEvery, cfg.TrickleFor)
 		lat, err := trickle(ctx, c, cfg)
@@ -187,28 +190,65 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		r.TrickleP50ms, r.TrickleP95ms, r.TrickleP99ms = percentile(lat, 50), percentile(lat, 95), percentile(lat, 99)
 		say("trickle: p50 %.2f ms, p95 %.2f ms, p99 %.2f ms over %d rows", r.TrickleP50ms, r.TrickleP95ms, r.TrickleP99ms, r.TrickleRows)
 	}
-	for _, s := range []struct {
-		rows           int
-		round, reports *float64
-	}{{cfg.ScaleSmall, &r.RoundMsSmall, &r.ReportMsSmall}, {cfg.ScaleLarge, &r.RoundMsLarge, &r.ReportMsLarge}} {
-		if s.rows == 0 {
+	for _, size := range []struct {
+		rows  int
+		large bool
+	}{{cfg.ScaleSmall, false}, {cfg.ScaleLarge, true}} {
+		if size.rows == 0 {
 			continue
 		}
-		say("scale: %d rows, 99%% done", s.rows)
-		round, report, plans, err := scale(ctx, c, s.rows, cfg.Workers, cfg.Explain, say)
+		say("scale: %d rows, 99%% done", size.rows)
+		f, err := scale(ctx, c, size.rows, cfg.Workers, cfg.Explain, say)
 		if err != nil {
-			return r, fmt.Errorf("scale %d: %w", s.rows, err)
+			return r, fmt.Errorf("scale %d: %w", size.rows, err)
 		}
-		if plans != nil {
-			if r.Plans == nil {
-				r.Plans = map[int]map[string]PlanSummary{}
-			}
-			r.Plans[s.rows] = plans
-		}
-		*s.round, *s.reports = ms(round), ms(report)
-		say("scale: %d rows: round %.2f ms, report %.2f ms", s.rows, *s.round, *s.reports)
+		r.setScale(size.rows, size.large, f)
+		say("scale: %d rows: round %.2f ms, report %.2f ms, scrape %.2f ms (%d bytes)",
+			size.rows, ms(f.round), ms(f.report), ms(f.scrape), f.scrapeBytes)
+		say("scale: %d rows: dashboard %s", size.rows, FormatPages(f.pages))
 	}
 	return r, nil
+}
+
+// setScale records one table size's figures.
+func (r *Result) setScale(rows int, large bool, f scaleFigures) {
+	round, report, pages, scrape, bytes := &r.RoundMsSmall, &r.ReportMsSmall, &r.DashboardMsSmall, &r.ScrapeMsSmall, &r.ScrapeBytesSmall
+	if large {
+		round, report, pages, scrape, bytes = &r.RoundMsLarge, &r.ReportMsLarge, &r.DashboardMsLarge, &r.ScrapeMsLarge, &r.ScrapeBytesLarge
+	}
+	*round, *report, *pages, *scrape, *bytes = ms(f.round), ms(f.report), f.pages, ms(f.scrape), f.scrapeBytes
+	if f.plans != nil {
+		if r.Plans == nil {
+			r.Plans = map[int]map[string]PlanSummary{}
+		}
+		r.Plans[rows] = f.plans
+	}
+}
+
+// FormatPages lists pages' times in the order of DashboardPages:
+// "/ 3.10, /jobs/bench 2.00, … ms".
+func FormatPages(pages map[string]float64) string {
+	parts := make([]string, 0, len(DashboardPages))
+	for _, p := range DashboardPages {
+		parts = append(parts, fmt.Sprintf("%s %.2f", p, pages[p]))
+	}
+	return strings.Join(parts, ", ") + " ms"
+}
+
+// runBurn runs the burn and records its figures and the memory's.
+func runBurn(ctx context.Context, c *pampa.Cluster, cfg Config, r *Result, say func(string, ...any)) error {
+	say("burn: %d tasks, %d workers (concurrency %d, queue_size %d, processes %v)", cfg.Tasks, cfg.Workers, cfg.Concurrency, cfg.QueueSize, cfg.Processes)
+	if err := prepare(ctx, c, cfg.Tasks, 0, 0); err != nil {
+		return fmt.Errorf("burn: prepare: %w", err)
+	}
+	dur, rss, drss, err := burn(ctx, c, cfg, say)
+	if err != nil {
+		return fmt.Errorf("burn: %w", err)
+	}
+	r.BurnSeconds, r.BurnTasksPerS = dur.Seconds(), float64(cfg.Tasks)/dur.Seconds()
+	r.WorkerRSSMB, r.DispatcherRSSMB = rss, drss
+	say("burn: %.0f tasks/s (%.1fs)", r.BurnTasksPerS, r.BurnSeconds)
+	return nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +46,17 @@ func TestRunSmall(t *testing.T) {
 			if r.WorkerRSSMB <= 0 || r.DispatcherRSSMB <= 0 {
 				t.Errorf("RSS: worker %.1f MB, dispatcher %.1f MB", r.WorkerRSSMB, r.DispatcherRSSMB)
 			}
+			for size, pages := range map[string]map[string]float64{"small": r.DashboardMsSmall, "large": r.DashboardMsLarge} {
+				for _, page := range DashboardPages {
+					if pages[page] <= 0 {
+						t.Errorf("dashboard, %s table: %s took %v ms (all: %v)", size, page, pages[page], pages)
+					}
+				}
+			}
+			if r.ScrapeMsSmall <= 0 || r.ScrapeMsLarge <= 0 || r.ScrapeBytesSmall < 1000 || r.ScrapeBytesLarge < 1000 {
+				t.Errorf("scrape: %.2f / %.2f ms, %d / %d bytes", r.ScrapeMsSmall, r.ScrapeMsLarge, r.ScrapeBytesSmall, r.ScrapeBytesLarge)
+			}
+			checkFailed(t, ctx, driver, url)
 			for _, rows := range []int{1000, 2000} {
 				p, ok := r.Plans[rows]["reserve_shares"]
 				if !ok || len(p.Indexes) == 0 || (driver == pampa.DriverPostgres) != (p.ExecMs > 0) {
@@ -56,6 +68,35 @@ func TestRunSmall(t *testing.T) {
 				t.Errorf("no progress lines:\n%s", out.String())
 			}
 		})
+	}
+}
+
+// checkFailed checks the last scale table (2,000 rows, 1,980 done): key
+// 1000, the one multiple of failEvery among the done keys, failed for
+// good, and no other row failed.
+func checkFailed(t *testing.T, ctx context.Context, driver, url string) {
+	t.Helper()
+	c, err := Cluster(driver, url, 3, 250)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := pampa.Connect(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	for state, want := range map[string]int{pampa.StateFailed: 1, pampa.StateRetrying: 0} {
+		tasks, err := client.Tasks(ctx, Job, pampa.TaskFilter{State: state})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(tasks) != want {
+			t.Fatalf("%d %s tasks, want %d: %+v", len(tasks), state, want, tasks)
+		}
+		if want > 0 && (fmt.Sprint(tasks[0].Key) != "1000" || tasks[0].Tries != pampa.DefaultMaxTryTimes ||
+			tasks[0].Error != "bench: failed for good") {
+			t.Errorf("the failed task: %+v", tasks[0])
+		}
 	}
 }
 

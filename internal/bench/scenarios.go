@@ -15,9 +15,11 @@ import (
 )
 
 // prepare recreates the bench table with rows rows, of which done are
-// already succeeded, runs setup (with the notify trigger) and ANALYZE, so
-// that plans are made on real statistics, not on an empty table.
-func prepare(ctx context.Context, c *pampa.Cluster, rows, done int) error {
+// already finished, runs setup (with the notify trigger) and ANALYZE, so
+// that plans are made on real statistics, not on an empty table. Of the
+// finished rows, one key in failEvery (0: none) failed for good, out of
+// tries, the rest succeeded.
+func prepare(ctx context.Context, c *pampa.Cluster, rows, done, failEvery int) error {
 	client, err := pampa.Connect(ctx, c)
 	if err != nil {
 		return err
@@ -47,13 +49,7 @@ func prepare(ctx context.Context, c *pampa.Cluster, rows, done int) error {
 		}
 	}
 	if done > 0 {
-		now, ph := `strftime('%Y-%m-%d %H:%M:%f', 'now')`, "?"
-		if pg {
-			now, ph = "now()", "$1"
-		}
-		q := fmt.Sprintf(`UPDATE %s SET rid = 'bench.1', rtime = %s, rtimes = 1, started = %s, ended = %s, ok = TRUE WHERE id <= %s`,
-			Table, now, now, now, ph)
-		if _, err := db.ExecContext(ctx, q, done); err != nil {
+		if err := finish(ctx, db, pg, done, failEvery); err != nil {
 			return err
 		}
 	}
@@ -65,11 +61,32 @@ func prepare(ctx context.Context, c *pampa.Cluster, rows, done int) error {
 	return err
 }
 
+// finish marks the rows of keys 1 to done finished, in one pass: those
+// whose key is a multiple of failEvery (0: none) failed for good, their
+// last try of DefaultMaxTryTimes failed; the others succeeded at their
+// first try.
+func finish(ctx context.Context, db *sql.DB, pg bool, done, failEvery int) error {
+	now, ph := `strftime('%Y-%m-%d %H:%M:%f', 'now')`, "?"
+	if pg {
+		now, ph = "now()", "$1"
+	}
+	failed := "FALSE"
+	if failEvery > 0 {
+		failed = fmt.Sprintf("id %% %d = 0", failEvery)
+	}
+	q := fmt.Sprintf(`UPDATE %[1]s SET rid = 'bench.1', rtime = %[2]s, started = %[2]s, ended = %[2]s,
+		ok = NOT (%[3]s), rtimes = CASE WHEN %[3]s THEN %[4]d ELSE 1 END,
+		why = CASE WHEN %[3]s THEN 'bench: failed for good' END WHERE id <= %[5]s`,
+		Table, now, failed, pampa.DefaultMaxTryTimes, ph)
+	_, err := db.ExecContext(ctx, q, done)
+	return err
+}
+
 // trickle inserts one row every cfg.TrickleEvery for cfg.TrickleFor while
 // a dispatcher and the workers run here, and returns each row's latency
 // in ms from its INSERT's commit to its processing's start.
 func trickle(ctx context.Context, c *pampa.Cluster, cfg Config) ([]float64, error) {
-	if err := prepare(ctx, c, 0, 0); err != nil {
+	if err := prepare(ctx, c, 0, 0, 0); err != nil {
 		return nil, err
 	}
 	client, err := pampa.Open(ctx, c)
@@ -172,19 +189,32 @@ func latencies(ctx context.Context, db *sql.DB, committed map[int64]int64) ([]fl
 	return lat, rows.Err()
 }
 
-// scale times dispatcher rounds and reports over a table of rows rows,
-// 99% done, with live workers holding the rest. It returns the median of
-// several rounds and of several reports and, with explain, the hot
-// queries' plans, explained after the timing.
-func scale(ctx context.Context, c *pampa.Cluster, rows, workers int, explain bool, say func(string, ...any)) (time.Duration, time.Duration, map[string]PlanSummary, error) {
+// scaleFigures are one table size's figures: medians of timed runs.
+type scaleFigures struct {
+	round, report time.Duration
+	pages         map[string]float64 // DashboardPages: ms of a full GET
+	scrape        time.Duration      // a /metrics scrape with the database gauges
+	scrapeBytes   int
+	plans         map[string]PlanSummary // with explain
+}
+
+// Runs of each timing; the figure is their median.
+const timedRuns = 7
+
+// scale times dispatcher rounds, reports, the dashboard's pages and a
+// metrics scrape over a table of rows rows, 99% done (one in failEvery of
+// them failed for good), with live workers holding the rest. With
+// explain, the hot queries' plans are explained after the timing.
+func scale(ctx context.Context, c *pampa.Cluster, rows, workers int, explain bool, say func(string, ...any)) (scaleFigures, error) {
+	var f scaleFigures
 	start := time.Now()
-	if err := prepare(ctx, c, rows, rows/100*99); err != nil {
-		return 0, 0, nil, err
+	if err := prepare(ctx, c, rows, rows/100*99, failEvery); err != nil {
+		return f, err
 	}
 	say("scale: %d rows loaded in %.1fs", rows, time.Since(start).Seconds())
 	client, err := pampa.Open(ctx, c)
 	if err != nil {
-		return 0, 0, nil, err
+		return f, err
 	}
 	defer client.Close()
 	// Put the processing function back once the workers below have
@@ -194,49 +224,73 @@ func scale(ctx context.Context, c *pampa.Cluster, rows, workers int, explain boo
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer stop()
-	// Workers whose tasks never end: their queues stay full and the
-	// round's every step runs against the big table.
+	if err := holdTasks(runCtx, &wg, c, client, workers); err != nil {
+		return f, err
+	}
+	if err := waitWorkers(ctx, client, workers); err != nil {
+		return f, err
+	}
+	d := client.NewDispatcher(pampa.DispatcherOptions{Logger: slog.New(slog.DiscardHandler), MaintenanceEvery: time.Nanosecond})
+	// Left held, the lease would keep the next run's dispatcher (the next
+	// `pampa bench` on this database) waiting for its TTL, inside its burn.
+	defer d.Resign()
+	if f.round, f.report, err = timeRounds(ctx, d, client); err != nil {
+		return f, err
+	}
+	if f.pages, err = timeDashboard(ctx, client); err != nil {
+		return f, fmt.Errorf("dashboard: %w", err)
+	}
+	if f.scrape, f.scrapeBytes, err = timeScrape(ctx, client); err != nil {
+		return f, fmt.Errorf("metrics: %w", err)
+	}
+	if explain {
+		if f.plans, err = explainPlans(ctx, c, rows, say); err != nil {
+			return f, fmt.Errorf("explain: %w", err)
+		}
+	}
+	return f, nil
+}
+
+// failEvery: one key in failEvery of the scale table's finished rows
+// failed for good (0.1%), for the Failed page to list.
+const failEvery = 1000
+
+// holdTasks starts workers whose tasks never end, until ctx ends: their
+// queues stay full and a round's every step runs against the big table.
+func holdTasks(ctx context.Context, wg *sync.WaitGroup, c *pampa.Cluster, client *pampa.Client, workers int) error {
 	hold := func(ctx context.Context, t *pampa.Task) error { <-ctx.Done(); return ctx.Err() }
 	if err := c.Handle(Job, hold); err != nil {
-		return 0, 0, nil, err
+		return err
 	}
 	log := slog.New(slog.DiscardHandler)
 	for i := 1; i <= workers; i++ {
 		w, err := client.NewWorker(pampa.WorkerID("bench", i), pampa.WorkerOptions{Logger: log, GracePeriod: time.Millisecond})
 		if err != nil {
-			return 0, 0, nil, err
+			return err
 		}
 		wg.Add(1)
-		go func() { defer wg.Done(); _ = w.Run(runCtx) }()
+		go func() { defer wg.Done(); _ = w.Run(ctx) }()
 	}
-	if err := waitWorkers(ctx, client, workers); err != nil {
-		return 0, 0, nil, err
-	}
-	d := client.NewDispatcher(pampa.DispatcherOptions{Logger: log, MaintenanceEvery: time.Nanosecond})
-	// Left held, the lease would keep the next run's dispatcher (the next
-	// `pampa bench` on this database) waiting for its TTL, inside its burn.
-	defer d.Resign()
+	return nil
+}
+
+// timeRounds returns the median of full dispatcher rounds and of reports,
+// run in turn.
+func timeRounds(ctx context.Context, d *pampa.Dispatcher, client *pampa.Client) (round, report time.Duration, err error) {
 	var rounds, reports []time.Duration
-	for i := 0; i < 7; i++ {
+	for i := 0; i < timedRuns; i++ {
 		t0 := time.Now()
 		if _, err := d.RunOnce(ctx); err != nil {
-			return 0, 0, nil, err
+			return 0, 0, err
 		}
 		rounds = append(rounds, time.Since(t0))
 		t0 = time.Now()
 		if _, err := client.Report(ctx); err != nil {
-			return 0, 0, nil, err
+			return 0, 0, err
 		}
 		reports = append(reports, time.Since(t0))
 	}
-	var plans map[string]PlanSummary
-	if explain {
-		var err error
-		if plans, err = explainPlans(ctx, c, rows, say); err != nil {
-			return 0, 0, nil, fmt.Errorf("explain: %w", err)
-		}
-	}
-	return median(rounds), median(reports), plans, nil
+	return median(rounds), median(reports), nil
 }
 
 // explainPlans prints the plans of the bench job's hot queries, as
