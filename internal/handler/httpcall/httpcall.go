@@ -111,6 +111,7 @@ func (c *Caller) Call(ctx context.Context, in handler.Input) handler.Outcome {
 	if err != nil {
 		return handler.Outcome{Err: fmt.Errorf("POST %s: %w", c.shown, err)}
 	}
+	req.Header = c.headers.Clone() // shared by concurrent tries: never handed out
 	c.setHeaders(req.Header, in, body)
 	resp, err := c.client.Do(req)
 	if err != nil {
@@ -142,9 +143,6 @@ func (c *Caller) bound(ctx context.Context) (context.Context, context.CancelFunc
 }
 
 func (c *Caller) setHeaders(h http.Header, in handler.Input, body []byte) {
-	for name, values := range c.headers {
-		h[name] = values
-	}
 	h.Set("Content-Type", "application/json")
 	h.Set("User-Agent", "pampa")
 	h.Set("Idempotency-Key", idempotencyKey(in))

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -357,5 +359,35 @@ func TestNewKeepsTheGivenClient(t *testing.T) {
 	}
 	if client.CheckRedirect != nil || c.client == client || c.client.CheckRedirect == nil {
 		t.Errorf("New changed the given client, or did not refuse redirects on its copy")
+	}
+}
+
+func TestConcurrentTries(t *testing.T) {
+	t.Setenv("TEST_HTTPCALL_CONCURRENT", "s3cret")
+	echo := func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if Verify([]byte("s3cret"), r.Header.Get(HeaderTimestamp), r.Header.Get(HeaderSignature), body, time.Minute) != nil {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		fmt.Fprintf(w, `{"try": %s, "key": %q}`, r.Header.Get("X-Pampa-Try"), r.Header.Get("Idempotency-Key"))
+	}
+	b := setup(t, echo, func(s *Spec) { s.SecretEnv = "TEST_HTTPCALL_CONCURRENT" })
+	var wg sync.WaitGroup
+	for g := range 40 {
+		wg.Go(func() {
+			for i := range 5 {
+				in := input()
+				in.Key, in.Try = int64(g), i+1
+				out := b.caller.Call(context.Background(), in)
+				if want := fmt.Sprintf("odd:%d:%d", g, i+1); out.Err != nil || out.Set["try"] != int64(i+1) || out.Set["key"] != want {
+					t.Errorf("try %s: outcome = %+v", want, out)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := b.conns.Load(); n > 40 {
+		t.Errorf("40 concurrent callers opened %d connections, want at most 40", n)
 	}
 }
