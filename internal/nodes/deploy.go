@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -167,7 +168,7 @@ func (c *Conn) Deploy(ctx context.Context, spec DeploySpec) (*Deployed, error) {
 		return nil, fmt.Errorf("the node runs %q; Pampa's workers need Linux", strings.TrimSpace(string(uname)))
 	}
 	arch := f[1]
-	if !contains(elfArch(machine), arch) {
+	if !slices.Contains(elfArch(machine), arch) {
 		return nil, fmt.Errorf("%s is built for %s, but the node is %s: build it for the node (GOOS=linux GOARCH=...) and pass it with --binary", spec.Binary, machine, arch)
 	}
 

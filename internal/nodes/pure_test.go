@@ -352,7 +352,7 @@ func TestNodesELF(t *testing.T) {
 		elf.EM_X86_64: "x86_64", elf.EM_AARCH64: "aarch64", elf.EM_386: "i686", elf.EM_ARM: "armv7l",
 		elf.EM_RISCV: "riscv64", elf.EM_PPC64: "ppc64le", elf.EM_S390: "s390x", elf.EM_LOONGARCH: "loongarch64",
 	} {
-		if !contains(elfArch(m), want) {
+		if !slices.Contains(elfArch(m), want) {
 			t.Errorf("elfArch(%s) = %v, want it to hold %s", m, elfArch(m), want)
 		}
 	}
