@@ -359,7 +359,7 @@ func TestNodesELF(t *testing.T) {
 	if got := elfArch(elf.EM_SPARC); got != nil {
 		t.Errorf("elfArch(SPARC) = %v, want none", got)
 	}
-	if contains(elfArch(elf.EM_X86_64), "aarch64") {
+	if slices.Contains(elfArch(elf.EM_X86_64), "aarch64") {
 		t.Error("x86_64 binaries would be sent to arm64 nodes")
 	}
 
