@@ -14,7 +14,8 @@
 #   VERSION     default: git describe --tags --always --dirty, or "dev" outside Git
 #   COMMIT      default: git rev-parse --short=12 HEAD, or none outside Git
 #   PLATFORMS   default: "linux/amd64 linux/arm64 darwin/amd64 darwin/arm64"
-#   DIST        default: dist (emptied first)
+#   DIST        default: dist, from the repository's root (the pampa-* files and
+#               SHA256SUMS of an earlier run are removed, nothing else)
 #   GO          default: go
 set -euo pipefail
 
@@ -41,8 +42,9 @@ if [[ -n $COMMIT ]]; then
 	ldflags+=" -X main.commit=$COMMIT"
 fi
 
-rm -rf "$DIST"
 mkdir -p "$DIST"
+# Only what an earlier run made: DIST may be a directory with other files.
+rm -f "$DIST"/pampa-* "$DIST/SHA256SUMS"
 stage=$(mktemp -d "${TMPDIR:-/tmp}/pampa-release.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 
