@@ -37,6 +37,13 @@ func TestRelease(t *testing.T) {
 		}
 	}
 	dist := t.TempDir()
+	// Files of its own in dist are left alone; an earlier build's go.
+	keep, stale := filepath.Join(dist, "notes.txt"), filepath.Join(dist, "pampa-plan9-386")
+	for _, f := range []string{keep, stale} {
+		if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	platform := runtime.GOOS + "/" + runtime.GOARCH
 	out := runRelease(t, 0, "VERSION="+testVersion, "COMMIT="+testCommit, "PLATFORMS="+platform, "DIST="+dist)
 	bin := filepath.Join(dist, "pampa-"+runtime.GOOS+"-"+runtime.GOARCH)
@@ -50,6 +57,12 @@ func TestRelease(t *testing.T) {
 	want := fmt.Sprintf("pampa %s (%s, %s, commit %s)\n", testVersion, runtime.Version(), platform, testCommit)
 	if err != nil || string(version) != want {
 		t.Errorf("%s --version: %q, %v; want %q", bin, version, err, want)
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("a file of dist's own was removed: %v", err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("an earlier build's binary was kept: %v", err)
 	}
 	checkBuildFlags(t, bin)
 	checkSums(t, dist, []string{filepath.Base(bin), filepath.Base(archive)})
