@@ -44,7 +44,8 @@ export GOWORK=off
 start=$SECONDS
 if [[ -n $ref ]]; then
 	echo "install-check: go install $module/cmd/pampa@$ref (GOPROXY=$GOPROXY)" >&2
-	(cd "$tmp" && "$GO" install "$module/cmd/pampa@$ref")
+	# No main module there, so -mod has nothing to apply to.
+	(cd "$tmp" && GOFLAGS= "$GO" install "$module/cmd/pampa@$ref")
 else
 	if "$GO" mod edit -json | grep -Eq '"(Replace|Exclude)": \['; then
 		echo "install-check: go.mod has replace or exclude directives: go install $module/cmd/pampa@version would refuse the module" >&2

@@ -74,4 +74,6 @@ done
 (cd "$DIST" && sha256sum "${built[@]}" >SHA256SUMS)
 
 echo "release: $VERSION${COMMIT:+ (commit $COMMIT)} in $((SECONDS - start))s, into $DIST/:"
-(cd "$DIST" && ls -l "${built[@]}" SHA256SUMS | awk '{printf "  %10d  %s\n", $5, $9}')
+for f in "${built[@]}" SHA256SUMS; do
+	printf '  %10d  %s\n' "$(wc -c <"$DIST/$f")" "$f"
+done
