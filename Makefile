@@ -5,11 +5,11 @@
 
 GO ?= go
 
-.PHONY: help test test-race lint build demo dashboard bench bench-river
+.PHONY: help test test-race lint build release install-check demo dashboard bench bench-river
 
 help: ## List the targets
 	@echo "Targets:"
-	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-13s %s\n", $$1, $$2}'
 
 test: ## Run all tests against a throwaway PostgreSQL (or the server in PAMPA_TEST_DATABASE_URL)
 	bash scripts/test.sh
@@ -26,6 +26,12 @@ lint: ## Check formatting (gofmt) and run go vet
 
 build: ## Build the pampa command into bin/pampa
 	$(GO) build -o bin/pampa ./cmd/pampa
+
+release: ## Static pampa binaries for linux and darwin, amd64 and arm64, archives and SHA256SUMS in dist/ (VERSION=... to name it)
+	GO=$(GO) bash scripts/release.sh
+
+install-check: ## go install ./cmd/pampa from an empty module cache (dependencies from the module proxy), then pampa --version
+	GO=$(GO) bash scripts/install-check.sh
 
 demo: ## Quick start on embedded SQLite: 100,000 tasks on 10 workers, then the report
 	$(GO) run ./examples/quickstart demo

@@ -39,6 +39,7 @@ func LoadConfig(path string) (*Cluster, error) {
 //	    ssh_username: me
 //	    ssh_password_env: NODE_PASSWORD
 //	    max_workers: 10
+//	    files: [certs/]    # shipped by nodes deploy; see Node.Files
 //	jobs:
 //	  - name: search_odd_numbers
 //	    table: numbers
@@ -58,6 +59,7 @@ func LoadConfig(path string) (*Cluster, error) {
 //	    filter_worker_id: '.*'         # default '.*'
 //	    max_assigned_workers: 5        # default 0, no cap
 //	    max_pending_tasks: 500         # default 100
+//	    files: [odd.py, lib/]          # shipped by nodes deploy; see Job.Files
 //	    selecting_sql: |
 //	      SELECT value FROM numbers
 //	      WHERE odd_checking_reservation_id IS NULL LIMIT @n
@@ -74,6 +76,8 @@ func LoadConfig(path string) (*Cluster, error) {
 //     max_try_times, max_pending_tasks, max_job_duration, ssh_port,
 //     max_workers) must be left out, or null, to get the default; an
 //     explicit 0 or a negative number is an error.
+//   - Lists (files) are YAML lists of plain values: [a, b], or one "- a"
+//     line per item.
 //   - Durations use Go's syntax ("90s", "15m", "1h30m");
 //     max_job_duration_minutes takes a plain number, decimals allowed.
 //     Set one of max_job_duration and max_job_duration_minutes.
@@ -238,6 +242,7 @@ type configJobFile struct {
 	MaxAssignedWorkers    int            `yaml:"max_assigned_workers"`
 	MaxPendingTasks       *int           `yaml:"max_pending_tasks"`
 	Hooks                 Hooks          `yaml:",inline"`
+	Files                 []string       `yaml:"files"`
 }
 
 func (b *configBuilder) job() (config.Fields, func(*config.Mapping) (string, error)) {
@@ -264,6 +269,7 @@ func (f *configJobFile) job() (Job, *ConfigError) {
 		FilterWorkerID:     f.FilterWorkerID,
 		MaxAssignedWorkers: f.MaxAssignedWorkers,
 		Hooks:              f.Hooks,
+		Files:              f.Files,
 	}
 	bad := func(field string, value any, why string) *ConfigError {
 		return &ConfigError{Job: f.Name, Field: field, Value: fmt.Sprint(value), Reason: why}

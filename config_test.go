@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -32,6 +33,7 @@ nodes:
     max_cpu: 10
     max_disk_io: 1000
     max_net_io: 100
+    files: [certs/, "bin/tool"]
   - name: edge
     net_remote_ip: 10.0.0.2
     ssh_username: ubuntu
@@ -56,6 +58,9 @@ jobs:
     filter_worker_id: '\.1$'
     max_assigned_workers: 5
     max_pending_tasks: 500
+    files:
+      - odd.py
+      - lib
     selecting_sql: |
       SELECT value FROM numbers ORDER BY value DESC LIMIT @n
     relaunching_sql: SELECT value FROM numbers WHERE odd_checking_end_time < now() LIMIT @n
@@ -91,6 +96,7 @@ type configJobView struct {
 	FilterWorkerID          string
 	MaxAssignedWorkers      int
 	MaxPendingTasks         int
+	Files                   string // joined with "|"
 	// Selecting, relaunching, occupied, allowing, total, completed,
 	// pending and failed SQL, in that order.
 	SQL [8]string
@@ -103,6 +109,7 @@ func configViewOf(j *pampa.Job) configJobView {
 		QueueSize: j.QueueSize, MaxJobDuration: j.MaxJobDuration, MaxTryTimes: j.MaxTryTimes,
 		RetryBackoff: j.RetryBackoff, FilterWorkerID: j.FilterWorkerID,
 		MaxAssignedWorkers: j.MaxAssignedWorkers, MaxPendingTasks: j.MaxPendingTasks,
+		Files: strings.Join(j.Files, "|"),
 		SQL: [8]string{h.SelectingSQL, h.RelaunchingSQL, h.OccupiedSQL, h.AllowingSQL,
 			h.TotalSQL, h.CompletedSQL, h.PendingSQL, h.FailedSQL},
 	}
@@ -138,6 +145,7 @@ func TestParseConfigFull(t *testing.T) {
 			Name: "local", Host: "127.0.0.1", Port: 2222, User: "me", PasswordEnv: "NODE_PASSWORD",
 			KeyFile: "/home/me/.ssh/id_ed25519", MaxWorkers: 10,
 			MaxRAMMB: 512, MaxCPUPercent: 10, MaxDiskIOMbps: 1000, MaxNetIOMbps: 100,
+			Files: []string{"certs/", "bin/tool"},
 		},
 		{Name: "edge", Host: "10.0.0.2", Port: 22, User: "ubuntu", Password: "secret", MaxWorkers: 2},
 	}
@@ -145,7 +153,7 @@ func TestParseConfigFull(t *testing.T) {
 		t.Fatalf("got %d nodes, want %d", len(got), len(wantNodes))
 	}
 	for i, n := range c.Nodes() {
-		if *n != wantNodes[i] {
+		if !reflect.DeepEqual(*n, wantNodes[i]) {
 			t.Errorf("node %d = %+v\nwant %+v", i, *n, wantNodes[i])
 		}
 	}
@@ -156,6 +164,7 @@ func TestParseConfigFull(t *testing.T) {
 			Fields: configTrackingFields("odd_checking"), CreatedAt: "created_at",
 			QueueSize: 7, MaxJobDuration: 90 * time.Second, MaxTryTimes: 4, RetryBackoff: 10 * time.Second,
 			FilterWorkerID: `\.1$`, MaxAssignedWorkers: 5, MaxPendingTasks: 500,
+			Files: "odd.py|lib",
 			SQL: [8]string{
 				"SELECT value FROM numbers ORDER BY value DESC LIMIT @n\n",
 				"SELECT value FROM numbers WHERE odd_checking_end_time < now() LIMIT @n",
@@ -522,6 +531,44 @@ var configErrorCases = []struct {
 		doc:  "nodes:\n  - name: local\n    max_workers: 2\n    ssh_port: 0\n",
 		want: []string{"config.yaml:4:", `node "local"`, `ssh_port = "0"`, "default (22)"},
 		is:   &pampa.ConfigError{Node: "local", Field: "ssh_port", Value: "0"},
+	},
+	{
+		name: "JobFilesAbsolute",
+		doc:  "jobs:\n" + configJob("odd", map[string]string{"files": "[odd.py, /usr/bin/python3]"}),
+		want: []string{`job "odd": files = "/usr/bin/python3"`, "relative to the config file's directory"},
+		is:   &pampa.ConfigError{Job: "odd", Field: "files", Value: "/usr/bin/python3"},
+	},
+	{
+		name: "JobFilesOutside",
+		doc:  "jobs:\n" + configJob("odd", map[string]string{"files": "[lib/../../secrets]"}),
+		want: []string{`job "odd": files = "lib/../../secrets"`, "inside the config file's directory"},
+		is:   &pampa.ConfigError{Job: "odd", Field: "files", Value: "lib/../../secrets"},
+	},
+	{
+		name: "JobFilesConfigDir",
+		doc:  "jobs:\n" + configJob("odd", map[string]string{"files": "[./]"}),
+		want: []string{`job "odd": files = "./"`, "not the config file's directory itself"},
+	},
+	{
+		name: "JobFilesEmptyPath",
+		doc:  "jobs:\n" + configJob("odd", map[string]string{"files": `[""]`}),
+		want: []string{`job "odd": files`, "an empty path"},
+	},
+	{
+		name: "JobFilesNotAList",
+		doc:  "jobs:\n" + configJob("odd", map[string]string{"files": "odd.py"}),
+		want: []string{"config.yaml:", `job "odd": files = "odd.py"`, "want a list"},
+	},
+	{
+		name: "JobFilesNestedList",
+		doc:  "jobs:\n" + configJob("odd", map[string]string{"files": "[odd.py, [lib]]"}),
+		want: []string{`job "odd": files`, "item 2: want a single value, not a list"},
+	},
+	{
+		name: "NodeFilesOutside",
+		doc:  "nodes:\n  - name: local\n    max_workers: 2\n    files: [../certs]\n",
+		want: []string{"config.yaml:4:", `node "local": files = "../certs"`, "inside the config file's directory"},
+		is:   &pampa.ConfigError{Node: "local", Field: "files", Value: "../certs"},
 	},
 	{
 		name: "KeyTwice",

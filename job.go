@@ -199,6 +199,13 @@ type Job struct {
 	Process ProcessFunc
 	// Hooks customise selection, relaunch, start, finish and counting.
 	Hooks Hooks
+	// Files are files and directories the job needs on the nodes, such
+	// as the scripts its command runs: `pampa nodes deploy` ships them in
+	// the release of every node whose workers FilterWorkerID accepts.
+	// Paths are relative to the config file's directory (the working
+	// directory for a cluster defined in Go) and keep that place in the
+	// release, beside its pampa.yaml. Default none. :files (new).
+	Files []string
 
 	filter *regexp.Regexp
 }
@@ -282,6 +289,9 @@ func (j *Job) Validate() error {
 	}
 	if j.MaxPendingTasks < 1 {
 		return bad("max_pending_tasks", j.MaxPendingTasks, "must be at least 1")
+	}
+	if f, why := checkFiles(j.Files); why != "" {
+		return bad("files", f, why)
 	}
 	re, err := regexp.Compile(j.FilterWorkerID)
 	if err != nil {

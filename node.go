@@ -2,6 +2,8 @@ package pampa
 
 import (
 	"fmt"
+	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -45,6 +47,13 @@ type Node struct {
 	MaxCPUPercent int `yaml:"max_cpu"`
 	MaxDiskIOMbps int `yaml:"max_disk_io"`
 	MaxNetIOMbps  int `yaml:"max_net_io"`
+	// Files are files and directories that `pampa nodes deploy` ships to
+	// this node in each release, besides the program, the config and the
+	// files of the jobs its workers may serve ([Job.Files]). Paths are
+	// relative to the config file's directory (the working directory for
+	// a cluster defined in Go) and keep that place in the release, beside
+	// its pampa.yaml. Default none.
+	Files []string `yaml:"files"`
 }
 
 // WithDefaults returns a copy of n with defaults filled in.
@@ -83,7 +92,32 @@ func (n *Node) Validate() error {
 			return bad(l.field, l.v, "must not be negative (0 means no limit)")
 		}
 	}
+	if f, why := checkFiles(n.Files); why != "" {
+		return bad("files", f, why)
+	}
 	return nil
+}
+
+// checkFiles checks the paths of a files list, each one shipped at the
+// same place in the release as it has beside the config: it returns the
+// first bad one and why, or "" and "".
+func checkFiles(files []string) (string, string) {
+	for _, f := range files {
+		clean := path.Clean(filepath.ToSlash(f))
+		switch {
+		case f == "":
+			return f, "an empty path: name a file or a directory"
+		case strings.ContainsAny(f, "\x00\n\r"):
+			return f, "must not hold line breaks or NUL bytes"
+		case filepath.IsAbs(f) || path.IsAbs(clean):
+			return f, "must be relative to the config file's directory, where it is taken from and where it is placed in the release"
+		case clean == ".":
+			return f, "name the files or directories to ship, not the config file's directory itself"
+		case clean == ".." || strings.HasPrefix(clean, "../"):
+			return f, "must stay inside the config file's directory: it keeps its place in the release, which has nothing above it"
+		}
+	}
+	return "", ""
 }
 
 // WorkerIDs lists the ids of the node's workers, "<name>.1" first.

@@ -35,9 +35,14 @@ import (
 type Program struct {
 	// Name is the program's name in usage lines. Default "pampa".
 	Name string
-	// Version is printed by `version` and recorded in the worker registry.
-	// Default: the module version from the build, or "dev".
+	// Version is printed by `version` and recorded in the worker registry
+	// and in deployed releases. Default: the module version from the build
+	// (set by `go install ...@v1.2.3`), or "dev".
 	Version string
+	// Commit is the source revision, printed by `version`. Default: the
+	// one the Go toolchain recorded in the build (a build inside a Git
+	// checkout), or none.
+	Commit string
 	// Cluster defines the cluster in Go. When nil, it is read from the
 	// --config file (default: pampa.yaml in the working directory).
 	Cluster *pampa.Cluster
@@ -221,12 +226,42 @@ func (e *env) version() string {
 	return "dev"
 }
 
+// commit is Program.Commit, or the revision the toolchain recorded
+// (with "-dirty" when the checkout had changes), or "".
+func (e *env) commit() string {
+	if e.prog.Commit != "" {
+		return e.prog.Commit
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision":
+			rev = s.Value
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "-dirty"
+		}
+	}
+	if rev == "" {
+		return ""
+	}
+	return rev + dirty
+}
+
 func versionCmd(_ context.Context, e *env, args []string) error {
-	fs := e.flags("version", "", "Print the version of this program and of Go.")
+	fs := e.flags("version", "", "Print the version of this program, the Go version it was built with, its platform\n"+
+		"and, when known, the source commit.")
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "%s %s (%s, %s/%s)\n", e.name(), e.version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(e.stdout, "%s %s (%s, %s/%s", e.name(), e.version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if c := e.commit(); c != "" {
+		fmt.Fprintf(e.stdout, ", commit %s", c)
+	}
+	fmt.Fprintln(e.stdout, ")")
 	return nil
 }
 

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -279,6 +281,14 @@ func TestVersion(t *testing.T) {
 	out, _, code := runCLI(t, &Program{Version: "v1.2.3"}, "version")
 	if code != 0 || !strings.HasPrefix(out, "pampa v1.2.3 (go") {
 		t.Errorf("version: exit %d, %q", code, out)
+	}
+	want := fmt.Sprintf("pampa v1.2.3 (%s, %s/%s, commit 0123abcd)\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if out, _, code := runCLI(t, &Program{Version: "v1.2.3", Commit: "0123abcd"}, "--version"); code != 0 || out != want {
+		t.Errorf("--version with a commit: exit %d, %q; want %q", code, out, want)
+	}
+	// A test binary carries neither a module version nor a revision.
+	if out, _, code := runCLI(t, nil, "version"); code != 0 || !strings.HasPrefix(out, "pampa dev (go") || strings.Contains(out, "commit") {
+		t.Errorf("unstamped version: exit %d, %q; want dev, no commit", code, out)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -274,8 +275,10 @@ func failures(errs []error, what string) error {
 }
 
 func nodesDeployCmd(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("nodes deploy", "[NODE...]", "Upload the program and the config file to each node over SFTP as a new release, in\n"+
-		"<remote_dir>/releases/<version>-<digest>, and make it the current one. The upload goes to a\n"+
+	fs := e.flags("nodes deploy", "[NODE...]", "Upload the program, the config file and the files it lists (the node's files and those of\n"+
+		"the jobs its workers may serve, at their paths relative to the config) to each node over\n"+
+		"SFTP as a new release, in <remote_dir>/releases/<version>-<digest>, and make it the current\n"+
+		"one. Every file is checked here before anything is uploaded. The upload goes to a\n"+
 		"temporary directory renamed into place once complete, and `current` is switched by an\n"+
 		"atomic rename: an interrupted deploy never replaces a working release. Running workers keep\n"+
 		"their release until `nodes restart`.")
@@ -338,12 +341,16 @@ func nodesDeployCmd(ctx context.Context, e *env, args []string) error {
 		}
 		spec.Env = append(spec.Env, nodes.EnvVar{Name: name, Value: nodes.Secret(value)})
 	}
+	specs, err := nodeSpecs(c, ts, spec, configPath)
+	if err != nil {
+		return err
+	}
 	if stripped > 0 && !asJSON {
 		fmt.Fprintf(e.stdout, "the deployed config leaves out %d ssh_password value(s): nodes need no SSH secrets\n", stripped)
 	}
 	results := make([]*nodes.Deployed, len(ts))
 	errs := onEach(ctx, ts, nf.options(), func(ctx context.Context, i int, conn *nodes.Conn) error {
-		d, err := conn.Deploy(ctx, spec)
+		d, err := conn.Deploy(ctx, specs[i])
 		results[i] = d
 		return err
 	})
@@ -355,6 +362,51 @@ func nodesDeployCmd(ctx context.Context, e *env, args []string) error {
 		printDeployed(e.stdout, ts, results, errs)
 	}
 	return failures(errs, "deploy")
+}
+
+// nodeSpecs makes each node's deploy spec: spec with the node's release
+// files, all of them found and checked before anything is uploaded.
+func nodeSpecs(c *pampa.Cluster, ts []nodeTarget, spec nodes.DeploySpec, configPath string) ([]nodes.DeploySpec, error) {
+	base := "."
+	if configPath != "" {
+		base = filepath.Dir(configPath)
+	}
+	spec = spec.WithDefaults()
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	specs := make([]nodes.DeploySpec, len(ts))
+	for i, nt := range ts {
+		files, err := nodes.PlanFiles(releaseFiles(c, nt.node, base))
+		if err != nil {
+			return nil, err
+		}
+		specs[i] = spec
+		specs[i].Files = files
+		if err := specs[i].Validate(); err != nil {
+			return nil, fmt.Errorf("node %q: %w", nt.node.Name, err)
+		}
+	}
+	return specs, nil
+}
+
+// releaseFiles lists the files a node's release ships: the node's own and
+// those of every job its workers may serve (filter_worker_id), taken from
+// base, the config file's directory, and placed at the same relative path.
+func releaseFiles(c *pampa.Cluster, n *pampa.Node, base string) []nodes.File {
+	var files []nodes.File
+	add := func(from string, paths []string) {
+		for _, p := range paths {
+			files = append(files, nodes.File{Local: filepath.Join(base, p), Path: filepath.ToSlash(p), From: from})
+		}
+	}
+	add(fmt.Sprintf("node %q: files", n.Name), n.Files)
+	for _, j := range c.Jobs() {
+		if slices.ContainsFunc(n.WorkerIDs(), j.AcceptsWorker) {
+			add(fmt.Sprintf("job %q: files", j.Name), j.Files)
+		}
+	}
+	return files
 }
 
 // printDeployJSON prints one object per node.

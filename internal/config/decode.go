@@ -85,10 +85,14 @@ func (m Fields) keys() []string { return slices.Sorted(maps.Keys(m)) }
 
 // decodeValue decodes one value into dst; it returns why it could
 // not, or "". A null value leaves dst alone; a pointer target (**int) is
-// allocated only when there is a value.
+// allocated only when there is a value. A []string takes a list of plain
+// values.
 func decodeValue(v *yaml.Node, dst any) string {
 	if isNull(v) {
 		return ""
+	}
+	if d, ok := dst.(*[]string); ok {
+		return decodeStrings(v, d)
 	}
 	if v.Kind != yaml.ScalarNode {
 		return "want a single value, not " + describe(v)
@@ -125,6 +129,22 @@ func decodeValue(v *yaml.Node, dst any) string {
 			return "cannot decode: " + err.Error()
 		}
 	}
+	return ""
+}
+
+// decodeStrings decodes a list of plain values, such as a job's files.
+func decodeStrings(v *yaml.Node, d *[]string) string {
+	if v.Kind != yaml.SequenceNode {
+		return "want a list, such as [a, b], not " + describe(v)
+	}
+	out := make([]string, 0, len(v.Content))
+	for i, item := range v.Content {
+		if item = resolve(item); item.Kind != yaml.ScalarNode || isNull(item) {
+			return fmt.Sprintf("item %d: want a single value, not %s", i+1, describe(item))
+		}
+		out = append(out, item.Value)
+	}
+	*d = out
 	return ""
 }
 

@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -39,6 +40,10 @@ type DeploySpec struct {
 	// uploaded to the release's env file (mode 0600). Values are secrets:
 	// only names are ever shown.
 	Env []EnvVar
+	// Files are shipped in the release too, each at its Path, with its
+	// permission bits (directories are made writable by their owner, so
+	// that old releases can be pruned). Made by [PlanFiles].
+	Files []ReleaseFile
 	// Keep is how many releases to keep on the node, the current one
 	// included. Default 3.
 	Keep int
@@ -127,6 +132,34 @@ func checkBinary(name string) (*os.File, elf.Machine, error) {
 	return f, ef.Machine, nil
 }
 
+// WithDefaults returns a copy of s with Keep and Program filled in.
+func (s DeploySpec) WithDefaults() DeploySpec {
+	if s.Keep <= 0 {
+		s.Keep = 3
+	}
+	if s.Program == "" {
+		s.Program = path.Base(strings.ReplaceAll(s.Binary, `\`, "/"))
+	}
+	return s
+}
+
+// Validate checks a spec after defaults, touching no node: callers that
+// deploy to several nodes check every spec before the first upload.
+func (s *DeploySpec) Validate() error {
+	if !validFileName(s.Program) {
+		return fmt.Errorf("program name %q: want a plain file name", s.Program)
+	}
+	for _, e := range s.Env {
+		if !config.IsEnvName(e.Name) {
+			return fmt.Errorf("environment variable name %q: want letters, digits and _, not starting with a digit", e.Name)
+		}
+		if strings.ContainsAny(string(e.Value), "\n\r\x00") {
+			return fmt.Errorf("environment variable %s: its value holds a line break or NUL, which the env file cannot carry", e.Name)
+		}
+	}
+	return checkFiles(s.Files, s.Program)
+}
+
 // Deploy uploads a release to the node and makes it current, atomically:
 // the files go to releases/.incoming-<random>, which is renamed to
 // releases/<release> once complete and synced; then a new symlink is
@@ -134,22 +167,9 @@ func checkBinary(name string) (*os.File, elf.Machine, error) {
 // was, and running workers are not touched: `restart` moves them to the
 // new release.
 func (c *Conn) Deploy(ctx context.Context, spec DeploySpec) (*Deployed, error) {
-	if spec.Keep <= 0 {
-		spec.Keep = 3
-	}
-	if spec.Program == "" {
-		spec.Program = path.Base(strings.ReplaceAll(spec.Binary, `\`, "/"))
-	}
-	if !validFileName(spec.Program) {
-		return nil, fmt.Errorf("program name %q: want a plain file name", spec.Program)
-	}
-	for _, e := range spec.Env {
-		if !config.IsEnvName(e.Name) {
-			return nil, fmt.Errorf("environment variable name %q: want letters, digits and _, not starting with a digit", e.Name)
-		}
-		if strings.ContainsAny(string(e.Value), "\n\r\x00") {
-			return nil, fmt.Errorf("environment variable %s: its value holds a line break or NUL, which the env file cannot carry", e.Name)
-		}
+	spec = spec.WithDefaults()
+	if err := spec.Validate(); err != nil {
+		return nil, err
 	}
 	bin, machine, err := checkBinary(spec.Binary)
 	if err != nil {
@@ -167,7 +187,7 @@ func (c *Conn) Deploy(ctx context.Context, spec DeploySpec) (*Deployed, error) {
 		return nil, fmt.Errorf("the node runs %q; Pampa's workers need Linux", strings.TrimSpace(string(uname)))
 	}
 	arch := f[1]
-	if !contains(elfArch(machine), arch) {
+	if !slices.Contains(elfArch(machine), arch) {
 		return nil, fmt.Errorf("%s is built for %s, but the node is %s: build it for the node (GOOS=linux GOARCH=...) and pass it with --binary", spec.Binary, machine, arch)
 	}
 
@@ -179,6 +199,7 @@ func (c *Conn) Deploy(ctx context.Context, spec DeploySpec) (*Deployed, error) {
 	}
 	envFile := envFileContent(spec.Env)
 	fmt.Fprintf(h, "\x00program=%s\x00config=%x\x00env=%x", spec.Program, sha256.Sum256(spec.Config), sha256.Sum256(envFile))
+	digestFiles(h, spec.Files)
 	rel := Release{
 		ID: releaseID(spec.Version, h.Sum(nil)), Version: spec.Version, Program: spec.Program,
 		SHA256: hex.EncodeToString(binSum.Sum(nil)), Arch: arch,
@@ -266,6 +287,9 @@ func (c *Conn) upload(ctx context.Context, sc *sftp.Client, releases, final stri
 	if err := c.putFile(ctx, sc, path.Join(incoming, envName), strings.NewReader(string(envFile)), 0o600); err != nil {
 		return err
 	}
+	if err := c.putFiles(ctx, sc, incoming, spec.Files); err != nil {
+		return err
+	}
 	manifest, _ := json.MarshalIndent(rel, "", "  ")
 	if err := c.putFile(ctx, sc, path.Join(incoming, manifestName), strings.NewReader(string(manifest)+"\n"), 0o644); err != nil {
 		return err
@@ -279,6 +303,58 @@ func (c *Conn) upload(ctx context.Context, sc *sftp.Client, releases, final stri
 	}
 	ok = true
 	return nil
+}
+
+// putFiles uploads release files into dir, in order (a directory before
+// what it holds). A file that changed since it was planned fails the
+// upload: the release's digest would not describe it.
+func (c *Conn) putFiles(ctx context.Context, sc *sftp.Client, dir string, files []ReleaseFile) error {
+	for _, f := range files {
+		name := path.Join(dir, f.Path)
+		if f.Mode.IsDir() {
+			if err := sc.Mkdir(name); err != nil {
+				return fmt.Errorf("create %s: %w", name, err)
+			}
+			if err := sc.Chmod(name, f.Mode.Perm()|0o700); err != nil {
+				return fmt.Errorf("chmod %s: %w", name, err)
+			}
+			continue
+		}
+		if err := c.putLocalFile(ctx, sc, name, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// putLocalFile uploads one planned file, checking its size and digest.
+func (c *Conn) putLocalFile(ctx context.Context, sc *sftp.Client, name string, f ReleaseFile) error {
+	local, err := os.Open(f.Local)
+	if err != nil {
+		return err
+	}
+	defer local.Close()
+	h := sha256.New()
+	cr := &countingReader{r: io.TeeReader(local, h)}
+	if err := c.putFile(ctx, sc, name, cr, f.Mode.Perm()); err != nil {
+		return err
+	}
+	if cr.n != f.Size || hex.EncodeToString(h.Sum(nil)) != f.SHA256 {
+		return fmt.Errorf("%s changed while it was deployed: deploy again", f.Local)
+	}
+	return nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.n += int64(n)
+	return n, err
 }
 
 // putFile uploads r to name with mode, synced to disk before it returns.

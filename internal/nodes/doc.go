@@ -24,7 +24,8 @@
 //
 //	~/pampa/
 //	├── releases/
-//	│   ├── v1.4.0-3f2a9c1b7d10/     one deploy: program, pampa.yaml, env (0600), RELEASE.json
+//	│   ├── v1.4.0-3f2a9c1b7d10/     one deploy: program, pampa.yaml, env (0600), RELEASE.json,
+//	│   │                            and the files the config lists (odd.py, lib/...)
 //	│   ├── v1.5.0-8e77d0c2a415/
 //	│   └── .incoming-5c1e0a/        an upload in progress (or interrupted)
 //	├── current -> releases/v1.5.0-8e77d0c2a415
@@ -40,8 +41,9 @@
 //
 //	upload to releases/.incoming-R ──▶ fsync ──▶ rename to releases/<id> ──▶ symlink current.incoming-R ──▶ rename over current
 //
-// A release is named after the program's version and a digest of what it
-// holds, so a deploy of the same files changes nothing. Each step before
+// Release files ([PlanFiles]) are found and digested on this machine
+// before the upload, and checked again as they are sent. A release is
+// named after the program's version and a digest of what it holds, so a deploy of the same files changes nothing. Each step before
 // the last leaves `current` as it was: a half-finished upload never
 // replaces a working release. Running workers keep the release they were
 // started from until they are restarted. The newest releases are kept

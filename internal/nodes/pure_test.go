@@ -352,14 +352,14 @@ func TestNodesELF(t *testing.T) {
 		elf.EM_X86_64: "x86_64", elf.EM_AARCH64: "aarch64", elf.EM_386: "i686", elf.EM_ARM: "armv7l",
 		elf.EM_RISCV: "riscv64", elf.EM_PPC64: "ppc64le", elf.EM_S390: "s390x", elf.EM_LOONGARCH: "loongarch64",
 	} {
-		if !contains(elfArch(m), want) {
+		if !slices.Contains(elfArch(m), want) {
 			t.Errorf("elfArch(%s) = %v, want it to hold %s", m, elfArch(m), want)
 		}
 	}
 	if got := elfArch(elf.EM_SPARC); got != nil {
 		t.Errorf("elfArch(SPARC) = %v, want none", got)
 	}
-	if contains(elfArch(elf.EM_X86_64), "aarch64") {
+	if slices.Contains(elfArch(elf.EM_X86_64), "aarch64") {
 		t.Error("x86_64 binaries would be sent to arm64 nodes")
 	}
 
