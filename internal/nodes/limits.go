@@ -73,3 +73,21 @@ func unapplied(rs []LimitReport) string {
 // MiB: the Go runtime collects garbage harder as the heap nears it, so the
 // worker slows down before the hard limit kills it.
 func goMemLimit(mb int) string { return fmt.Sprintf("%dMiB", mb*9/10) }
+
+func hasWord(s, w string) bool {
+	for _, f := range strings.Fields(s) {
+		if f == w {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
