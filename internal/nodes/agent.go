@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 )
@@ -82,6 +83,9 @@ type WorkerStart struct {
 //	supervise --id ID SPEC
 //	               run and restart one worker as SPEC (JSON) says; report
 //	               its first start on file descriptor 3
+//	exited --id ID DIR
+//	               record how the worker ended, from the $EXIT_CODE and
+//	               $EXIT_STATUS systemd gives its unit's ExecStopPost
 //	exec SPEC -- PROGRAM ARGS...
 //	               join cgroups and set rlimits as SPEC (JSON) says, then
 //	               become PROGRAM (the worker keeps this process's pid)
@@ -119,6 +123,16 @@ func AgentMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			return 2
 		}
 		return supervise(ctx, spec)
+	case "exited":
+		if len(args) != 4 || args[1] != "--id" {
+			fmt.Fprintln(stderr, "nodes agent exited: want --id ID DIR")
+			return 2
+		}
+		if err := recordExit(args[3], args[2], exitFromEnv(os.Getenv("EXIT_CODE"), os.Getenv("EXIT_STATUS"), time.Now())); err != nil {
+			fmt.Fprintf(stderr, "nodes agent exited: %v\n", err)
+			return 1
+		}
+		return 0
 	case "exec":
 		if len(args) < 4 || args[2] != "--" {
 			fmt.Fprintln(stderr, "nodes agent exec: want SPEC -- PROGRAM [ARGS...]")

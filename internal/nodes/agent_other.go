@@ -21,3 +21,5 @@ func supervise(context.Context, superviseSpec) int {
 	fmt.Fprintln(os.Stderr, "nodes agent supervise:", errLinuxOnly)
 	return 2
 }
+
+func recordExit(string, string, *ExitInfo) error { return errLinuxOnly }

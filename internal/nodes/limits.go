@@ -54,8 +54,9 @@ func (l Limits) wants() []LimitReport {
 }
 
 // netIOWhy is why a network limit is never applied.
-const netIOWhy = "Linux has no per-process network bandwidth limit: it takes traffic-control (tc) classes " +
-	"that root sets up for the worker's cgroup, which Pampa does not do; shape the node's traffic with tc, " +
+const netIOWhy = "Linux has no per-process network bandwidth limit, and neither has systemd: cgroup v2 has no network controller, " +
+	"and systemd's IP settings (IPAccounting=, IPAddressDeny=, IPIngressFilterPath=) count or filter a unit's packets without slowing them; " +
+	"it takes traffic-control (tc) classes that root sets up for the worker's cgroup, which Pampa does not do; shape the node's traffic with tc, " +
 	"or its cloud provider's settings, instead"
 
 // unapplied lists the limits in rs that are not applied, for messages.

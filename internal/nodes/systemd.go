@@ -154,10 +154,12 @@ func unitEscape(s string) string {
 type unitSpec struct {
 	Description string
 	Dir         string
-	// Command is ExecStart; Command[0] must be an absolute path.
-	Command []string
-	Env     []string // NAME=VALUE
-	Out     string   // standard output and error are appended to it
+	// Command is ExecStart, and StopPost ExecStopPost (its failure is
+	// ignored); the first argument of each must be an absolute path.
+	Command  []string
+	StopPost []string
+	Env      []string // NAME=VALUE
+	Out      string   // standard output and error are appended to it
 	// StopTimeout is how long a stop waits after SIGTERM before SIGKILL.
 	StopTimeout time.Duration
 	Restart     RestartPolicy
@@ -177,11 +179,12 @@ func (u unitSpec) text() string {
 	fmt.Fprintf(&b, "StartLimitIntervalSec=%s\nStartLimitBurst=%d\n\n", spanMS(r.Window), r.Limit+1)
 	b.WriteString("[Service]\nType=simple\n")
 	fmt.Fprintf(&b, "WorkingDirectory=%s\n", specifierEscape(u.Dir))
-	args := []string{u.Command[0]}
-	for _, a := range u.Command[1:] {
-		args = append(args, execArg(a))
+	fmt.Fprintf(&b, "ExecStart=%s\n", execLine(u.Command))
+	if len(u.StopPost) > 0 {
+		// After each end of the worker: records how it ended, which
+		// systemd forgets once it has started it again.
+		fmt.Fprintf(&b, "ExecStopPost=-%s\n", execLine(u.StopPost))
 	}
-	fmt.Fprintf(&b, "ExecStart=%s\n", strings.Join(args, " "))
 	for _, e := range u.Env {
 		fmt.Fprintf(&b, "Environment=%s\n", quoteValue(specifierEscape(e)))
 	}
@@ -208,6 +211,15 @@ func restartSteps(r RestartPolicy) int {
 
 // spanMS writes a duration as a systemd time span, in whole milliseconds.
 func spanMS(d time.Duration) string { return strconv.FormatInt(max(1, d.Milliseconds()), 10) + "ms" }
+
+// execLine is a command line for ExecStart= and the like.
+func execLine(argv []string) string {
+	args := []string{argv[0]}
+	for _, a := range argv[1:] {
+		args = append(args, execArg(a))
+	}
+	return strings.Join(args, " ")
+}
 
 // execArg quotes one argument of ExecStart=: in double quotes, with '\'
 // and '"' escaped and control characters as C escapes, and '%' and '$'
@@ -330,10 +342,14 @@ func (u unitState) exit() *ExitInfo {
 	return &e
 }
 
-// apply fills a systemd-supervised worker's state from its unit's.
+// apply fills a systemd-supervised worker's state from its unit's. The
+// last exit is systemd's while the unit is down, else the one the unit's
+// ExecStopPost recorded.
 func (u unitState) apply(st *SupervisorState) {
 	st.Restarts, st.WorkerPID, st.Alive = u.NRestarts, u.MainPID, u.running()
-	st.LastExit = u.exit()
+	if e := u.exit(); e != nil && !u.ExecMainExit.IsZero() {
+		st.LastExit = e
+	}
 	switch {
 	case u.LoadState == "not-found":
 		st.State, st.Why = SuperStopped, "its unit "+u.Unit+" is gone"
@@ -401,4 +417,23 @@ func applyShow(out []byte, group []*SupervisorState) map[string]unitState {
 		}
 	}
 	return states
+}
+
+// exitFromEnv is how a unit's main process ended, from the $EXIT_CODE
+// ("exited", "killed", "dumped") and $EXIT_STATUS (a status, or a signal
+// such as "KILL") systemd gives ExecStopPost; nil when they say nothing.
+func exitFromEnv(code, status string, at time.Time) *ExitInfo {
+	e := &ExitInfo{At: at.UTC()}
+	n, err := strconv.Atoi(status)
+	switch {
+	case code == "exited" && err == nil:
+		e.Code = n
+	case (code == "killed" || code == "dumped") && err == nil:
+		e.Signal = signalName(n)
+	case (code == "killed" || code == "dumped") && status != "":
+		e.Signal = "SIG" + strings.TrimPrefix(status, "SIG")
+	default:
+		return nil
+	}
+	return e
 }

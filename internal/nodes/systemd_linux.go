@@ -4,6 +4,7 @@ package nodes
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -142,10 +143,13 @@ func (s *starter) launchUnit(w *WorkerStart, spec execSpec) (supervised, error) 
 	req, m := s.req, s.sd
 	spec.Record, spec.Dir = &WorkerProcess{ID: w.ID, Release: req.Release, GraceMS: req.GraceMS}, req.Dir
 	unit := unitName(req.Dir, w.ID)
-	cmd := append([]string{"/bin/sh", "-c", launcher, "pampa-launcher", path.Join(s.relDir, envName)}, s.workerCommand(w.ID, spec)...)
+	launch := []string{"/bin/sh", "-c", launcher, "pampa-launcher", path.Join(s.relDir, envName)}
+	bin := path.Join(s.relDir, s.rel.Program)
 	u := unitSpec{
 		Description: fmt.Sprintf("Pampa worker %s (release %s, in %s)", w.ID, req.Release, req.Dir),
-		Dir:         req.Dir, Command: cmd, Env: s.plan.env, Out: OutPath(req.Dir, w.ID),
+		Dir:         req.Dir, Env: s.plan.env, Out: OutPath(req.Dir, w.ID),
+		Command:     append(append([]string{}, launch...), s.workerCommand(w.ID, spec)...),
+		StopPost:    append(append([]string{}, launch...), bin, "nodes", "agent", "exited", "--id", w.ID, req.Dir),
 		StopTimeout: time.Duration(req.GraceMS)*time.Millisecond + 10*time.Second,
 		Restart:     req.Restart, Props: systemdProperties(s.plan), WantedBy: m.wantedBy(),
 	}
@@ -217,3 +221,20 @@ func (u *unitRun) settle(ctx context.Context, within time.Duration) (int, *ExitI
 
 // abandon stops and disables the unit: systemd stops the worker with it.
 func (u *unitRun) abandon(int) { _, _ = u.m.systemctl("disable", "--now", u.unit) }
+
+// recordExit notes in a systemd-supervised worker's record how it ended.
+func recordExit(dir, id string, exit *ExitInfo) error {
+	data, err := os.ReadFile(superPath(dir, id))
+	if err != nil {
+		return err
+	}
+	var rec Supervision
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return fmt.Errorf("unreadable %s: %w", superPath(dir, id), err)
+	}
+	if exit == nil || rec.Kind != SupervisorSystemd {
+		return nil
+	}
+	rec.LastExit = exit
+	return writeJSON(superPath(dir, id), rec)
+}
