@@ -103,14 +103,16 @@ const startAbout = "Start each node's workers (max_workers of them, or the one -
 	"start enables if loginctl allows): the workers then also start again after a reboot.\n" +
 	"Elsewhere it is Pampa's own, one small process per worker (run/ID.super.json).\n\n" +
 	"The node's per-worker limits (max_ram MiB, max_cpu % of a CPU, max_disk_io and max_net_io\n" +
-	"Mbit/s) are applied with what the node offers, best first: a systemd-run scope (as root, or\n" +
-	"as a user whose systemd manager lingers: loginctl enable-linger USER); cgroup files in a\n" +
+	"Mbit/s) are applied with what the node offers, best first: the worker's systemd unit\n" +
+	"(MemoryMax, CPUQuota, IO{Read,Write}BandwidthMax) when systemd supervises, else a\n" +
+	"systemd-run scope (as root, or as a user whose systemd manager lingers); cgroup files in a\n" +
 	"cgroup the SSH user may write (an administrator delegates one with: mkdir\n" +
 	"/sys/fs/cgroup/pampa-USER && chown USER /sys/fs/cgroup/pampa-USER, on cgroup v1 under each of\n" +
 	"cpu, memory and blkio); for RAM alone, RLIMIT_DATA (it also counts the 100-200 MiB of address\n" +
 	"space the Go runtime reserves). Workers with a RAM limit also get GOMEMLIMIT at 90% of it.\n" +
-	"Network bandwidth cannot be limited per process. Each limit is reported applied, once read\n" +
-	"back from the running worker, or not applied and why; --strict-limits refuses the latter."
+	"Network bandwidth cannot be limited per process, by systemd either. Each limit is reported\n" +
+	"applied, once read back from the running worker, or not applied and why; --strict-limits\n" +
+	"refuses the latter."
 
 func nodesStartCmd(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("nodes start", "[NODE...] [--worker ID]", startAbout)

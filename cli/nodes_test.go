@@ -506,3 +506,21 @@ func TestNodesTargetSecrets(t *testing.T) {
 		t.Errorf("a secret prints: %s", s)
 	}
 }
+
+func TestNodesStartBadFlags(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"start", "--supervisor", "init"}, `--supervisor "init": want auto, systemd or pampa`},
+		{[]string{"restart", "--restart-limit", "0"}, "--restart-limit >= 1 (got 0)"},
+		{[]string{"start", "--restart-delay", "2s", "--restart-max-delay", "1s"}, "--restart-max-delay >= it (got 1s)"},
+		{[]string{"start", "--restart-window", "0s"}, "--restart-window > 0 (got 0s)"},
+	} {
+		out, errOut, code := runCLI(t, nil, append([]string{"nodes"}, tc.args...)...)
+		if code != 2 || !strings.Contains(errOut, tc.says) {
+			t.Errorf("nodes %v: exit %d, %s%s; want 2 and %q", tc.args, code, out, errOut, tc.says)
+		}
+	}
+}

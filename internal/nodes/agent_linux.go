@@ -217,6 +217,13 @@ func (s *starter) settle(ctx context.Context, l launched, w *WorkerStart) {
 		w.PID = pid
 		return
 	}
+	// Its supervisor may still run (interrupted, or silent): stop it, and
+	// the worker if one is recorded.
+	st := processState(os.ReadFile, s.req.Dir, w.ID)
+	if !st.Running {
+		st.PID = 0
+	}
+	l.sv.abandon(st.PID)
 	removeRecord(s.req.Dir, w.ID)
 	w.PID = 0
 }
@@ -324,7 +331,6 @@ func (p *pampaRun) settle(ctx context.Context, within time.Duration) (int, *Exit
 		case <-p.done:
 			return 0, nil, fmt.Errorf("its supervisor ended (%s) before the worker was up (see its .out log)", p.cmd.ProcessState)
 		case <-time.After(time.Second):
-			p.abandon(0)
 			return 0, nil, fmt.Errorf("its supervisor said nothing of the worker within %s: stopped it", within)
 		}
 	case rep.Exited != nil:

@@ -185,8 +185,8 @@ type unitRun struct {
 }
 
 // settle polls the unit until its main process has run the worker's
-// program for the settle time, or has ended (systemd would then restart a
-// worker that cannot start: it is stopped instead, and reported).
+// program for the settle time, or has ended (systemd would restart a
+// worker that cannot start: the caller stops it instead, and reports it).
 func (u *unitRun) settle(ctx context.Context, within time.Duration) (int, *ExitInfo, error) {
 	deadline := time.Now().Add(within)
 	pid, since := 0, time.Time{}
@@ -197,7 +197,6 @@ func (u *unitRun) settle(ctx context.Context, within time.Duration) (int, *ExitI
 		}
 		switch {
 		case st.SubState == "auto-restart" || st.NRestarts > 0 || !st.running():
-			u.abandon(0)
 			if exit := st.exit(); exit != nil {
 				return 0, exit, nil
 			}
@@ -208,7 +207,6 @@ func (u *unitRun) settle(ctx context.Context, within time.Duration) (int, *ExitI
 			return pid, nil, nil
 		}
 		if time.Now().After(deadline) {
-			u.abandon(0)
 			return 0, nil, fmt.Errorf("its unit %s did not run the worker within %s: stopped it", u.unit, within)
 		}
 		select {
