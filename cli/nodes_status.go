@@ -243,7 +243,13 @@ func printStatus(w io.Writer, s *statusJSON) {
 		fmt.Fprintf(w, "worker registry: %s\n", s.RegistryError)
 	}
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	printWorkers(w, s)
+}
+
+// printWorkers prints the table of the nodes' workers, then what their
+// supervisors have to say.
+func printWorkers(w io.Writer, s *statusJSON) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "WORKER\tPROCESS\tPID\tUPTIME\tHEARTBEAT\tREGISTRY\tJOB\tSUPERVISOR\tRESTARTS\tLAST EXIT\t")
 	var notes []string
 	for _, n := range s.Nodes {

@@ -69,7 +69,7 @@ type execSpec struct {
 // the systemd manager that supervises the workers, nil under Pampa's own
 // supervisor.
 func planLimits(l Limits, dir string, sd *systemdManager) *limitPlan {
-	p := &limitPlan{limits: l, bases: map[string]cgBase{}, unit: sd != nil, viaSD: map[string]bool{}}
+	p := &limitPlan{limits: l, bases: map[string]cgBase{}, viaSD: map[string]bool{}}
 	wants := l.wants()
 	if len(wants) == 0 {
 		return p
@@ -86,12 +86,7 @@ func planLimits(l Limits, dir string, sd *systemdManager) *limitPlan {
 	if sd == nil {
 		sdArgs, sdEnv, scopeWhy = systemdRun()
 	}
-	mountData, _ := os.ReadFile("/proc/self/mountinfo")
-	mounts := parseMountinfo(mountData)
-	ownData, _ := os.ReadFile("/proc/self/cgroup")
-	own := parseProcCgroup(ownData)
-	userName := currentUser()
-
+	host := readHostCgroups()
 	for _, r := range wants {
 		sdWhy := scopeWhy
 		if sd != nil {
@@ -111,23 +106,7 @@ func planLimits(l Limits, dir string, sd *systemdManager) *limitPlan {
 			r.Applied, p.viaSD[r.Resource] = true, true
 			r.How = "systemd-run scope, " + systemdProperty(r.Resource, l, p.devPath)
 		default:
-			base, why := cgroupBase(mounts, own, r.Resource, userName)
-			switch {
-			case why == "":
-				p.bases[r.Resource] = base
-				r.Applied = true
-				v := "v1"
-				if base.v2 {
-					v = "v2"
-				}
-				r.How = fmt.Sprintf("cgroup %s, one cgroup per worker under %s", v, base.dir)
-			case r.Resource == ResRAM:
-				r.Applied = true
-				p.rlimit = uint64(l.RAMMB) << 20
-				r.How = fmt.Sprintf("RLIMIT_DATA %d MiB, set before the worker starts: no memory cgroup this user may write (see `nodes start --help`)", l.RAMMB)
-			default:
-				r.Why = fmt.Sprintf("no cgroup to apply it in: %s: %s; cgroup files: %s", sdMeans(sd), sdWhy, why)
-			}
+			r = p.withoutSystemd(r, host, sdMeans(sd)+": "+sdWhy)
 		}
 		if r.Applied && r.Resource == ResRAM && len(p.env) > 0 {
 			r.How += "; GOMEMLIMIT " + goMemLimit(l.RAMMB)
@@ -139,6 +118,44 @@ func planLimits(l Limits, dir string, sd *systemdManager) *limitPlan {
 		p.env = append(p.env, sdEnv...)
 	}
 	return p
+}
+
+// hostCgroups is what the agent sees of the cgroups: the mounted
+// hierarchies, its own cgroups, and who it runs as.
+type hostCgroups struct {
+	mounts []cgMount
+	own    map[string]string
+	user   string
+}
+
+func readHostCgroups() hostCgroups {
+	mountData, _ := os.ReadFile("/proc/self/mountinfo")
+	ownData, _ := os.ReadFile("/proc/self/cgroup")
+	return hostCgroups{mounts: parseMountinfo(mountData), own: parseProcCgroup(ownData), user: currentUser()}
+}
+
+// withoutSystemd plans a limit systemd does not apply: cgroup files in a
+// cgroup this user may write, else, for RAM, RLIMIT_DATA. sdWhy says why
+// not systemd.
+func (p *limitPlan) withoutSystemd(r LimitReport, host hostCgroups, sdWhy string) LimitReport {
+	base, why := cgroupBase(host.mounts, host.own, r.Resource, host.user)
+	switch {
+	case why == "":
+		p.bases[r.Resource] = base
+		r.Applied = true
+		v := "v1"
+		if base.v2 {
+			v = "v2"
+		}
+		r.How = fmt.Sprintf("cgroup %s, one cgroup per worker under %s", v, base.dir)
+	case r.Resource == ResRAM:
+		r.Applied = true
+		p.rlimit = uint64(p.limits.RAMMB) << 20
+		r.How = fmt.Sprintf("RLIMIT_DATA %d MiB, set before the worker starts: no memory cgroup this user may write (see `nodes start --help`)", p.limits.RAMMB)
+	default:
+		r.Why = fmt.Sprintf("no cgroup to apply it in: %s; cgroup files: %s", sdWhy, why)
+	}
+	return r
 }
 
 func currentUser() string {

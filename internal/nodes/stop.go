@@ -59,7 +59,10 @@ func (c *Conn) Stop(ctx context.Context, ids []string, timeout time.Duration) ([
 		}
 	}
 	var s stopping
-	err := c.bounded(ctx, "stop", func(context.Context) error { return c.prepareStop(&s, rest, timeout) })
+	var err error
+	if len(rest) > 0 {
+		err = c.bounded(ctx, "stop", func(context.Context) error { return c.prepareStop(&s, rest, timeout) })
+	}
 	if err == nil && len(s.term) > 0 {
 		// Waiting takes as long as the longest grace period, and then some.
 		longest := time.Duration(0)
