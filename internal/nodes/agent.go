@@ -91,7 +91,7 @@ type WorkerStart struct {
 //	               become PROGRAM (the worker keeps this process's pid)
 func AgentMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "nodes agent: want serve, supervise or exec; this command is run over SSH by `nodes start`")
+		fmt.Fprintln(stderr, "nodes agent: want serve, supervise, exited or exec; this command is run over SSH by `nodes start`")
 		return 2
 	}
 	switch args[0] {
@@ -113,26 +113,9 @@ func AgentMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		}
 		return 0
 	case "supervise":
-		if len(args) != 4 || args[1] != "--id" {
-			fmt.Fprintln(stderr, "nodes agent supervise: want --id ID SPEC")
-			return 2
-		}
-		var spec superviseSpec
-		if err := json.Unmarshal([]byte(args[3]), &spec); err != nil || spec.ID != args[2] || spec.Dir == "" || len(spec.Command) == 0 {
-			fmt.Fprintf(stderr, "nodes agent supervise: bad spec for %s (%v)\n", args[2], err)
-			return 2
-		}
-		return supervise(ctx, spec)
+		return agentSupervise(ctx, args[1:], stderr)
 	case "exited":
-		if len(args) != 4 || args[1] != "--id" {
-			fmt.Fprintln(stderr, "nodes agent exited: want --id ID DIR")
-			return 2
-		}
-		if err := recordExit(args[3], args[2], exitFromEnv(os.Getenv("EXIT_CODE"), os.Getenv("EXIT_STATUS"), time.Now())); err != nil {
-			fmt.Fprintf(stderr, "nodes agent exited: %v\n", err)
-			return 1
-		}
-		return 0
+		return agentExited(args[1:], stderr)
 	case "exec":
 		if len(args) < 4 || args[2] != "--" {
 			fmt.Fprintln(stderr, "nodes agent exec: want SPEC -- PROGRAM [ARGS...]")
@@ -144,6 +127,33 @@ func AgentMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 	fmt.Fprintf(stderr, "nodes agent: unknown subcommand %q\n", args[0])
 	return 2
+}
+
+// agentSupervise runs `nodes agent supervise --id ID SPEC`.
+func agentSupervise(ctx context.Context, args []string, stderr io.Writer) int {
+	if len(args) != 3 || args[0] != "--id" {
+		fmt.Fprintln(stderr, "nodes agent supervise: want --id ID SPEC")
+		return 2
+	}
+	var spec superviseSpec
+	if err := json.Unmarshal([]byte(args[2]), &spec); err != nil || spec.ID != args[1] || spec.Dir == "" || len(spec.Command) == 0 {
+		fmt.Fprintf(stderr, "nodes agent supervise: bad spec for %s (%v)\n", args[1], err)
+		return 2
+	}
+	return supervise(ctx, spec)
+}
+
+// agentExited runs `nodes agent exited --id ID DIR`, a unit's ExecStopPost.
+func agentExited(args []string, stderr io.Writer) int {
+	if len(args) != 3 || args[0] != "--id" {
+		fmt.Fprintln(stderr, "nodes agent exited: want --id ID DIR")
+		return 2
+	}
+	if err := recordExit(args[2], args[1], exitFromEnv(os.Getenv("EXIT_CODE"), os.Getenv("EXIT_STATUS"), time.Now())); err != nil {
+		fmt.Fprintf(stderr, "nodes agent exited: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 // SupervisorPlan is how a node supervises the workers it starts.

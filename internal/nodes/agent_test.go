@@ -281,7 +281,7 @@ func TestNodesAgentCommandLine(t *testing.T) {
 		code  int
 		err   string
 	}{
-		{"NoSubcommand", nil, "", 2, "want serve, supervise or exec"},
+		{"NoSubcommand", nil, "", 2, "want serve, supervise, exited or exec"},
 		{"Unknown", []string{"dance"}, "", 2, `unknown subcommand "dance"`},
 		{"BadRequest", []string{"serve"}, "{not json", 2, "read request"},
 		{"OtherProtocol", []string{"serve"}, `{"protocol":1,"op":"start"}`, 2, "unsupported request (protocol 1"},
@@ -289,6 +289,11 @@ func TestNodesAgentCommandLine(t *testing.T) {
 		{"ExecTooShort", []string{"exec", "{}"}, "", 2, "want SPEC -- PROGRAM"},
 		{"ExecNoSeparator", []string{"exec", "{}", "prog", "worker"}, "", 2, "want SPEC -- PROGRAM"},
 		{"ExecBadSpec", []string{"exec", "{nope", "--", "/bin/true"}, "", 126, "bad spec"},
+		{"SuperviseNoID", []string{"supervise", "{}"}, "", 2, "want --id ID SPEC"},
+		{"SuperviseBadSpec", []string{"supervise", "--id", "n.1", "{nope"}, "", 2, "bad spec for n.1"},
+		{"SuperviseOtherID", []string{"supervise", "--id", "n.1", `{"id":"n.2","dir":"/d","command":["x"]}`}, "", 2, "bad spec for n.1"},
+		{"ExitedNoID", []string{"exited", "/d"}, "", 2, "want --id ID DIR"},
+		{"ExitedNoRecord", []string{"exited", "--id", "n.1", "/nonexistent"}, "", 1, "no such file"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := AgentMain(context.Background(), tc.args, strings.NewReader(tc.stdin), &stdout, &stderr)
@@ -428,4 +433,31 @@ func waitLogged(t *testing.T, dir string, w WorkerStart) {
 		data, _ := os.ReadFile(LogPath(dir, w.ID))
 		return bytes.Contains(data, []byte("worker "+w.ID+" started, pid "+strconv.Itoa(w.PID)))
 	})
+}
+
+// TestNodesRecordExit: a unit's ExecStopPost notes how its worker ended in
+// the worker's record; a record of Pampa's own supervisor is its own.
+func TestNodesRecordExit(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, runDir), 0o755)
+	at := time.Date(2024, 5, 14, 10, 0, 0, 0, time.UTC)
+	for id, kind := range map[string]string{"n.1": SupervisorSystemd, "n.2": SupervisorPampa} {
+		if err := writeJSON(superPath(dir, id), Supervision{Kind: kind, Unit: "u", Restarts: 2}); err != nil {
+			t.Fatal(err)
+		}
+		if err := recordExit(dir, id, exitFromEnv("killed", "KILL", at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := supervisorState(os.ReadFile, dir, "n.1"); st.LastExit == nil || st.LastExit.Signal != "SIGKILL" || !st.LastExit.At.Equal(at) || st.Restarts != 2 {
+		t.Errorf("systemd record: %+v", st)
+	}
+	if st := supervisorState(os.ReadFile, dir, "n.2"); st.LastExit != nil {
+		t.Errorf("pampa record changed: %+v", st)
+	}
+	os.WriteFile(superPath(dir, "n.3"), []byte("{"), 0o644)
+	if err := recordExit(dir, "n.3", nil); err == nil || !strings.Contains(err.Error(), "unreadable") {
+		t.Errorf("unreadable record: %v", err)
+	}
 }
