@@ -60,15 +60,8 @@ func (c *Conn) Start(ctx context.Context, o StartOptions) (*Started, error) {
 	if o.Settle <= 0 {
 		o.Settle = 1500 * time.Millisecond
 	}
-	switch o.Supervisor {
-	case "", SupervisorSystemd, SupervisorPampa:
-	default:
-		return nil, fmt.Errorf("supervisor %q: want %s or %s (or nothing: systemd where the node offers it)", o.Supervisor, SupervisorSystemd, SupervisorPampa)
-	}
-	for _, id := range o.Workers {
-		if !c.t.HasWorker(id) {
-			return nil, fmt.Errorf("worker %s is not one of node %s's (max_workers %d)", id, c.t.Name, c.t.MaxWorkers)
-		}
+	if err := c.checkStart(o); err != nil {
+		return nil, err
 	}
 	var rel *Release
 	var dir string
@@ -115,4 +108,20 @@ func (c *Conn) Start(ctx context.Context, o StartOptions) (*Started, error) {
 		return nil, errors.New(resp.Error)
 	}
 	return &Started{Release: rel.ID, Supervision: resp.Supervision, Limits: resp.Limits, Workers: resp.Workers}, nil
+}
+
+// checkStart refuses start options that name an unknown supervisor or
+// another node's workers.
+func (c *Conn) checkStart(o StartOptions) error {
+	switch o.Supervisor {
+	case "", SupervisorSystemd, SupervisorPampa:
+	default:
+		return fmt.Errorf("supervisor %q: want %s or %s (or nothing: systemd where the node offers it)", o.Supervisor, SupervisorSystemd, SupervisorPampa)
+	}
+	for _, id := range o.Workers {
+		if !c.t.HasWorker(id) {
+			return fmt.Errorf("worker %s is not one of node %s's (max_workers %d)", id, c.t.Name, c.t.MaxWorkers)
+		}
+	}
+	return nil
 }
