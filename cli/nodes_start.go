@@ -29,6 +29,8 @@ type startFlags struct {
 	delay       time.Duration
 	heartbeat   time.Duration
 	verbose     bool
+	supervisor  string
+	restart     nodes.RestartPolicy
 	fs          *flag.FlagSet
 }
 
@@ -46,6 +48,35 @@ func (f *startFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.delay, "delay", time.Second, "the workers' --delay")
 	fs.DurationVar(&f.heartbeat, "heartbeat", 5*time.Second, "the workers' --heartbeat")
 	fs.BoolVar(&f.verbose, "verbose", false, "the workers' --verbose")
+	d := nodes.DefaultRestartPolicy
+	fs.StringVar(&f.supervisor, "supervisor", "auto", "what restarts crashed workers: systemd, pampa (its own supervisor), or auto (systemd where the node offers it, else pampa)")
+	fs.DurationVar(&f.restart.Delay, "restart-delay", d.Delay, "wait before restarting a crashed worker; doubled at each crash within --restart-window")
+	fs.DurationVar(&f.restart.MaxDelay, "restart-max-delay", d.MaxDelay, "the longest wait before a restart")
+	fs.IntVar(&f.restart.Limit, "restart-limit", d.Limit, "restarts --restart-window may hold: at the next crash within it, the supervisor gives up")
+	fs.DurationVar(&f.restart.Window, "restart-window", d.Window, "the window of --restart-limit and of the doubling")
+}
+
+// check refuses flag values that make no sense.
+func (f *startFlags) check() error {
+	switch f.supervisor {
+	case "auto", nodes.SupervisorSystemd, nodes.SupervisorPampa:
+	default:
+		return usagef("--supervisor %q: want auto, systemd or pampa", f.supervisor)
+	}
+	r := f.restart
+	if r.Delay <= 0 || r.MaxDelay < r.Delay || r.Limit < 1 || r.Window <= 0 {
+		return usagef("restart policy: want --restart-delay > 0 (got %s), --restart-max-delay >= it (got %s), --restart-limit >= 1 (got %d) and --restart-window > 0 (got %s)",
+			r.Delay, r.MaxDelay, r.Limit, r.Window)
+	}
+	return nil
+}
+
+// supervisorKind is --supervisor as StartOptions takes it.
+func (f *startFlags) supervisorKind() string {
+	if f.supervisor == "auto" {
+		return ""
+	}
+	return f.supervisor
 }
 
 // workerArgs passes on the worker flags given on the command line.
@@ -64,15 +95,24 @@ const startAbout = "Start each node's workers (max_workers of them, or the one -
 	"current release, detached from the SSH session, each with its own log (logs/worker.ID.log,\n" +
 	"and logs/worker.ID.out for its output) and pid file (run/ID.pid) in the node's directory.\n" +
 	"A running worker is left alone.\n\n" +
+	"Each worker runs under a supervisor that starts it again when it exits with a non-zero\n" +
+	"status or is killed (not after a graceful stop), after --restart-delay, doubled at each crash\n" +
+	"within --restart-window up to --restart-max-delay; after --restart-limit restarts within\n" +
+	"the window it gives up, and `nodes status` says so. The supervisor is a systemd unit where\n" +
+	"the node's systemd manager outlives the SSH session (root, or a user with lingering, which\n" +
+	"start enables if loginctl allows): the workers then also start again after a reboot.\n" +
+	"Elsewhere it is Pampa's own, one small process per worker (run/ID.super.json).\n\n" +
 	"The node's per-worker limits (max_ram MiB, max_cpu % of a CPU, max_disk_io and max_net_io\n" +
-	"Mbit/s) are applied with what the node offers, best first: a systemd-run scope (as root, or\n" +
-	"as a user whose systemd manager lingers: loginctl enable-linger USER); cgroup files in a\n" +
+	"Mbit/s) are applied with what the node offers, best first: the worker's systemd unit\n" +
+	"(MemoryMax, CPUQuota, IO{Read,Write}BandwidthMax) when systemd supervises, else a\n" +
+	"systemd-run scope (as root, or as a user whose systemd manager lingers); cgroup files in a\n" +
 	"cgroup the SSH user may write (an administrator delegates one with: mkdir\n" +
 	"/sys/fs/cgroup/pampa-USER && chown USER /sys/fs/cgroup/pampa-USER, on cgroup v1 under each of\n" +
 	"cpu, memory and blkio); for RAM alone, RLIMIT_DATA (it also counts the 100-200 MiB of address\n" +
 	"space the Go runtime reserves). Workers with a RAM limit also get GOMEMLIMIT at 90% of it.\n" +
-	"Network bandwidth cannot be limited per process. Each limit is reported applied, once read\n" +
-	"back from the running worker, or not applied and why; --strict-limits refuses the latter."
+	"Network bandwidth cannot be limited per process, by systemd either. Each limit is reported\n" +
+	"applied, once read back from the running worker, or not applied and why; --strict-limits\n" +
+	"refuses the latter."
 
 func nodesStartCmd(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("nodes start", "[NODE...] [--worker ID]", startAbout)
@@ -80,6 +120,9 @@ func nodesStartCmd(ctx context.Context, e *env, args []string) error {
 	sf.register(fs)
 	names, err := e.parseAll(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := sf.check(); err != nil {
 		return err
 	}
 	return e.startNodes(ctx, &sf, names, nil)
@@ -94,6 +137,9 @@ func nodesRestartCmd(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&timeout, "timeout", 0, "stop: SIGKILL a worker still running this long after SIGTERM (default: its grace period + 10s)")
 	names, err := e.parseAll(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := sf.check(); err != nil {
 		return err
 	}
 	return e.startNodes(ctx, &sf, names, &timeout)
@@ -150,7 +196,8 @@ type startedWorker struct {
 // (restart) or wait for the registry to let go of those that just died
 // (start), then start them.
 func startOnNodes(ctx context.Context, c *pampa.Cluster, ts []nodeTarget, workers []string, sf *startFlags, stopTimeout *time.Duration) *startRun {
-	opts := nodes.StartOptions{Workers: workers, WorkerArgs: sf.workerArgs(), Grace: sf.grace, StrictLimits: sf.strict, Settle: sf.settle}
+	opts := nodes.StartOptions{Workers: workers, WorkerArgs: sf.workerArgs(), Grace: sf.grace, StrictLimits: sf.strict, Settle: sf.settle,
+		Supervisor: sf.supervisorKind(), Restart: sf.restart}
 	// The registry as it was before: a worker that died moments ago still
 	// holds its id there until its heartbeat lapses.
 	before, _ := readRegistry(ctx, c, sf.ttl)
@@ -281,6 +328,7 @@ func (e *env) printStartText(run *startRun) int {
 func (e *env) printStartedNode(run *startRun, name string, r *nodes.Started) int {
 	w := e.stdout
 	fmt.Fprintf(w, "%s: release %s\n", name, r.Release)
+	printSupervision(w, name, r.Supervision)
 	// The limits as read back from a worker started now, else as the node
 	// plans them.
 	limits := r.Limits
@@ -300,8 +348,15 @@ func (e *env) printStartedNode(run *startRun, name string, r *nodes.Started) int
 			fmt.Fprintf(w, "%s: FAILED: %s (see `%s nodes logs %s --worker %s --out`)\n", wk.ID, wk.Error, e.name(), name, wk.ID)
 			failed++
 			continue
+		case wk.AlreadyRunning && wk.Unsupervised:
+			fmt.Fprintf(w, "%s: already running, pid %d, without a supervisor (started by an earlier Pampa, or its supervisor was killed): `%s nodes restart %s --worker %s` supervises it\n",
+				wk.ID, wk.PID, e.name(), name, wk.ID)
+			continue
+		case wk.AlreadyRunning && wk.PID == 0:
+			fmt.Fprintf(w, "%s: not running, but its supervisor (%s) is about to start it again\n", wk.ID, wk.Supervisor)
+			continue
 		case wk.AlreadyRunning:
-			fmt.Fprintf(w, "%s: already running, pid %d\n", wk.ID, wk.PID)
+			fmt.Fprintf(w, "%s: already running, pid %d, supervised by %s\n", wk.ID, wk.PID, wk.Supervisor)
 			continue
 		}
 		state := "started"
@@ -312,7 +367,10 @@ func (e *env) printStartedNode(run *startRun, name string, r *nodes.Started) int
 			state += fmt.Sprintf(", but not registered as alive within %s (see `%s nodes logs %s --worker %s --out`)", run.wait, e.name(), name, wk.ID)
 			failed++
 		}
-		fmt.Fprintf(w, "%s: %s, pid %d\n", wk.ID, state, wk.PID)
+		fmt.Fprintf(w, "%s: %s, pid %d, supervised by %s\n", wk.ID, state, wk.PID, wk.Supervisor)
+		if wk.Warning != "" {
+			fmt.Fprintf(w, "%s: warning: %s\n", wk.ID, wk.Warning)
+		}
 		// A limit that holds differently for this worker.
 		for j, l := range wk.Limits {
 			if j < len(limits) && l.Applied != limits[j].Applied {
@@ -321,6 +379,19 @@ func (e *env) printStartedNode(run *startRun, name string, r *nodes.Started) int
 		}
 	}
 	return failed
+}
+
+// printSupervision says how the node supervises its workers.
+func printSupervision(w io.Writer, name string, p nodes.SupervisorPlan) {
+	switch p.Kind {
+	case nodes.SupervisorSystemd:
+		fmt.Fprintf(w, "%s: supervisor systemd (%s): %s; the workers start again after a reboot\n", name, p.Manager, p.Restart)
+	case nodes.SupervisorPampa:
+		fmt.Fprintf(w, "%s: supervisor pampa, one per worker: %s; after a reboot, run `nodes start` again (%s)\n", name, p.Restart, p.Why)
+	}
+	for _, note := range p.Notes {
+		fmt.Fprintf(w, "%s: %s\n", name, note)
+	}
 }
 
 // awaitDeadHolders waits, before starting workers, for the registry to let
@@ -361,10 +432,12 @@ func awaitDeadHolders(ctx context.Context, conn *nodes.Conn, ids []string, reg m
 }
 
 func nodesStopCmd(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("nodes stop", "[NODE...] [--worker ID]", "Stop workers gracefully: SIGTERM to the pid in each worker's pid file, once /proc confirms the\n"+
-		"pid is still that worker; SIGKILL if it has not exited after its grace period + 10s. The\n"+
-		"worker hands its unstarted tasks back and leaves the registry. Stopping a worker that is\n"+
-		"not running is not an error.")
+	fs := e.flags("nodes stop", "[NODE...] [--worker ID]", "Stop workers gracefully. Each worker's supervisor goes first, so that it does not start the\n"+
+		"worker again: Pampa's own gets SIGTERM; a systemd unit is stopped and disabled, which stops\n"+
+		"its worker (SIGTERM, then SIGKILL after the grace period + 10s). Then SIGTERM to the pid in\n"+
+		"each other worker's pid file, once /proc confirms the pid is still that worker; SIGKILL if it\n"+
+		"has not exited after its grace period + 10s (or --timeout). The worker hands its unstarted\n"+
+		"tasks back and leaves the registry. Stopping a worker that is not running is not an error.")
 	var nf nodeFlags
 	var worker string
 	var timeout time.Duration
@@ -421,6 +494,12 @@ func nodesStopCmd(ctx context.Context, e *env, args []string) error {
 
 func printStopped(w io.Writer, ss []nodes.Stopped) {
 	for _, s := range ss {
+		switch {
+		case s.SupervisorPID > 0:
+			fmt.Fprintf(w, "%s: stopped its supervisor first (pampa, pid %d): it starts the worker no more\n", s.ID, s.SupervisorPID)
+		case s.Unit != "":
+			fmt.Fprintf(w, "%s: stopped and disabled its systemd unit %s, which stops the worker\n", s.ID, s.Unit)
+		}
 		switch {
 		case s.Error != "":
 			fmt.Fprintf(w, "%s: FAILED to stop: %s\n", s.ID, s.Error)

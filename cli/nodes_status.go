@@ -38,9 +38,12 @@ type nodeStatusJSON struct {
 type workerStatusJSON struct {
 	ID string `json:"id"`
 	// Process is nil when the node could not be reached.
-	Process  *nodes.ProcessState `json:"process,omitempty"`
-	Extra    bool                `json:"extra,omitempty"`
-	Registry *pampa.WorkerStatus `json:"registry,omitempty"`
+	Process *nodes.ProcessState `json:"process,omitempty"`
+	Extra   bool                `json:"extra,omitempty"`
+	// Supervisor is nil for a worker never started under one (or when
+	// the node could not be reached).
+	Supervisor *nodes.SupervisorState `json:"supervisor,omitempty"`
+	Registry   *pampa.WorkerStatus    `json:"registry,omitempty"`
 }
 
 type statusJSON struct {
@@ -50,8 +53,10 @@ type statusJSON struct {
 }
 
 const statusAbout = "For each node: whether it can be reached (and why not), the release it runs, its CPU, RAM and\n" +
-	"disk usage, and each worker: its process on the node (pid file checked against /proc) and its\n" +
-	"row in the worker registry (state, pid, uptime, last heartbeat).\n\n" +
+	"disk usage, and each worker: its process on the node (pid file checked against /proc), its\n" +
+	"supervisor (systemd or pampa, how many times it restarted the worker, how the worker last\n" +
+	"ended, and whether it gave up on a crash loop) and its row in the worker registry (state,\n" +
+	"pid, uptime, last heartbeat).\n\n" +
 	"Exit status: 0 when the database or at least one node answered, even if others did not (read\n" +
 	"\"reachable\" and \"registry_error\" in --json); 1 when nothing could be reached, neither the\n" +
 	"database nor any node (the status is printed all the same); 2 on bad usage."
@@ -150,7 +155,7 @@ func (ns *nodeStatusJSON) joinWorkers(ids []string, reg map[string]pampa.WorkerS
 		w := workerStatusJSON{ID: id}
 		if p, ok := procs[id]; ok {
 			ps := p.ProcessState
-			w.Process, w.Extra = &ps, p.Extra
+			w.Process, w.Extra, w.Supervisor = &ps, p.Extra, p.Supervisor
 		}
 		if r, ok := reg[id]; ok {
 			w.Registry = &r
@@ -238,8 +243,15 @@ func printStatus(w io.Writer, s *statusJSON) {
 		fmt.Fprintf(w, "worker registry: %s\n", s.RegistryError)
 	}
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKER\tPROCESS\tPID\tUPTIME\tHEARTBEAT\tREGISTRY\tJOB\t")
+	printWorkers(w, s)
+}
+
+// printWorkers prints the table of the nodes' workers, then what their
+// supervisors have to say.
+func printWorkers(w io.Writer, s *statusJSON) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "WORKER\tPROCESS\tPID\tUPTIME\tHEARTBEAT\tREGISTRY\tJOB\tSUPERVISOR\tRESTARTS\tLAST EXIT\t")
+	var notes []string
 	for _, n := range s.Nodes {
 		for _, wk := range n.Workers {
 			proc, pid, uptime := "unknown (node unreachable)", "-", "-"
@@ -279,10 +291,45 @@ func printStatus(w io.Writer, s *statusJSON) {
 					uptime = shortDuration(r.Uptime)
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", wk.ID, proc, pid, uptime, hb, state, job)
+			sup, restarts, exit, note := supervisorColumns(wk.Supervisor)
+			if note != "" {
+				notes = append(notes, wk.ID+": supervisor: "+note)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", wk.ID, proc, pid, uptime, hb, state, job, sup, restarts, exit)
 		}
 	}
 	tw.Flush()
+	for _, note := range notes {
+		fmt.Fprintln(w, note)
+	}
+}
+
+// supervisorColumns describes a worker's supervisor for the status table:
+// its kind and state, the restarts, the last exit, and a note for below
+// the table (why it gave up, or what went wrong with it).
+func supervisorColumns(s *nodes.SupervisorState) (sup, restarts, exit, note string) {
+	if s == nil {
+		return "-", "-", "-", ""
+	}
+	sup = s.Kind
+	switch {
+	case s.GaveUp:
+		sup += ", GAVE UP"
+		note = "gave up: " + s.Reason
+	case s.Why != "":
+		sup += ", gone"
+		note = s.Why
+	case s.State != nodes.SuperRunning:
+		sup += ", " + s.State
+	}
+	exit = "-"
+	if e := s.LastExit; e != nil {
+		exit = e.String()
+		if !e.At.IsZero() {
+			exit += ", " + shortDuration(time.Since(e.At)) + " ago"
+		}
+	}
+	return sup, fmt.Sprint(s.Restarts), exit, note
 }
 
 func gib(b uint64) string { return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30)) }

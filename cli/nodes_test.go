@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -167,9 +168,9 @@ func closedPort(t *testing.T, ip string) int {
 func TestNodesEndToEnd(t *testing.T) {
 	t.Parallel()
 	// Tasks come in batches, one per phase, so that each phase has work
-	// whatever the machine's speed: n1 alone, n1 and n2, n2 alone, n1 alone
-	// again once n2 has vanished.
-	const batch1, batch2, batch3, batch4 = 200, 400, 600, 800
+	// whatever the machine's speed: n1 alone, n1 and n2, n1 and n2 while
+	// n1.1 is killed, n2 alone, n1 alone again once n2 has vanished.
+	const batch1, batch2, batchKill, batch3, batch4 = 200, 400, 700, 900, 1100
 	e := newNodesEnv(t, batch1)
 	n1 := nodestest.Start(t, nodestest.Options{IP: "127.0.0.2"})
 	n2 := nodestest.Start(t, nodestest.Options{IP: "127.0.0.3", Passphrase: "n2-key-passphrase"})
@@ -190,7 +191,8 @@ func TestNodesEndToEnd(t *testing.T) {
 	e.writeConfig(node1, gone, wrongPw, impostor)
 
 	deployEnv := []string{"--env", envTestProgram + "=1", "--env", "PAMPA_TEST_DRIVER=postgres", "--env", "PAMPA_TEST_SLEEP=40ms"}
-	startFlags := []string{"--heartbeat", "1s", "--delay", "50ms", "--grace", "5s", "--settle", "500ms"}
+	startFlags := []string{"--heartbeat", "1s", "--delay", "50ms", "--grace", "5s", "--settle", "500ms",
+		"--restart-delay", "100ms", "--restart-max-delay", "400ms", "--restart-limit", "3"}
 
 	// Deploy to n1, run a dispatcher here, start n1's workers.
 	out := e.must(append([]string{"nodes", "deploy", "n1"}, deployEnv...)...)
@@ -202,7 +204,8 @@ func TestNodesEndToEnd(t *testing.T) {
 	}
 	e.start("dispatcher", nil, fastDispatcherArgs...)
 	out = e.must(append([]string{"nodes", "start", "n1"}, startFlags...)...)
-	for _, want := range []string{"n1.1: started and registered, pid", "n1.2: started and registered, pid", "limit ram 1024 MiB: applied (RLIMIT_DATA", "limit cpu 80% of a CPU: NOT applied"} {
+	for _, want := range []string{"n1.1: started and registered, pid", "n1.2: started and registered, pid", "limit ram 1024 MiB: applied (RLIMIT_DATA", "limit cpu 80% of a CPU: NOT applied",
+		", supervised by pampa\n", "n1: supervisor pampa, one per worker: restart after 100ms doubling to 400ms, give up after 3 restarts within 1m0s; after a reboot, run `nodes start` again (systemd is not used: PID 1 is not systemd"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("start n1: no %q in\n%s", want, out)
 		}
@@ -306,18 +309,66 @@ func TestNodesEndToEnd(t *testing.T) {
 		return e.count(`SELECT COUNT(DISTINCT worker) FROM executions WHERE worker LIKE 'n2.%'`) == 2
 	})
 
-	// A worker killed behind Pampa's back: status shows it, start brings
-	// it back and leaves the other alone.
+	// A worker killed behind Pampa's back, in the middle of tasks, comes
+	// back by itself: a new process, registered, processing tasks.
+	e.addRows(batch2+1, batchKill)
+	e.waitFor(30*time.Second, "n1.1 to hold tasks of the kill batch", func() bool {
+		return e.count(fmt.Sprintf(`SELECT COUNT(*) FROM numbers WHERE value > %d AND odd_checking_reservation_id = 'n1.1' AND odd_checking_end_time IS NULL`, batch2)) > 0
+	})
+	killedAt := time.Now().UnixNano()
 	if err := syscall.Kill(pids["n1.1"], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	e.waitFor(10*time.Second, "n1.1 to show as dead", func() bool {
-		w := findWorker(t, findNode(t, e.status("n1"), "n1"), "n1.1")
-		return w.Process != nil && !w.Process.Running && strings.Contains(w.Process.Why, "died")
+	var back workerStatusJSON
+	e.waitFor(15*time.Second, "n1.1 to come back and register", func() bool {
+		back = findWorker(t, findNode(t, e.status("n1"), "n1"), "n1.1")
+		return back.Process != nil && back.Process.Running && back.Process.PID != pids["n1.1"] &&
+			back.Registry != nil && back.Registry.Alive && back.Registry.PID == back.Process.PID
 	})
+	if sup := back.Supervisor; sup == nil || sup.Kind != "pampa" || !sup.Alive || sup.Restarts != 1 || sup.LastExit == nil || sup.LastExit.Signal != "SIGKILL" || sup.GaveUp {
+		t.Errorf("n1.1's supervisor after a kill: %+v", sup)
+	}
+	e.waitFor(30*time.Second, "the restarted n1.1 to process tasks", func() bool {
+		return e.count(fmt.Sprintf(`SELECT COUNT(*) FROM executions WHERE worker = 'n1.1' AND started_ns > %d`, killedAt)) > 0
+	})
+	if text, _ := e.run("nodes", "status", "n1"); !regexp.MustCompile(`n1\.1 .* pampa +1 +killed by SIGKILL, [0-9.]+m?s ago`).MatchString(text) {
+		t.Errorf("status after n1.1 came back:\n%s", text)
+	}
+
+	// Killed again and again: past --restart-limit, its supervisor gives
+	// up, and status says so.
+	pids["n1.1"] = back.Process.PID
+	for restarts := 2; restarts <= 4; restarts++ {
+		if err := syscall.Kill(pids["n1.1"], syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		e.waitFor(15*time.Second, fmt.Sprintf("n1.1's supervisor to act on kill %d", restarts), func() bool {
+			back = findWorker(t, findNode(t, e.status("n1"), "n1"), "n1.1")
+			if restarts == 4 {
+				return back.Supervisor != nil && !back.Supervisor.Alive
+			}
+			return back.Process.Running && back.Process.PID != pids["n1.1"] && back.Supervisor.Restarts == restarts
+		})
+		pids["n1.1"] = back.Process.PID
+	}
+	st, raw = e.statusRaw("n1")
+	if w := findWorker(t, findNode(t, st, "n1"), "n1.1"); w.Process.Running || w.Supervisor.Restarts != 3 || !w.Supervisor.GaveUp ||
+		w.Supervisor.State != "gave-up" || !strings.Contains(w.Supervisor.Reason, "crash loop: restarted 3 times within 1m0s, and it ended again (killed by SIGKILL)") ||
+		!strings.Contains(raw, `"gave_up": true`) {
+		t.Errorf("n1.1 past the crash-loop limit: process %+v, supervisor %+v", w.Process, w.Supervisor)
+	}
+	text, _ = e.run("nodes", "status", "n1")
+	if !regexp.MustCompile(`n1\.1 +not running: .* pampa, GAVE UP +3 +killed by SIGKILL`).MatchString(text) ||
+		!strings.Contains(text, "\nn1.1: supervisor: gave up: crash loop: restarted 3 times") {
+		t.Errorf("status after the crash loop:\n%s", text)
+	}
+	if out, err := os.ReadFile(filepath.Join(n1.Home, "pampa", "logs", "worker.n1.1.out")); err != nil || !strings.Contains(string(out), "pampa supervisor: GAVE UP on worker n1.1: crash loop") {
+		t.Errorf("n1.1's .out file (%v):\n%s", err, out)
+	}
+	// A start starts it afresh, and leaves the other alone.
 	out = e.must(append([]string{"nodes", "start", "n1"}, startFlags...)...)
-	if !strings.Contains(out, "n1.1: started and registered") || !strings.Contains(out, fmt.Sprintf("n1.2: already running, pid %d", pids["n1.2"])) {
-		t.Errorf("start n1 after n1.1 was killed:\n%s", out)
+	if !strings.Contains(out, "n1.1: started and registered") || !strings.Contains(out, fmt.Sprintf("n1.2: already running, pid %d, supervised by pampa", pids["n1.2"])) {
+		t.Errorf("start n1 after n1.1's supervisor gave up:\n%s", out)
 	}
 
 	// Logs.
@@ -328,14 +379,25 @@ func TestNodesEndToEnd(t *testing.T) {
 
 	// Leave: while n1's workers hold tasks, stop n1; the tasks are handed
 	// back and n2 finishes the job.
-	e.addRows(batch2+1, batch3)
+	e.addRows(batchKill+1, batch3)
 	e.waitFor(30*time.Second, "n1's workers to hold tasks of the last batch", func() bool {
 		return e.count(fmt.Sprintf(`SELECT COUNT(DISTINCT odd_checking_reservation_id) FROM numbers
-			WHERE value > %d AND odd_checking_reservation_id LIKE 'n1.%%' AND odd_checking_end_time IS NULL`, batch2)) == 2
+			WHERE value > %d AND odd_checking_reservation_id LIKE 'n1.%%' AND odd_checking_end_time IS NULL`, batchKill)) == 2
 	})
 	out = e.must("nodes", "stop", "n1")
-	if !strings.Contains(out, "n1.1: stopped") || !strings.Contains(out, "n1.2: stopped") {
+	if !strings.Contains(out, "n1.1: stopped its supervisor first (pampa, pid") || !strings.Contains(out, "n1.1: stopped, pid") || !strings.Contains(out, "n1.2: stopped, pid") {
 		t.Errorf("stop n1:\n%s", out)
+	}
+	// Stopped, it stays stopped: no supervisor is left to start it again.
+	if procs := n1.ProcessesLeft(); len(procs) != 0 {
+		t.Errorf("processes of %s left after stop: %v", n1.User, procs)
+	}
+	time.Sleep(time.Second) // over twice --restart-max-delay
+	if procs := n1.Processes(); len(procs) != 0 {
+		t.Errorf("processes of %s started after stop: %v", n1.User, procs)
+	}
+	if w := findWorker(t, findNode(t, e.status("n1"), "n1"), "n1.1"); w.Process.Running || w.Supervisor == nil || w.Supervisor.Alive || w.Supervisor.State != "stopped" {
+		t.Errorf("n1.1 after stop: process %+v, supervisor %+v", w.Process, w.Supervisor)
 	}
 	if n := e.count(`SELECT COUNT(*) FROM pampa_workers WHERE id LIKE 'n1.%' AND state = 'stopped'`); n != 2 {
 		t.Errorf("n1's workers stopped in the registry: %d, want 2", n)
@@ -442,5 +504,23 @@ func TestNodesTargetSecrets(t *testing.T) {
 	}
 	if s := fmt.Sprintf("%+v", tg); strings.Contains(s, "pw-value") || strings.Contains(s, "pp-value") {
 		t.Errorf("a secret prints: %s", s)
+	}
+}
+
+func TestNodesStartBadFlags(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"start", "--supervisor", "init"}, `--supervisor "init": want auto, systemd or pampa`},
+		{[]string{"restart", "--restart-limit", "0"}, "--restart-limit >= 1 (got 0)"},
+		{[]string{"start", "--restart-delay", "2s", "--restart-max-delay", "1s"}, "--restart-max-delay >= it (got 1s)"},
+		{[]string{"start", "--restart-window", "0s"}, "--restart-window > 0 (got 0s)"},
+	} {
+		out, errOut, code := runCLI(t, nil, append([]string{"nodes"}, tc.args...)...)
+		if code != 2 || !strings.Contains(errOut, tc.says) {
+			t.Errorf("nodes %v: exit %d, %s%s; want 2 and %q", tc.args, code, out, errOut, tc.says)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 )
@@ -16,8 +17,9 @@ import (
 // detaching and resource limits in tested Go code, and needs nothing on the
 // node but the program.
 
-// agentProtocol is the version of the request and response formats.
-const agentProtocol = 1
+// agentProtocol is the version of the request and response formats. 2:
+// workers are supervised.
+const agentProtocol = 2
 
 // startRequest asks the agent to start workers.
 type startRequest struct {
@@ -36,14 +38,19 @@ type startRequest struct {
 	StrictLimits bool `json:"strict_limits,omitempty"`
 	// SettleMS is how long a new worker must stay up to count as started.
 	SettleMS int64 `json:"settle_ms"`
+	// Supervisor is the kind wanted: SupervisorSystemd, SupervisorPampa,
+	// or "" for systemd where usable, else Pampa's own.
+	Supervisor string        `json:"supervisor,omitempty"`
+	Restart    RestartPolicy `json:"restart"`
 }
 
 // startResponse is the agent's answer.
 type startResponse struct {
-	Protocol int           `json:"protocol"`
-	Limits   []LimitReport `json:"limits,omitempty"`
-	Workers  []WorkerStart `json:"workers"`
-	Error    string        `json:"error,omitempty"`
+	Protocol    int            `json:"protocol"`
+	Supervision SupervisorPlan `json:"supervision"`
+	Limits      []LimitReport  `json:"limits,omitempty"`
+	Workers     []WorkerStart  `json:"workers"`
+	Error       string         `json:"error,omitempty"`
 }
 
 // WorkerStart is the outcome of starting one worker.
@@ -52,9 +59,17 @@ type WorkerStart struct {
 	// PID is the worker's process, new or already running.
 	PID int `json:"pid,omitempty"`
 	// Started is set when this call started it; AlreadyRunning when it
-	// was running before.
+	// was running before (or its supervisor was, waiting to restart it).
 	Started        bool `json:"started,omitempty"`
 	AlreadyRunning bool `json:"already_running,omitempty"`
+	// Supervisor is the kind of its supervisor; Unsupervised is set for a
+	// worker found running without one (started by an earlier Pampa, or
+	// its supervisor was killed): `nodes restart` supervises it.
+	Supervisor   string `json:"supervisor,omitempty"`
+	Unsupervised bool   `json:"unsupervised,omitempty"`
+	// Warning is something that did not go as it should although the
+	// worker runs (its unit could not be enabled for boot, say).
+	Warning string `json:"warning,omitempty"`
 	// Error says why it is not running.
 	Error string `json:"error,omitempty"`
 	// Limits are the worker's limits as read back from its process.
@@ -65,12 +80,18 @@ type WorkerStart struct {
 // It returns the process's exit status.
 //
 //	serve          read a JSON request on stdin, write the response on stdout
+//	supervise --id ID SPEC
+//	               run and restart one worker as SPEC (JSON) says; report
+//	               its first start on file descriptor 3
+//	exited --id ID DIR
+//	               record how the worker ended, from the $EXIT_CODE and
+//	               $EXIT_STATUS systemd gives its unit's ExecStopPost
 //	exec SPEC -- PROGRAM ARGS...
 //	               join cgroups and set rlimits as SPEC (JSON) says, then
 //	               become PROGRAM (the worker keeps this process's pid)
 func AgentMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "nodes agent: want serve or exec; this command is run over SSH by `nodes start`")
+		fmt.Fprintln(stderr, "nodes agent: want serve, supervise, exited or exec; this command is run over SSH by `nodes start`")
 		return 2
 	}
 	switch args[0] {
@@ -91,6 +112,10 @@ func AgentMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			return 1
 		}
 		return 0
+	case "supervise":
+		return agentSupervise(ctx, args[1:], stderr)
+	case "exited":
+		return agentExited(args[1:], stderr)
 	case "exec":
 		if len(args) < 4 || args[2] != "--" {
 			fmt.Fprintln(stderr, "nodes agent exec: want SPEC -- PROGRAM [ARGS...]")
@@ -102,6 +127,71 @@ func AgentMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 	fmt.Fprintf(stderr, "nodes agent: unknown subcommand %q\n", args[0])
 	return 2
+}
+
+// agentSupervise runs `nodes agent supervise --id ID SPEC`.
+func agentSupervise(ctx context.Context, args []string, stderr io.Writer) int {
+	if len(args) != 3 || args[0] != "--id" {
+		fmt.Fprintln(stderr, "nodes agent supervise: want --id ID SPEC")
+		return 2
+	}
+	var spec superviseSpec
+	if err := json.Unmarshal([]byte(args[2]), &spec); err != nil || spec.ID != args[1] || spec.Dir == "" || len(spec.Command) == 0 {
+		fmt.Fprintf(stderr, "nodes agent supervise: bad spec for %s (%v)\n", args[1], err)
+		return 2
+	}
+	return supervise(ctx, spec)
+}
+
+// agentExited runs `nodes agent exited --id ID DIR`, a unit's ExecStopPost.
+func agentExited(args []string, stderr io.Writer) int {
+	if len(args) != 3 || args[0] != "--id" {
+		fmt.Fprintln(stderr, "nodes agent exited: want --id ID DIR")
+		return 2
+	}
+	if err := recordExit(args[2], args[1], exitFromEnv(os.Getenv("EXIT_CODE"), os.Getenv("EXIT_STATUS"), time.Now())); err != nil {
+		fmt.Fprintf(stderr, "nodes agent exited: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// SupervisorPlan is how a node supervises the workers it starts.
+type SupervisorPlan struct {
+	Kind string `json:"kind"`
+	// Manager describes the systemd manager used ("the systemd user
+	// manager of alice"); Boot is set when the workers start again after
+	// the node reboots.
+	Manager string `json:"manager,omitempty"`
+	Boot    bool   `json:"boot"`
+	// Why says why systemd is not used, or what its use lacks.
+	Why string `json:"why,omitempty"`
+	// Notes say what the agent did to make it work (enabled lingering).
+	Notes   []string      `json:"notes,omitempty"`
+	Restart RestartPolicy `json:"restart"`
+}
+
+// superviseSpec is what a supervisor of Pampa's own runs.
+type superviseSpec struct {
+	Dir      string `json:"dir"`
+	ID       string `json:"id"`
+	Release  string `json:"release"`
+	GraceMS  int64  `json:"grace_ms"`
+	SettleMS int64  `json:"settle_ms"`
+	// Scope is the systemd-run command and properties of a scope per run,
+	// when limits are applied so.
+	Scope []string `json:"scope,omitempty"`
+	// Command is the exec step and the worker's arguments.
+	Command []string      `json:"command"`
+	Restart RestartPolicy `json:"restart"`
+}
+
+// startReport is what a supervisor tells the agent that started it, on
+// its file descriptor 3, once the worker's first run has settled.
+type startReport struct {
+	PID    int       `json:"pid,omitempty"`
+	Exited *ExitInfo `json:"exited,omitempty"`
+	Error  string    `json:"error,omitempty"`
 }
 
 // launcher is the one shell script Pampa runs on a node. It exports the

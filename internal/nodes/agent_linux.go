@@ -18,9 +18,10 @@ import (
 )
 
 // serveStart starts the requested workers that are not running, each
-// detached in a session of its own so that it outlives the SSH session,
-// with its output in logs/worker.<id>.out, its pid in run/<id>.pid and
-// its limits applied before its program starts.
+// under a supervisor (a systemd unit, or Pampa's own in a session of its
+// own, so that it outlives the SSH session), with its output in
+// logs/worker.<id>.out, its pid in run/<id>.pid and its limits applied
+// before its program starts.
 func serveStart(ctx context.Context, req *startRequest) startResponse {
 	var resp startResponse
 	relDir := path.Join(req.Dir, releasesDir, req.Release)
@@ -29,9 +30,17 @@ func serveStart(ctx context.Context, req *startRequest) startResponse {
 		resp.Error = err.Error()
 		return resp
 	}
-	plan := planLimits(req.Limits, req.Dir)
-	resp.Limits = plan.reports
-	started, locks := launchWorkers(req, relDir, rel, plan, &resp)
+	req.Restart = req.Restart.withDefaults()
+	sup, sd, err := chooseSupervisor(req.Supervisor, probeSystemd(req.Supervisor))
+	if err != nil {
+		resp.Error = err.Error()
+		return resp
+	}
+	sup.Restart = req.Restart
+	resp.Supervision = sup
+	s := &starter{req: req, relDir: relDir, rel: rel, plan: planLimits(req.Limits, req.Dir, sd), sd: sd}
+	resp.Limits = s.plan.reports
+	started, locks := s.launchWorkers(&resp)
 	defer func() {
 		for _, l := range locks {
 			l.Close()
@@ -42,14 +51,39 @@ func serveStart(ctx context.Context, req *startRequest) startResponse {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			settleWorker(ctx, req, plan, l, &resp.Workers[l.i])
+			s.settle(ctx, l, &resp.Workers[l.i])
 		}()
 	}
 	wg.Wait()
 	for _, l := range started {
-		confirmWorker(req, plan, l, &resp.Workers[l.i])
+		s.confirm(l, &resp.Workers[l.i])
 	}
 	return resp
+}
+
+// starter is one start request being served.
+type starter struct {
+	req    *startRequest
+	relDir string
+	rel    *Release
+	plan   *limitPlan
+	sd     *systemdManager // nil: Pampa's own supervisor
+}
+
+// supervised is a worker just handed to its supervisor, not yet known to
+// stay up.
+type supervised interface {
+	// settle returns the worker's pid once it has stayed up for the
+	// settle time, or how it ended if it did not.
+	settle(ctx context.Context, within time.Duration) (pid int, exit *ExitInfo, err error)
+	// abandon stops the supervisor, then the worker.
+	abandon(pid int)
+}
+
+// launched is a worker started now, by index in the response.
+type launched struct {
+	i  int
+	sv supervised
 }
 
 // loadRelease reads the release's manifest and makes the run and log
@@ -71,122 +105,149 @@ func loadRelease(relDir string, req *startRequest) (*Release, error) {
 	return &rel, nil
 }
 
-// launched is a worker process just started, not yet known to stay up.
-type launched struct {
-	i    int // index in the response's workers
-	cmd  *exec.Cmd
-	done chan error
-	out  string
-}
-
-// launchWorkers starts each requested worker that is not running yet,
-// under a lock per worker held until the caller closes it (one start at a
-// time per worker, across concurrent agents).
-func launchWorkers(req *startRequest, relDir string, rel *Release, plan *limitPlan, resp *startResponse) ([]launched, []*os.File) {
+// launchWorkers hands each requested worker that is not running yet to
+// a supervisor, under a lock per worker held until the caller closes it
+// (one start at a time per worker, across concurrent agents).
+func (s *starter) launchWorkers(resp *startResponse) ([]launched, []*os.File) {
 	strictWhy := ""
-	if req.StrictLimits {
-		strictWhy = unapplied(plan.reports)
+	if s.req.StrictLimits {
+		strictWhy = unapplied(s.plan.reports)
 	}
 	var started []launched
 	var locks []*os.File
-	for _, id := range req.Workers {
+	for _, id := range s.req.Workers {
 		i := len(resp.Workers)
 		resp.Workers = append(resp.Workers, WorkerStart{ID: id})
 		w := &resp.Workers[i]
-		lock, err := lockWorker(req.Dir, id)
+		lock, err := lockWorker(s.req.Dir, id)
 		if err != nil {
 			w.Error = err.Error()
 			continue
 		}
 		locks = append(locks, lock)
-		st := processState(os.ReadFile, req.Dir, id)
-		if st.Running {
-			w.PID, w.AlreadyRunning = st.PID, true
-			if st.Record != nil {
-				w.Limits = st.Record.Limits
-			}
+		if s.alreadyRunning(w) {
 			continue
 		}
 		if strictWhy != "" {
 			w.Error = "not started: these limits cannot be applied on this node: " + strictWhy
 			continue
 		}
-		removeRecord(req.Dir, id)
-		cmd, out, err := launch(req, relDir, rel, plan, id)
+		removeRecord(s.req.Dir, id)
+		_ = os.Remove(superPath(s.req.Dir, id))
+		sv, err := s.launch(w)
 		if err != nil {
 			w.Error = err.Error()
 			continue
 		}
-		w.PID = cmd.Process.Pid
-		l := launched{i: i, cmd: cmd, done: make(chan error, 1), out: out}
-		go func() { l.done <- cmd.Wait() }()
-		started = append(started, l)
+		started = append(started, launched{i: i, sv: sv})
 	}
 	return started, locks
 }
 
-// settleWorker reports a worker that dies at once (bad config, database
-// unreachable, id taken) with the end of its output. The settle time
-// counts from when the worker's program runs: on a loaded machine the
-// exec step itself may take a while, and until it is done the limits are
-// not all in force yet.
-func settleWorker(ctx context.Context, req *startRequest, plan *limitPlan, l launched, w *WorkerStart) {
-	var err error
-	exited := false
-	execDeadline := time.After(execTimeout)
-waitExec:
-	for !execDone(w.PID) {
-		select {
-		case err = <-l.done:
-			exited = true
-			break waitExec
-		case <-execDeadline:
-			break waitExec
-		case <-ctx.Done():
-			return
-		case <-time.After(20 * time.Millisecond):
+// alreadyRunning reports a worker that its supervisor still supervises
+// (running, or waiting to restart it), or that runs without one.
+func (s *starter) alreadyRunning(w *WorkerStart) bool {
+	st := processState(os.ReadFile, s.req.Dir, w.ID)
+	sup := supervisorState(os.ReadFile, s.req.Dir, w.ID)
+	if sup != nil && sup.Kind == SupervisorSystemd {
+		askSystemd(sup)
+	}
+	switch {
+	case sup != nil && sup.Alive:
+		w.Supervisor = sup.Kind
+	case st.Running:
+		w.Unsupervised = true
+	default:
+		return false
+	}
+	w.AlreadyRunning = true
+	if st.Running {
+		w.PID = st.PID
+		if st.Record != nil {
+			w.Limits = st.Record.Limits
 		}
 	}
-	if !exited {
-		select {
-		case err = <-l.done:
-			exited = true
-		case <-time.After(time.Duration(req.SettleMS) * time.Millisecond):
-		case <-ctx.Done():
-		}
+	return true
+}
+
+// launch prepares the worker's limits and hands it to its supervisor.
+func (s *starter) launch(w *WorkerStart) (supervised, error) {
+	spec, err := s.plan.prepare(w.ID)
+	if err != nil {
+		return nil, err
 	}
-	if !exited {
+	if s.sd != nil {
+		w.Supervisor = SupervisorSystemd
+		return s.launchUnit(w, spec)
+	}
+	w.Supervisor = SupervisorPampa
+	return s.launchSupervisor(w.ID, spec)
+}
+
+// workerCommand is the exec step and the worker's arguments: what a
+// supervisor runs at each start of the worker.
+func (s *starter) workerCommand(id string, spec execSpec) []string {
+	req := s.req
+	bin := path.Join(s.relDir, s.rel.Program)
+	argv := []string{bin, "worker", "--id", id}
+	if s.rel.Config != "" {
+		argv = append(argv, "--config", path.Join(s.relDir, s.rel.Config))
+	}
+	argv = append(argv, "--log-dir", path.Join(req.Dir, logsDir), "--grace", (time.Duration(req.GraceMS) * time.Millisecond).String())
+	argv = append(argv, req.WorkerArgs...)
+	specJSON, _ := json.Marshal(spec)
+	return append([]string{bin, "nodes", "agent", "exec", string(specJSON), "--"}, argv...)
+}
+
+// settle waits for a worker started now to stay up, and reports one that
+// dies at once (bad config, database unreachable, id taken) with the end
+// of its output.
+func (s *starter) settle(ctx context.Context, l launched, w *WorkerStart) {
+	pid, exit, err := l.sv.settle(ctx, execTimeout+time.Duration(s.req.SettleMS)*time.Millisecond+10*time.Second)
+	switch {
+	case err != nil:
+		w.Error = err.Error()
+	case exit != nil:
+		data, _ := os.ReadFile(OutPath(s.req.Dir, w.ID))
+		w.Error = fmt.Sprintf("exited at once (%s): %s", exit, tailLines(data, 5))
+		if s.plan.rlimit > 0 {
+			w.Error += " [max_ram is applied as RLIMIT_DATA, which also counts the address space the Go runtime reserves (100-200 MiB): if it ran out of memory, raise max_ram]"
+		}
+	default:
+		w.PID = pid
 		return
 	}
-	removeRecord(req.Dir, w.ID)
-	data, _ := os.ReadFile(l.out)
-	w.Error = fmt.Sprintf("exited at once (%v): %s", exitText(err), tailLines(data, 5))
-	if plan.rlimit > 0 {
-		w.Error += " [max_ram is applied as RLIMIT_DATA, which also counts the address space the Go runtime reserves (100-200 MiB): if it ran out of memory, raise max_ram]"
+	// Its supervisor may still run (interrupted, or silent): stop it, and
+	// the worker if one is recorded.
+	st := processState(os.ReadFile, s.req.Dir, w.ID)
+	if !st.Running {
+		st.PID = 0
 	}
+	l.sv.abandon(st.PID)
+	removeRecord(s.req.Dir, w.ID)
 	w.PID = 0
 }
 
-// confirmWorker checks the limits of a worker that stayed up, and stops
-// it if strict limits are not in force.
-func confirmWorker(req *startRequest, plan *limitPlan, l launched, w *WorkerStart) {
+// confirm checks the limits of a worker that stayed up, and stops it if
+// strict limits are not in force.
+func (s *starter) confirm(l launched, w *WorkerStart) {
 	if w.Error != "" {
 		return
 	}
 	w.Started = true
-	w.Limits = plan.verify(w.PID, w.ID)
-	if req.StrictLimits {
+	w.Limits = s.plan.verify(w.PID, w.ID)
+	if s.req.StrictLimits {
 		if why := unapplied(w.Limits); why != "" {
-			_ = l.cmd.Process.Kill()
-			removeRecord(req.Dir, w.ID)
+			l.sv.abandon(w.PID)
+			removeRecord(s.req.Dir, w.ID)
 			w.Started, w.PID = false, 0
 			w.Error = "stopped: these limits were not in force once it ran: " + why
 			return
 		}
 	}
-	if rec, err := readRecord(os.ReadFile, req.Dir, w.ID); err == nil {
+	if rec, err := readRecord(os.ReadFile, s.req.Dir, w.ID); err == nil {
 		rec.Limits = w.Limits
-		_ = writeRecord(req.Dir, rec)
+		_ = writeRecord(s.req.Dir, rec)
 	}
 }
 
@@ -205,72 +266,127 @@ func execDone(pid int) bool {
 	return len(args) > 1 && args[1] == "worker"
 }
 
-func exitText(err error) string {
-	if err == nil {
-		return "exit status 0"
-	}
-	return err.Error()
-}
-
-// launch starts one worker and records it.
-func launch(req *startRequest, relDir string, rel *Release, plan *limitPlan, id string) (*exec.Cmd, string, error) {
-	bin := path.Join(relDir, rel.Program)
-	argv := []string{bin, "worker", "--id", id}
-	if rel.Config != "" {
-		argv = append(argv, "--config", path.Join(relDir, rel.Config))
-	}
-	argv = append(argv, "--log-dir", path.Join(req.Dir, logsDir), "--grace", (time.Duration(req.GraceMS) * time.Millisecond).String())
-	argv = append(argv, req.WorkerArgs...)
-
-	spec, prefix, err := plan.prepare(id)
+// launchSupervisor starts Pampa's own supervisor of worker id, in a
+// session of its own: no controlling terminal, no SIGHUP when the SSH
+// session ends, and its own process group, which the worker shares.
+func (s *starter) launchSupervisor(id string, spec execSpec) (supervised, error) {
+	req := s.req
+	sspec := superviseSpec{Dir: req.Dir, ID: id, Release: req.Release, GraceMS: req.GraceMS, SettleMS: req.SettleMS,
+		Scope: s.plan.scope(), Command: s.workerCommand(id, spec), Restart: req.Restart}
+	specJSON, _ := json.Marshal(sspec)
+	out, err := os.OpenFile(OutPath(req.Dir, id), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, "", err
-	}
-	specJSON, _ := json.Marshal(spec)
-	full := append(append(prefix, bin, "nodes", "agent", "exec", string(specJSON), "--"), argv...)
-
-	outPath := OutPath(req.Dir, id)
-	out, err := os.OpenFile(outPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	defer out.Close()
-	fmt.Fprintf(out, "--- %s pampa: starting worker %s (release %s)\n", time.Now().Format(time.RFC3339), id, req.Release)
-
-	cmd := exec.Command(full[0], full[1:]...)
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+	bin := path.Join(s.relDir, s.rel.Program)
+	cmd := exec.Command(bin, "nodes", "agent", "supervise", "--id", id, string(specJSON))
 	cmd.Dir = req.Dir
-	cmd.Env = append(os.Environ(), plan.env...)
+	cmd.Env = append(os.Environ(), s.plan.env...)
 	cmd.Stdout, cmd.Stderr = out, out
-	// A session of its own: no controlling terminal, no SIGHUP when the
-	// SSH session ends, and its own process group.
+	cmd.ExtraFiles = []*os.File{w}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return nil, "", fmt.Errorf("start %s: %w", full[0], err)
+		r.Close()
+		return nil, fmt.Errorf("start the supervisor %s: %w", bin, err)
 	}
-	rec := &WorkerProcess{ID: id, PID: cmd.Process.Pid, Release: req.Release, StartedAt: time.Now().UTC(), GraceMS: req.GraceMS}
-	if data, err := os.ReadFile("/proc/" + strconv.Itoa(rec.PID) + "/stat"); err == nil {
-		if ps, err := parseProcStat(data); err == nil {
-			rec.StartTicks = ps.StartTicks
+	p := &pampaRun{cmd: cmd, report: r, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	return p, nil
+}
+
+// pampaRun is a worker handed to Pampa's own supervisor.
+type pampaRun struct {
+	cmd    *exec.Cmd
+	report *os.File // read end of the supervisor's report pipe
+	done   chan struct{}
+}
+
+func (p *pampaRun) settle(ctx context.Context, within time.Duration) (int, *ExitInfo, error) {
+	got := make(chan *startReport, 1)
+	go func() {
+		defer p.report.Close()
+		var rep startReport
+		_ = p.report.SetReadDeadline(time.Now().Add(within))
+		if err := json.NewDecoder(p.report).Decode(&rep); err != nil {
+			got <- nil
+			return
 		}
+		got <- &rep
+	}()
+	var rep *startReport
+	select {
+	case rep = <-got:
+	case <-ctx.Done():
+		return 0, nil, ctx.Err()
 	}
-	if err := writeRecord(req.Dir, rec); err != nil {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return nil, "", fmt.Errorf("write pid file: %w", err)
+	switch {
+	case rep == nil:
+		select {
+		case <-p.done:
+			return 0, nil, fmt.Errorf("its supervisor ended (%s) before the worker was up (see its .out log)", p.cmd.ProcessState)
+		case <-time.After(time.Second):
+			return 0, nil, fmt.Errorf("its supervisor said nothing of the worker within %s: stopped it", within)
+		}
+	case rep.Exited != nil:
+		return 0, rep.Exited, nil
+	case rep.Error != "":
+		return 0, nil, errors.New(rep.Error)
 	}
-	return cmd, outPath, nil
+	return rep.PID, nil, nil
+}
+
+// abandon stops the supervisor first, so that it does not start the
+// worker again, then kills the worker.
+func (p *pampaRun) abandon(pid int) {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	if pid > 0 {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 }
 
 // writeRecord writes run/<id>.json and run/<id>.pid, each atomically.
 func writeRecord(dir string, rec *WorkerProcess) error {
-	data, err := json.MarshalIndent(rec, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := writeAtomic(metaPath(dir, rec.ID), append(data, '\n')); err != nil {
+	if err := writeJSON(metaPath(dir, rec.ID), rec); err != nil {
 		return err
 	}
 	return writeAtomic(pidPath(dir, rec.ID), []byte(strconv.Itoa(rec.PID)+"\n"))
+}
+
+// recordFor is the record of worker process pid, started now: with its
+// start time, and the limits the worker's previous record holds (read
+// back at `nodes start`; a restart runs the same command).
+func recordFor(dir string, rec WorkerProcess, pid int) *WorkerProcess {
+	rec.PID, rec.StartedAt, rec.Limits = pid, time.Now().UTC(), nil
+	if prev, err := readRecord(os.ReadFile, dir, rec.ID); err == nil {
+		rec.Limits = prev.Limits
+	}
+	if data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil {
+		if ps, err := parseProcStat(data); err == nil {
+			rec.StartTicks = ps.StartTicks
+		}
+	}
+	return &rec
+}
+
+// writeJSON writes v as indented JSON, atomically.
+func writeJSON(name string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(name, append(data, '\n'))
 }
 
 func writeAtomic(name string, data []byte) error {
@@ -314,6 +430,14 @@ func execWorker(specJSON string, argv []string) error {
 	var spec execSpec
 	if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
 		return fmt.Errorf("bad spec: %w", err)
+	}
+	if r := spec.Record; r != nil {
+		// systemd starts the worker, again after a crash: this process is
+		// the worker from here on, and records itself.
+		fmt.Fprintf(os.Stderr, "--- %s pampa: starting worker %s (release %s)\n", time.Now().Format(time.RFC3339), r.ID, r.Release)
+		if err := writeRecord(spec.Dir, recordFor(spec.Dir, *r, os.Getpid())); err != nil {
+			fmt.Fprintf(os.Stderr, "pampa: cannot write the pid file of %s: %v\n", r.ID, err)
+		}
 	}
 	pid := []byte(strconv.Itoa(os.Getpid()))
 	for _, f := range spec.CgroupProcs {

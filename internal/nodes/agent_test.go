@@ -49,11 +49,35 @@ func newAgentDir(t *testing.T) *agentDir {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		// Supervisors first, so that none starts a worker again.
+		supers, _ := filepath.Glob(filepath.Join(a.dir, runDir, "*"+superExt))
+		for _, f := range supers {
+			id := strings.TrimSuffix(filepath.Base(f), superExt)
+			if st := supervisorState(os.ReadFile, a.dir, id); st != nil && st.Alive {
+				_ = syscall.Kill(st.PID, syscall.SIGKILL)
+			}
+		}
 		for _, pid := range a.pids {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
+		for _, f := range supers {
+			if rec, err := readRecord(os.ReadFile, a.dir, strings.TrimSuffix(filepath.Base(f), superExt)); err == nil {
+				_ = syscall.Kill(rec.PID, syscall.SIGKILL)
+			}
+		}
 	})
 	return a
+}
+
+// supervisor reads a worker's supervisor record, failing the test if
+// there is none.
+func (a *agentDir) supervisor(t *testing.T, id string) *SupervisorState {
+	t.Helper()
+	st := supervisorState(os.ReadFile, a.dir, id)
+	if st == nil {
+		t.Fatalf("%s has no supervisor record", id)
+	}
+	return st
 }
 
 // serve runs `nodes agent serve` on req and returns its exit status, its
@@ -113,8 +137,17 @@ func TestNodesAgentServe(t *testing.T) {
 		if pid, _ := os.ReadFile(pidPath(a.dir, w.ID)); strings.TrimSpace(string(pid)) != strconv.Itoa(w.PID) {
 			t.Errorf("%s: pid file holds %q, want %d", w.ID, pid, w.PID)
 		}
-		if sid, err := sessionOf(w.PID); err != nil || sid != w.PID {
-			t.Errorf("%s: session %d (%v), want its own", w.ID, sid, err)
+		// Supervised by Pampa's own, in a session of its own, which the
+		// worker shares.
+		sup := a.supervisor(t, w.ID)
+		if w.Supervisor != SupervisorPampa || sup.Kind != SupervisorPampa || !sup.Alive || sup.State != SuperRunning || sup.WorkerPID != w.PID || sup.Restarts != 0 {
+			t.Errorf("%s: supervisor %q, record %+v", w.ID, w.Supervisor, sup)
+		}
+		if sid, err := sessionOf(sup.PID); err != nil || sid != sup.PID {
+			t.Errorf("%s: the supervisor's session %d (%v), want its own", w.ID, sid, err)
+		}
+		if sid, err := sessionOf(w.PID); err != nil || sid != sup.PID {
+			t.Errorf("%s: session %d (%v), want its supervisor's %d", w.ID, sid, err, sup.PID)
 		}
 		if st := processState(os.ReadFile, a.dir, w.ID); !st.Running {
 			t.Errorf("%s: %+v", w.ID, st)
@@ -140,15 +173,42 @@ func TestNodesAgentServe(t *testing.T) {
 		}
 	}
 
-	// A stale pid file (its process gone) does not stop a start.
+	// Killed behind Pampa's back: its supervisor starts it again, and a
+	// start finds it running.
 	if err := syscall.Kill(pids["n.1"], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	nodestest.WaitFor(t, 20*time.Second, "n.1 to be gone", func() bool {
-		return !processState(os.ReadFile, a.dir, "n.1").Running
+	nodestest.WaitFor(t, 20*time.Second, "n.1 to be started again", func() bool {
+		st := processState(os.ReadFile, a.dir, "n.1")
+		return st.Running && st.PID != pids["n.1"] && a.supervisor(t, "n.1").WorkerPID == st.PID
 	})
+	sup := a.supervisor(t, "n.1")
+	if sup.Restarts != 1 || sup.LastExit == nil || sup.LastExit.Signal != "SIGKILL" || sup.State != SuperRunning || sup.GaveUp {
+		t.Errorf("n.1's supervisor after a kill: %+v, last exit %+v", sup, sup.LastExit)
+	}
+	again := processState(os.ReadFile, a.dir, "n.1").PID
+	a.pids = append(a.pids, again)
 	code, resp, _ = a.serve(t, startRequest{Workers: []string{"n.1"}, SettleMS: 100})
-	if w := resp.Workers[0]; code != 0 || !w.Started || w.PID == pids["n.1"] {
+	if w := resp.Workers[0]; code != 0 || !w.AlreadyRunning || w.PID != again || w.Supervisor != SupervisorPampa {
+		t.Errorf("start after a kill: %+v", w)
+	}
+
+	// A stale pid file (its process gone, no supervisor) does not stop a
+	// start.
+	if err := syscall.Kill(a.supervisor(t, "n.2").PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pids["n.2"], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	nodestest.WaitFor(t, 20*time.Second, "n.2 and its supervisor to be gone", func() bool {
+		return !processState(os.ReadFile, a.dir, "n.2").Running && !a.supervisor(t, "n.2").Alive
+	})
+	if sup := a.supervisor(t, "n.2"); !strings.Contains(sup.Why, "supervisor died") {
+		t.Errorf("a killed supervisor: %+v", sup)
+	}
+	code, resp, _ = a.serve(t, startRequest{Workers: []string{"n.2"}, SettleMS: 100})
+	if w := resp.Workers[0]; code != 0 || !w.Started || w.PID == pids["n.2"] {
 		t.Errorf("start after a kill: %+v", w)
 	}
 }
@@ -166,6 +226,12 @@ func TestNodesAgentServeFailures(t *testing.T) {
 		}
 		if _, err := readRecord(os.ReadFile, a.dir, "n.3"); err == nil {
 			t.Error("the pid file of a worker that died at once is left")
+		}
+		// Not restarted: its supervisor says so, and is gone.
+		nodestest.WaitFor(t, 20*time.Second, "n.3's supervisor to be gone", func() bool { return !a.supervisor(t, "n.3").Alive })
+		sup := a.supervisor(t, "n.3")
+		if sup.State != SuperExited || sup.Restarts != 0 || sup.LastExit == nil || sup.LastExit.Code != 1 || !strings.Contains(sup.Reason, "exited at once") {
+			t.Errorf("the supervisor of a worker that died at once: %+v", sup)
 		}
 	})
 	t.Run("StrictLimits", func(t *testing.T) {
@@ -215,14 +281,19 @@ func TestNodesAgentCommandLine(t *testing.T) {
 		code  int
 		err   string
 	}{
-		{"NoSubcommand", nil, "", 2, "want serve or exec"},
+		{"NoSubcommand", nil, "", 2, "want serve, supervise, exited or exec"},
 		{"Unknown", []string{"dance"}, "", 2, `unknown subcommand "dance"`},
 		{"BadRequest", []string{"serve"}, "{not json", 2, "read request"},
-		{"OtherProtocol", []string{"serve"}, `{"protocol":2,"op":"start"}`, 2, "unsupported request (protocol 2"},
-		{"OtherOp", []string{"serve"}, `{"protocol":1,"op":"stop"}`, 2, `op "stop"`},
+		{"OtherProtocol", []string{"serve"}, `{"protocol":1,"op":"start"}`, 2, "unsupported request (protocol 1"},
+		{"OtherOp", []string{"serve"}, `{"protocol":2,"op":"stop"}`, 2, `op "stop"`},
 		{"ExecTooShort", []string{"exec", "{}"}, "", 2, "want SPEC -- PROGRAM"},
 		{"ExecNoSeparator", []string{"exec", "{}", "prog", "worker"}, "", 2, "want SPEC -- PROGRAM"},
 		{"ExecBadSpec", []string{"exec", "{nope", "--", "/bin/true"}, "", 126, "bad spec"},
+		{"SuperviseNoID", []string{"supervise", "{}"}, "", 2, "want --id ID SPEC"},
+		{"SuperviseBadSpec", []string{"supervise", "--id", "n.1", "{nope"}, "", 2, "bad spec for n.1"},
+		{"SuperviseOtherID", []string{"supervise", "--id", "n.1", `{"id":"n.2","dir":"/d","command":["x"]}`}, "", 2, "bad spec for n.1"},
+		{"ExitedNoID", []string{"exited", "/d"}, "", 2, "want --id ID DIR"},
+		{"ExitedNoRecord", []string{"exited", "--id", "n.1", "/nonexistent"}, "", 1, "no such file"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := AgentMain(context.Background(), tc.args, strings.NewReader(tc.stdin), &stdout, &stderr)
@@ -263,4 +334,130 @@ func TestNodesAgentLauncherCommand(t *testing.T) {
 func runSh(line string) (string, error) {
 	out, err := exec.Command("sh", "-c", line).Output()
 	return string(out), err
+}
+
+// TestNodesAgentSupervisor runs Pampa's own supervisor through its cases:
+// a worker that keeps failing is restarted with a growing delay until the
+// supervisor gives up; one that exits with status 0 is not restarted; a
+// supervisor told to stop leaves its worker running.
+func TestNodesAgentSupervisor(t *testing.T) {
+	t.Parallel()
+	a := newAgentDir(t)
+	fast := RestartPolicy{Delay: 50 * time.Millisecond, MaxDelay: 150 * time.Millisecond, Limit: 3, Window: 30 * time.Second}
+
+	t.Run("CrashLoop", func(t *testing.T) {
+		code, resp, _ := a.serve(t, startRequest{Workers: []string{"n.1"}, WorkerArgs: []string{"--exit-after", "600ms", "--exit-code", "3"}, SettleMS: 100, Restart: fast})
+		if w := resp.Workers[0]; code != 0 || !w.Started {
+			t.Fatalf("start: %+v", w)
+		}
+		if resp.Supervision.Kind != SupervisorPampa || !strings.Contains(resp.Supervision.Why, "PID 1 is not systemd") || resp.Supervision.Restart != fast {
+			t.Errorf("supervision: %+v", resp.Supervision)
+		}
+		nodestest.WaitFor(t, 30*time.Second, "n.1's supervisor to give up", func() bool { return !a.supervisor(t, "n.1").Alive })
+		sup := a.supervisor(t, "n.1")
+		if !sup.GaveUp || sup.State != SuperGaveUp || sup.Restarts != 3 || sup.LastExit == nil || sup.LastExit.Code != 3 || sup.LastExit.Signal != "" ||
+			!strings.Contains(sup.Reason, "crash loop: restarted 3 times within 30s, and it ended again (exit status 3)") {
+			t.Errorf("after the crash loop: %+v, last exit %+v", sup.Supervision, sup.LastExit)
+		}
+		if st := processState(os.ReadFile, a.dir, "n.1"); st.Running {
+			t.Errorf("n.1 runs after its supervisor gave up: %+v", st)
+		}
+		out, _ := os.ReadFile(OutPath(a.dir, "n.1"))
+		for _, want := range []string{"ended (exit status 3)", "; restart 1 in 50ms", "; restart 2 in 100ms", "; restart 3 in 150ms", "GAVE UP on worker n.1: crash loop"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("the .out file lacks %q:\n%s", want, out)
+			}
+		}
+		if n := strings.Count(string(out), "pampa: starting worker n.1"); n != 4 {
+			t.Errorf("%d starts in the .out file, want 4 (the first and 3 restarts)", n)
+		}
+		// A start starts it afresh.
+		code, resp, _ = a.serve(t, startRequest{Workers: []string{"n.1"}, SettleMS: 100, Restart: fast})
+		if w := resp.Workers[0]; code != 0 || !w.Started {
+			t.Fatalf("start after giving up: %+v", w)
+		}
+		if sup := a.supervisor(t, "n.1"); !sup.Alive || sup.GaveUp || sup.Restarts != 0 || sup.LastExit != nil {
+			t.Errorf("a fresh supervisor: %+v", sup)
+		}
+	})
+	t.Run("CleanExit", func(t *testing.T) {
+		code, resp, _ := a.serve(t, startRequest{Workers: []string{"n.2"}, SettleMS: 100, Restart: fast})
+		w := resp.Workers[0]
+		if code != 0 || !w.Started {
+			t.Fatalf("start: %+v", w)
+		}
+		waitLogged(t, a.dir, w)
+		// SIGTERM to the worker itself: a graceful stop, status 0.
+		if err := syscall.Kill(w.PID, syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		nodestest.WaitFor(t, 20*time.Second, "n.2's supervisor to end", func() bool { return !a.supervisor(t, "n.2").Alive })
+		sup := a.supervisor(t, "n.2")
+		if sup.State != SuperExited || sup.Restarts != 0 || sup.GaveUp || sup.LastExit == nil || !sup.LastExit.Clean() || !strings.Contains(sup.Reason, "status 0: not restarted") {
+			t.Errorf("after a clean exit: %+v", sup.Supervision)
+		}
+		time.Sleep(3 * fast.Delay)
+		if st := processState(os.ReadFile, a.dir, "n.2"); st.Running {
+			t.Errorf("a worker that exited with status 0 was started again: %+v", st)
+		}
+	})
+	t.Run("SupervisorStopped", func(t *testing.T) {
+		code, resp, _ := a.serve(t, startRequest{Workers: []string{"n.4"}, SettleMS: 100, Restart: fast})
+		w := resp.Workers[0]
+		if code != 0 || !w.Started {
+			t.Fatalf("start: %+v", w)
+		}
+		if err := syscall.Kill(a.supervisor(t, "n.4").PID, syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		nodestest.WaitFor(t, 20*time.Second, "n.4's supervisor to end", func() bool { return !a.supervisor(t, "n.4").Alive })
+		if sup := a.supervisor(t, "n.4"); sup.State != SuperStopped || sup.Why != "" {
+			t.Errorf("a stopped supervisor: %+v", sup)
+		}
+		if st := processState(os.ReadFile, a.dir, "n.4"); !st.Running || st.PID != w.PID {
+			t.Errorf("the worker of a stopped supervisor: %+v, want pid %d running", st, w.PID)
+		}
+		// Running without a supervisor: a start says so.
+		_, resp, _ = a.serve(t, startRequest{Workers: []string{"n.4"}, SettleMS: 100})
+		if w2 := resp.Workers[0]; !w2.AlreadyRunning || !w2.Unsupervised || w2.PID != w.PID {
+			t.Errorf("start of an unsupervised worker: %+v", w2)
+		}
+	})
+}
+
+// waitLogged waits for a worker started now to log its first line: from
+// then on it handles SIGTERM.
+func waitLogged(t *testing.T, dir string, w WorkerStart) {
+	t.Helper()
+	nodestest.WaitFor(t, 20*time.Second, w.ID+" to log", func() bool {
+		data, _ := os.ReadFile(LogPath(dir, w.ID))
+		return bytes.Contains(data, []byte("worker "+w.ID+" started, pid "+strconv.Itoa(w.PID)))
+	})
+}
+
+// TestNodesRecordExit: a unit's ExecStopPost notes how its worker ended in
+// the worker's record; a record of Pampa's own supervisor is its own.
+func TestNodesRecordExit(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, runDir), 0o755)
+	at := time.Date(2024, 5, 14, 10, 0, 0, 0, time.UTC)
+	for id, kind := range map[string]string{"n.1": SupervisorSystemd, "n.2": SupervisorPampa} {
+		if err := writeJSON(superPath(dir, id), Supervision{Kind: kind, Unit: "u", Restarts: 2}); err != nil {
+			t.Fatal(err)
+		}
+		if err := recordExit(dir, id, exitFromEnv("killed", "KILL", at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := supervisorState(os.ReadFile, dir, "n.1"); st.LastExit == nil || st.LastExit.Signal != "SIGKILL" || !st.LastExit.At.Equal(at) || st.Restarts != 2 {
+		t.Errorf("systemd record: %+v", st)
+	}
+	if st := supervisorState(os.ReadFile, dir, "n.2"); st.LastExit != nil {
+		t.Errorf("pampa record changed: %+v", st)
+	}
+	os.WriteFile(superPath(dir, "n.3"), []byte("{"), 0o644)
+	if err := recordExit(dir, "n.3", nil); err == nil || !strings.Contains(err.Error(), "unreadable") {
+		t.Errorf("unreadable record: %v", err)
+	}
 }

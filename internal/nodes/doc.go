@@ -32,6 +32,7 @@
 //	├── run/
 //	│   ├── n1.1.pid                 the worker's pid
 //	│   ├── n1.1.json                pid, start time, release, limits
+//	│   ├── n1.1.super.json          its supervisor: kind, state, restarts, last exit, gave up
 //	│   └── n1.1.lock                held while the worker is being started
 //	└── logs/
 //	    ├── worker.n1.1.log          the worker's log, rotated by the worker
@@ -54,35 +55,53 @@
 // Start runs the agent: the deployed program itself, as
 // `<program> nodes agent serve`, with the release's environment file
 // exported by a fixed launcher script. It reads a JSON request and, for
-// each worker not already running, under the worker's lock:
+// each worker not already running (or supervised), under the worker's
+// lock, hands the worker to a supervisor:
 //
-//	agent ──fork, setsid──▶ <program> nodes agent exec SPEC -- <program> worker --id n1.1 ...
-//	                             │ joins the worker's cgroups, sets rlimits
-//	                             └─exec──▶ <program> worker --id n1.1 ...   (same pid)
+//	agent ──fork, setsid──▶ <program> nodes agent supervise --id n1.1 SPEC     (Pampa's own)
+//	                             └─fork──▶ <program> nodes agent exec SPEC -- <program> worker --id n1.1 ...
+//	                                            │ joins the worker's cgroups, sets rlimits
+//	                                            └─exec──▶ <program> worker --id n1.1 ...   (same pid)
 //
-// The worker has a session of its own, /dev/null for input and its .out
-// file for output, so it outlives the SSH session. Its pid file records
-// the process's start time (field 22 of /proc/<pid>/stat). A worker that
-// exits within the settle time is reported with the end of its output.
+//	agent ──▶ ~/.config/systemd/user/pampa-n1.1-<dir digest>.service, enable, start      (systemd)
+//	              ExecStart: launcher ─▶ nodes agent exec SPEC -- worker ...  (which writes the pid file)
+//
+// systemd supervises where the node's manager outlives the SSH session
+// (root, or a user with lingering); elsewhere Pampa's own supervisor does,
+// one process per worker, in a session of its own so that it outlives the
+// SSH session, with /dev/null for input and the worker's .out file for
+// output. Either restarts a worker that exits with a non-zero status or
+// is killed, after a delay doubling from RestartPolicy.Delay, and gives up
+// after RestartPolicy.Limit restarts within its Window (supervise.go).
+// The pid file records the worker's start time (field 22 of
+// /proc/<pid>/stat) and is rewritten at each restart. A worker that exits
+// within the settle time is reported with the end of its output, and not
+// restarted.
 //
 // A worker counts as running only when its pid is alive, not a zombie,
 // started at the recorded time and has "--id <id>" among its arguments:
-// a reused pid, or another worker's (n1.1 versus n1.10), never passes.
-// Stop sends SIGTERM to such a pid, waits for the worker's grace period
-// (plus 10s), then sends SIGKILL. Nothing is ever matched by pattern.
+// a reused pid, or another worker's (n1.1 versus n1.10), never passes;
+// Pampa's own supervisor is checked likewise. Stop stops the supervisors
+// first, so that none starts its worker again: SIGTERM to Pampa's own, or
+// `systemctl disable --now` of the units (which stops their workers).
+// Then it sends SIGTERM to each remaining worker's pid, waits for the
+// worker's grace period (plus 10s), then sends SIGKILL. Nothing is ever
+// matched by pattern.
 //
 // # Limits
 //
-// A node's per-worker limits are applied, best first, with a systemd-run
-// scope, with cgroup files in a cgroup the user may write (v1 or v2), or,
-// for RAM only, with RLIMIT_DATA. Each limit is reported applied only once
+// A node's per-worker limits are applied, best first, with the worker's
+// systemd unit (when systemd supervises) or a systemd-run scope, with
+// cgroup files in a cgroup the user may write (v1 or v2), or, for RAM
+// only, with RLIMIT_DATA. Each limit is reported applied only once
 // it has been read back from the running worker; otherwise start says why
 // it is not. See limits_linux.go.
 //
 // # Status
 //
-// Status reads, over SFTP, the current release, each worker's pid file
-// and /proc entries, and /proc/stat (sampled twice), /proc/meminfo and the
-// node directory's file system for CPU, RAM and disk use. It needs neither
-// a deployed program nor a shell.
+// Status reads, over SFTP, the current release, each worker's pid file,
+// supervisor record and /proc entries, and /proc/stat (sampled twice),
+// /proc/meminfo and the node directory's file system for CPU, RAM and disk
+// use. It needs neither a deployed program nor a shell, but for workers
+// systemd supervises: it asks `systemctl show` about their units.
 package nodes

@@ -208,6 +208,9 @@ func TestNodesRunEndings(t *testing.T) {
 	if _, err := c.Start(ctx, StartOptions{Workers: []string{"fake.3"}}); err == nil || !strings.Contains(err.Error(), "worker fake.3 is not one of node fake's (max_workers 2)") {
 		t.Errorf("Start of a worker the node does not have = %v", err)
 	}
+	if _, err := c.Start(ctx, StartOptions{Supervisor: "runit"}); err == nil || !strings.Contains(err.Error(), `supervisor "runit": want systemd or pampa`) {
+		t.Errorf("Start with an unknown supervisor = %v", err)
+	}
 }
 
 func TestNodesDeployChecks(t *testing.T) {

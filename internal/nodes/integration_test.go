@@ -122,18 +122,32 @@ func TestNodesRealLifecycle(t *testing.T) {
 	}
 
 	// Start: both workers, detached, each in its own session.
-	s, err := n.conn.Start(ctx, StartOptions{Settle: 300 * time.Millisecond})
+	// Supervised by Pampa's own (PID 1 is not systemd here), each
+	// supervisor in a session of its own, which its worker shares.
+	fast := RestartPolicy{Delay: 100 * time.Millisecond, MaxDelay: 400 * time.Millisecond, Limit: 2, Window: 30 * time.Second}
+	s, err := n.conn.Start(ctx, StartOptions{Settle: 300 * time.Millisecond, Restart: fast})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if s.Supervision.Kind != SupervisorPampa || s.Supervision.Boot || !strings.Contains(s.Supervision.Why, "PID 1 is not systemd") {
+		t.Errorf("supervision: %+v", s.Supervision)
+	}
 	pids := map[string]int{}
+	st = n.state(t)
 	for _, w := range s.Workers {
-		if !w.Started || w.PID == 0 || w.Error != "" {
+		if !w.Started || w.PID == 0 || w.Error != "" || w.Supervisor != SupervisorPampa {
 			t.Fatalf("start %s: %+v", w.ID, w)
 		}
 		pids[w.ID] = w.PID
-		if sid, err := sessionOf(w.PID); err != nil || sid != w.PID {
-			t.Errorf("%s: session %d (%v), want a session of its own (%d)", w.ID, sid, err, w.PID)
+		sup := workerOf(st, w.ID).Supervisor
+		if sup == nil || !sup.Alive || sup.WorkerPID != w.PID {
+			t.Fatalf("%s's supervisor: %+v", w.ID, sup)
+		}
+		if sid, err := sessionOf(sup.PID); err != nil || sid != sup.PID {
+			t.Errorf("%s: its supervisor's session %d (%v), want its own (%d)", w.ID, sid, err, sup.PID)
+		}
+		if sid, err := sessionOf(w.PID); err != nil || sid != sup.PID {
+			t.Errorf("%s: session %d (%v), want its supervisor's (%d)", w.ID, sid, err, sup.PID)
 		}
 	}
 	// They outlive the SSH connection that started them.
@@ -162,15 +176,38 @@ func TestNodesRealLifecycle(t *testing.T) {
 		}
 	}
 
-	// Killed behind our back: status says so, start brings it back.
+	// Killed behind our back: its supervisor brings it back, and status
+	// says how it ended.
+	killed := func(id string, restarts int) {
+		t.Helper()
+		if err := syscall.Kill(pids[id], syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		nodestest.WaitFor(t, 20*time.Second, id+" to be started again", func() bool {
+			w := workerOf(n.state(t), id)
+			return w.Running && w.PID != pids[id] && w.Supervisor != nil && w.Supervisor.Restarts == restarts
+		})
+		w := workerOf(n.state(t), id)
+		if sup := w.Supervisor; !sup.Alive || sup.State != SuperRunning || sup.LastExit == nil || sup.LastExit.Signal != "SIGKILL" || sup.GaveUp {
+			t.Errorf("%s's supervisor after a kill: %+v", id, sup)
+		}
+		pids[id] = w.PID
+	}
+	killed("n.1", 1)
+	killed("n.1", 2)
+	// Once more is a crash loop: its supervisor gives up, and says so.
 	if err := syscall.Kill(pids["n.1"], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	nodestest.WaitFor(t, 20*time.Second, "n.1 to be seen dead", func() bool {
-		w := workerOf(n.state(t), "n.1")
-		return !w.Running && strings.Contains(w.Why, "died")
+	nodestest.WaitFor(t, 20*time.Second, "n.1's supervisor to give up", func() bool {
+		sup := workerOf(n.state(t), "n.1").Supervisor
+		return sup != nil && !sup.Alive
 	})
-	s, err = n.conn.Start(ctx, StartOptions{Settle: 200 * time.Millisecond})
+	if w := workerOf(n.state(t), "n.1"); w.Running || !w.Supervisor.GaveUp || w.Supervisor.State != SuperGaveUp || w.Supervisor.Restarts != 2 ||
+		!strings.Contains(w.Supervisor.Reason, "crash loop") || w.Supervisor.LastExit.Signal != "SIGKILL" {
+		t.Errorf("n.1 after a crash loop: %+v, supervisor %+v", w.ProcessState, w.Supervisor)
+	}
+	s, err = n.conn.Start(ctx, StartOptions{Settle: 200 * time.Millisecond, Restart: fast})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,11 +215,11 @@ func TestNodesRealLifecycle(t *testing.T) {
 		switch w.ID {
 		case "n.1":
 			if !w.Started || w.PID == pids["n.1"] {
-				t.Errorf("n.1 after being killed: %+v", w)
+				t.Errorf("n.1 after its supervisor gave up: %+v", w)
 			}
 			pids["n.1"] = w.PID
 		case "n.2":
-			if !w.AlreadyRunning {
+			if !w.AlreadyRunning || w.Supervisor != SupervisorPampa {
 				t.Errorf("n.2: %+v", w)
 			}
 		}
@@ -235,9 +272,14 @@ func TestNodesRealLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	st = n.state(t)
 	for _, s := range stopped {
-		if !s.WasRunning || s.Killed || s.TookMS == 0 || s.PID != pids[s.ID] {
+		if !s.WasRunning || s.Killed || s.TookMS == 0 || s.PID != pids[s.ID] || s.Supervisor != SupervisorPampa || s.SupervisorPID == 0 {
 			t.Errorf("stop %s: %+v", s.ID, s)
+		}
+		// Its supervisor went first: stopped, it started nothing again.
+		if w := workerOf(st, s.ID); w.Running || w.Supervisor == nil || w.Supervisor.Alive || w.Supervisor.State != SuperStopped {
+			t.Errorf("%s after stop: %+v, supervisor %+v", s.ID, w.ProcessState, w.Supervisor)
 		}
 	}
 	log1, _ := os.ReadFile(LogPath(st.Dir, "n.1"))

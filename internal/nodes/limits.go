@@ -54,8 +54,9 @@ func (l Limits) wants() []LimitReport {
 }
 
 // netIOWhy is why a network limit is never applied.
-const netIOWhy = "Linux has no per-process network bandwidth limit: it takes traffic-control (tc) classes " +
-	"that root sets up for the worker's cgroup, which Pampa does not do; shape the node's traffic with tc, " +
+const netIOWhy = "Linux has no per-process network bandwidth limit, and neither has systemd: cgroup v2 has no network controller, " +
+	"and systemd's IP settings (IPAccounting=, IPAddressDeny=, IPIngressFilterPath=) count or filter a unit's packets without slowing them; " +
+	"it takes traffic-control (tc) classes that root sets up for the worker's cgroup, which Pampa does not do; shape the node's traffic with tc, " +
 	"or its cloud provider's settings, instead"
 
 // unapplied lists the limits in rs that are not applied, for messages.
@@ -73,3 +74,21 @@ func unapplied(rs []LimitReport) string {
 // MiB: the Go runtime collects garbage harder as the heap nears it, so the
 // worker slows down before the hard limit kills it.
 func goMemLimit(mb int) string { return fmt.Sprintf("%dMiB", mb*9/10) }
+
+func hasWord(s, w string) bool {
+	for _, f := range strings.Fields(s) {
+		if f == w {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}

@@ -17,9 +17,12 @@ import (
 
 // How limits are put in force on a node, best first:
 //
-//  1. systemd-run --scope (as root, or --user when the user's systemd
-//     manager lingers): a transient scope per worker with MemoryMax,
-//     CPUQuota and IO{Read,Write}BandwidthMax.
+//  1. systemd: when it supervises the worker, the worker's unit holds
+//     MemoryMax, CPUQuota and IO{Read,Write}BandwidthMax, for each
+//     controller the manager may use (cgroup v2); otherwise, under Pampa's
+//     own supervisor, systemd-run --scope (as root, or --user when the
+//     user's systemd manager lingers): a transient scope per run of the
+//     worker with the same properties.
 //  2. cgroup files in a cgroup this user may write: "pampa" under the
 //     cgroup the agent runs in (root, containers), or "pampa-<user>" at
 //     the top of the hierarchy (what an administrator creates and chowns to
@@ -34,9 +37,11 @@ import (
 // limitPlan is how a node will apply the limits to each worker.
 type limitPlan struct {
 	limits  Limits
-	reports []LimitReport // per limit: Applied means "will be tried", How says how
-	systemd []string      // systemd-run arguments up to "--", nil when unused
-	env     []string      // extra environment for workers
+	reports []LimitReport   // per limit: Applied means "will be tried", How says how
+	systemd []string        // systemd-run arguments of a scope, nil when unused
+	unit    bool            // systemd supervises: limits in systemdRes go in the unit
+	viaSD   map[string]bool // the resources systemd limits (scope or unit)
+	env     []string        // extra environment for workers
 	bases   map[string]cgBase
 	rlimit  uint64 // RLIMIT_DATA, 0 for none
 	dev     string // MAJ:MIN of the disk holding the node directory
@@ -53,10 +58,18 @@ type cgBase struct {
 type execSpec struct {
 	CgroupProcs []string `json:"cgroup_procs,omitempty"`
 	RlimitData  uint64   `json:"rlimit_data,omitempty"`
+	// Record, when set, is written as the worker's pid file with this
+	// process's pid: under systemd, which starts the worker again by
+	// itself, the exec step keeps the pid file true.
+	Record *WorkerProcess `json:"record,omitempty"`
+	Dir    string         `json:"dir,omitempty"`
 }
 
-func planLimits(l Limits, dir string) *limitPlan {
-	p := &limitPlan{limits: l, bases: map[string]cgBase{}}
+// planLimits plans how the node applies the limits to each worker; sd is
+// the systemd manager that supervises the workers, nil under Pampa's own
+// supervisor.
+func planLimits(l Limits, dir string, sd *systemdManager) *limitPlan {
+	p := &limitPlan{limits: l, bases: map[string]cgBase{}, viaSD: map[string]bool{}}
 	wants := l.wants()
 	if len(wants) == 0 {
 		return p
@@ -68,14 +81,17 @@ func planLimits(l Limits, dir string) *limitPlan {
 	if l.DiskIOMbps > 0 {
 		p.dev, p.devPath, devWhy = diskOf(dir)
 	}
-	sdArgs, sdEnv, sdWhy := systemdRun()
-	mountData, _ := os.ReadFile("/proc/self/mountinfo")
-	mounts := parseMountinfo(mountData)
-	ownData, _ := os.ReadFile("/proc/self/cgroup")
-	own := parseProcCgroup(ownData)
-	userName := currentUser()
-
+	var sdArgs, sdEnv []string
+	var scopeWhy string
+	if sd == nil {
+		sdArgs, sdEnv, scopeWhy = systemdRun()
+	}
+	host := readHostCgroups()
 	for _, r := range wants {
+		sdWhy := scopeWhy
+		if sd != nil {
+			sdWhy = sd.unitWhy(r.Resource)
+		}
 		switch {
 		case r.Resource == ResNetIO:
 			r.Why = netIOWhy
@@ -83,43 +99,63 @@ func planLimits(l Limits, dir string) *limitPlan {
 			r.Why = devWhy
 		case r.Resource == ResDiskIO && sdWhy == "" && p.devPath == "":
 			r.Why = "the disk " + p.dev + " has no /dev name for systemd's IOReadBandwidthMax"
+		case sdWhy == "" && sd != nil:
+			r.Applied, p.viaSD[r.Resource] = true, true
+			r.How = "systemd unit, " + systemdProperty(r.Resource, l, p.devPath)
 		case sdWhy == "":
-			r.Applied = true
+			r.Applied, p.viaSD[r.Resource] = true, true
 			r.How = "systemd-run scope, " + systemdProperty(r.Resource, l, p.devPath)
 		default:
-			base, why := cgroupBase(mounts, own, r.Resource, userName)
-			switch {
-			case why == "":
-				p.bases[r.Resource] = base
-				r.Applied = true
-				v := "v1"
-				if base.v2 {
-					v = "v2"
-				}
-				r.How = fmt.Sprintf("cgroup %s, one cgroup per worker under %s", v, base.dir)
-			case r.Resource == ResRAM:
-				r.Applied = true
-				p.rlimit = uint64(l.RAMMB) << 20
-				r.How = fmt.Sprintf("RLIMIT_DATA %d MiB, set before the worker starts: no memory cgroup this user may write (see `nodes start --help`)", l.RAMMB)
-			default:
-				r.Why = fmt.Sprintf("no cgroup to apply it in: systemd-run: %s; cgroup files: %s", sdWhy, why)
-			}
+			r = p.withoutSystemd(r, host, sdMeans(sd)+": "+sdWhy)
 		}
 		if r.Applied && r.Resource == ResRAM && len(p.env) > 0 {
 			r.How += "; GOMEMLIMIT " + goMemLimit(l.RAMMB)
 		}
 		p.reports = append(p.reports, r)
 	}
-	if sdWhy == "" {
-		for _, r := range p.reports {
-			if r.Applied && r.How != "" && strings.HasPrefix(r.How, "systemd-run") {
-				p.systemd = sdArgs
-				p.env = append(p.env, sdEnv...)
-				break
-			}
-		}
+	if sd == nil && len(p.viaSD) > 0 {
+		p.systemd = sdArgs
+		p.env = append(p.env, sdEnv...)
 	}
 	return p
+}
+
+// hostCgroups is what the agent sees of the cgroups: the mounted
+// hierarchies, its own cgroups, and who it runs as.
+type hostCgroups struct {
+	mounts []cgMount
+	own    map[string]string
+	user   string
+}
+
+func readHostCgroups() hostCgroups {
+	mountData, _ := os.ReadFile("/proc/self/mountinfo")
+	ownData, _ := os.ReadFile("/proc/self/cgroup")
+	return hostCgroups{mounts: parseMountinfo(mountData), own: parseProcCgroup(ownData), user: currentUser()}
+}
+
+// withoutSystemd plans a limit systemd does not apply: cgroup files in a
+// cgroup this user may write, else, for RAM, RLIMIT_DATA. sdWhy says why
+// not systemd.
+func (p *limitPlan) withoutSystemd(r LimitReport, host hostCgroups, sdWhy string) LimitReport {
+	base, why := cgroupBase(host.mounts, host.own, r.Resource, host.user)
+	switch {
+	case why == "":
+		p.bases[r.Resource] = base
+		r.Applied = true
+		v := "v1"
+		if base.v2 {
+			v = "v2"
+		}
+		r.How = fmt.Sprintf("cgroup %s, one cgroup per worker under %s", v, base.dir)
+	case r.Resource == ResRAM:
+		r.Applied = true
+		p.rlimit = uint64(p.limits.RAMMB) << 20
+		r.How = fmt.Sprintf("RLIMIT_DATA %d MiB, set before the worker starts: no memory cgroup this user may write (see `nodes start --help`)", p.limits.RAMMB)
+	default:
+		r.Why = fmt.Sprintf("no cgroup to apply it in: %s; cgroup files: %s", sdWhy, why)
+	}
+	return r
 }
 
 func currentUser() string {
@@ -170,21 +206,42 @@ func systemdProperty(res string, l Limits, devPath string) string {
 	return ""
 }
 
+// systemdProperties are the properties of the limits systemd applies.
 func systemdProperties(p *limitPlan) []string {
 	var out []string
 	for _, r := range p.reports {
-		if !r.Applied {
+		if !r.Applied || !p.viaSD[r.Resource] {
 			continue
 		}
 		switch r.Resource {
 		case ResRAM, ResCPU:
-			out = append(out, "-p", systemdProperty(r.Resource, p.limits, p.devPath))
+			out = append(out, systemdProperty(r.Resource, p.limits, p.devPath))
 		case ResDiskIO:
 			bps := strconv.FormatInt(ioBytesPerSec(p.limits.DiskIOMbps), 10)
-			out = append(out, "-p", "IOReadBandwidthMax="+p.devPath+" "+bps, "-p", "IOWriteBandwidthMax="+p.devPath+" "+bps)
+			out = append(out, "IOReadBandwidthMax="+p.devPath+" "+bps, "IOWriteBandwidthMax="+p.devPath+" "+bps)
 		}
 	}
 	return out
+}
+
+// scope is the systemd-run command and properties of a scope for each run
+// of a worker, nil when limits are not applied so.
+func (p *limitPlan) scope() []string {
+	if p.systemd == nil {
+		return nil
+	}
+	out := append([]string{}, p.systemd...)
+	for _, prop := range systemdProperties(p) {
+		out = append(out, "-p", prop)
+	}
+	return out
+}
+
+// scopePrefix runs a command in a new scope of its own, named after the
+// worker and the time (a stopped scope's name may linger a moment).
+func scopePrefix(scope []string, id string) []string {
+	unit := "pampa-" + strings.NewReplacer("/", "_", " ", "_").Replace(id) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	return append(append([]string{}, scope...), "--unit", unit, "--")
 }
 
 // cgroupBase finds a cgroup this user may create workers' cgroups in, for
@@ -246,15 +303,6 @@ func usableBase(m cgMount, dir, res string) string {
 	return ""
 }
 
-func hasWord(s, w string) bool {
-	for _, f := range strings.Fields(s) {
-		if f == w {
-			return true
-		}
-	}
-	return false
-}
-
 // diskOf finds the whole disk holding dir: its MAJ:MIN and /dev path.
 func diskOf(dir string) (dev, devPath, why string) {
 	var st syscall.Stat_t
@@ -283,16 +331,9 @@ func diskOf(dir string) (dev, devPath, why string) {
 }
 
 // prepare makes the worker's cgroups with their limits and returns what
-// the exec step must do and the command prefix (systemd-run) to run it
-// under.
-func (p *limitPlan) prepare(id string) (execSpec, []string, error) {
+// the exec step must do.
+func (p *limitPlan) prepare(id string) (execSpec, error) {
 	spec := execSpec{RlimitData: p.rlimit}
-	var prefix []string
-	if p.systemd != nil {
-		unit := "pampa-" + strings.NewReplacer("/", "_", " ", "_").Replace(id) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-		prefix = append(append(append([]string{}, p.systemd...), "--unit", unit), systemdProperties(p)...)
-		prefix = append(prefix, "--")
-	}
 	for _, r := range p.reports {
 		base, ok := p.bases[r.Resource]
 		if !r.Applied || !ok {
@@ -300,11 +341,11 @@ func (p *limitPlan) prepare(id string) (execSpec, []string, error) {
 		}
 		dir := path.Join(base.dir, id)
 		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-			return spec, nil, fmt.Errorf("%s limit: create cgroup: %w", r.Resource, err)
+			return spec, fmt.Errorf("%s limit: create cgroup: %w", r.Resource, err)
 		}
 		for _, f := range limitFiles(base.v2, r.Resource, p.limits, p.dev) {
 			if err := os.WriteFile(path.Join(dir, f.name), []byte(f.value), 0); err != nil {
-				return spec, nil, fmt.Errorf("%s limit: write %s: %w", r.Resource, f.name, err)
+				return spec, fmt.Errorf("%s limit: write %s: %w", r.Resource, f.name, err)
 			}
 		}
 		procs := path.Join(dir, "cgroup.procs")
@@ -312,16 +353,7 @@ func (p *limitPlan) prepare(id string) (execSpec, []string, error) {
 			spec.CgroupProcs = append(spec.CgroupProcs, procs)
 		}
 	}
-	return spec, prefix, nil
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
+	return spec, nil
 }
 
 // verify reads each planned limit back from the process pid of worker id
@@ -377,4 +409,12 @@ func (p *limitPlan) verify(pid int, id string) []LimitReport {
 		}
 	}
 	return out
+}
+
+// sdMeans names how systemd would have applied a limit, for messages.
+func sdMeans(sd *systemdManager) string {
+	if sd != nil {
+		return "systemd"
+	}
+	return "systemd-run"
 }

@@ -91,7 +91,7 @@ func TestNodesCgroupBase(t *testing.T) {
 			t.Fatalf("why = %q", why)
 		}
 		p := &limitPlan{limits: Limits{RAMMB: 64}, reports: []LimitReport{{Resource: ResRAM, Applied: true}}, bases: map[string]cgBase{ResRAM: base}}
-		if _, _, err := p.prepare("n.1"); err == nil || !strings.Contains(err.Error(), "ram limit: create cgroup") {
+		if _, err := p.prepare("n.1"); err == nil || !strings.Contains(err.Error(), "ram limit: create cgroup") {
 			t.Errorf("prepare in a file: %v", err)
 		}
 	})
@@ -111,12 +111,12 @@ func TestNodesLimitPlanPrepare(t *testing.T) {
 		rlimit: 7 << 20,
 		dev:    "8:0",
 	}
-	spec, prefix, err := p.prepare("n.1")
+	spec, err := p.prepare("n.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if prefix != nil {
-		t.Errorf("prefix without systemd = %q", prefix)
+	if scope := p.scope(); scope != nil {
+		t.Errorf("scope without systemd = %q", scope)
 	}
 	want := []string{filepath.Join(v1, "n.1", "cgroup.procs"), filepath.Join(v2, "n.1", "cgroup.procs")}
 	if !slices.Equal(spec.CgroupProcs, want) || spec.RlimitData != 7<<20 {
@@ -132,21 +132,19 @@ func TestNodesLimitPlanPrepare(t *testing.T) {
 		}
 	}
 	// Again, for the same worker: its cgroups exist already.
-	if _, _, err := p.prepare("n.1"); err != nil {
+	if _, err := p.prepare("n.1"); err != nil {
 		t.Errorf("prepare again: %v", err)
 	}
 
-	// Under systemd, a scope per worker with the properties applied.
+	// Under systemd-run, a scope per run of the worker with the
+	// properties applied.
 	p.systemd = []string{"/usr/bin/systemd-run", "--scope", "--quiet", "--collect"}
 	p.devPath = "/dev/sda"
 	p.bases = nil
-	_, prefix, err = p.prepare("n/2 x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := strings.Join(prefix, " ")
-	if !strings.HasPrefix(got, "/usr/bin/systemd-run --scope --quiet --collect --unit pampa-n_2_x-") ||
-		!strings.HasSuffix(got, "-p MemoryMax=536870912 -p CPUQuota=50% -p IOReadBandwidthMax=/dev/sda 10000000 -p IOWriteBandwidthMax=/dev/sda 10000000 --") {
+	p.viaSD = map[string]bool{ResRAM: true, ResCPU: true, ResDiskIO: true}
+	got := strings.Join(scopePrefix(p.scope(), "n/2 x"), " ")
+	if !strings.HasPrefix(got, "/usr/bin/systemd-run --scope --quiet --collect -p MemoryMax=536870912 -p CPUQuota=50% -p IOReadBandwidthMax=/dev/sda 10000000 -p IOWriteBandwidthMax=/dev/sda 10000000 --unit pampa-n_2_x-") ||
+		!strings.HasSuffix(got, " --") {
 		t.Errorf("systemd prefix = %q", got)
 	}
 	for res, want := range map[string]string{
@@ -161,10 +159,10 @@ func TestNodesLimitPlanPrepare(t *testing.T) {
 
 func TestNodesPlanLimitsWithoutCgroups(t *testing.T) {
 	t.Parallel()
-	if p := planLimits(Limits{}, t.TempDir()); len(p.reports) != 0 || p.systemd != nil || len(p.env) != 0 {
+	if p := planLimits(Limits{}, t.TempDir(), nil); len(p.reports) != 0 || p.systemd != nil || len(p.env) != 0 {
 		t.Errorf("no limits: %+v", p)
 	}
-	p := planLimits(Limits{NetIOMbps: 5}, t.TempDir())
+	p := planLimits(Limits{NetIOMbps: 5}, t.TempDir(), nil)
 	if len(p.reports) != 1 || p.reports[0].Applied || p.reports[0].Why != netIOWhy || p.reports[0].Want != "5 Mbit/s" {
 		t.Errorf("network limit: %+v", p.reports)
 	}
@@ -172,7 +170,7 @@ func TestNodesPlanLimitsWithoutCgroups(t *testing.T) {
 		t.Errorf("a network limit changed the plan: %+v", p)
 	}
 	// On a file system with no block device, disk I/O cannot be throttled.
-	p = planLimits(Limits{DiskIOMbps: 5}, "/proc")
+	p = planLimits(Limits{DiskIOMbps: 5}, "/proc", nil)
 	if len(p.reports) != 1 || p.reports[0].Applied || !strings.Contains(p.reports[0].Why, "no block device") {
 		t.Errorf("disk limit on /proc: %+v", p.reports)
 	}

@@ -43,6 +43,8 @@ func fakeWorker(args []string) int {
 	fs.Duration("grace", 0, "")
 	ignoreTerm := fs.Bool("ignore-term", false, "ignore SIGTERM")
 	fail := fs.Bool("fail", false, "exit at once, as a worker that cannot reach its database")
+	exitAfter := fs.Duration("exit-after", 0, "exit with --exit-code after this long")
+	exitCode := fs.Int("exit-code", 3, "the status --exit-after exits with")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -66,8 +68,15 @@ func fakeWorker(args []string) int {
 	fmt.Println("fake worker on stdout")
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	var exit <-chan time.Time
+	if *exitAfter > 0 {
+		exit = time.After(*exitAfter)
+	}
 	for n := 1; ; n++ {
 		select {
+		case <-exit:
+			fmt.Fprintf(f, "worker %s exits with status %d\n", *id, *exitCode)
+			return *exitCode
 		case <-sigs:
 			fmt.Fprintf(f, "worker %s stopping\n", *id)
 			return 0

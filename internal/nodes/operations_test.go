@@ -376,3 +376,71 @@ func setDeployedAt(t *testing.T, relDir string, at time.Time) {
 		t.Fatal(err)
 	}
 }
+
+// TestNodesRealSystemdRecords drives the SSH side of supervision by
+// systemd, status and stop, against a stand-in for systemctl named in a
+// worker's supervisor record: what they ask the manager, and what they
+// make of its answers. (The node side needs a real systemd: untested.)
+func TestNodesRealSystemdRecords(t *testing.T) {
+	t.Parallel()
+	n := startRealNode(t, "127.0.0.4", 2)
+	ctx := context.Background()
+	dir := path.Join(n.srv.Home, DefaultDir)
+	unit := unitName(dir, "n.1")
+	fake := n.put(t, "fake/systemctl", []byte(`#!/bin/sh
+d=$(dirname "$0")
+echo "$*" >> "$d/calls"
+if [ -f "$d/broken" ]; then echo "Failed to connect to bus: No medium found" >&2; exit 1; fi
+case "$2" in
+show) cat "$d/show" ;;
+disable) cp "$d/show.after" "$d/show" ;;
+esac
+`))
+	if err := os.Chmod(fake, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	props := "Id=" + unit + "\nLoadState=loaded\nResult=success\nExecMainStatus=0\n"
+	n.put(t, "fake/show", []byte(props+"ActiveState=active\nSubState=running\nMainPID=4242\nNRestarts=2\nExecMainCode=0\nExecMainExitTimestamp=\n"))
+	n.put(t, "fake/show.after", []byte(props+"ActiveState=inactive\nSubState=dead\nMainPID=0\nNRestarts=2\nExecMainCode=1\nExecMainExitTimestamp=Tue 2024-05-14 10:03:04 UTC\n"))
+	rec, _ := json.Marshal(Supervision{Kind: SupervisorSystemd, Unit: unit, Systemctl: []string{fake, "--user"}, State: SuperRunning, Restart: DefaultRestartPolicy})
+	n.put(t, path.Join(DefaultDir, runDir, "n.1"+superExt), rec)
+	n.put(t, path.Join(DefaultDir, runDir, "n.1.json"), []byte(`{"id":"n.1","pid":4242,"grace_ms":2000}`))
+
+	sup := workerOf(n.state(t), "n.1").Supervisor
+	if sup == nil || !sup.Alive || sup.State != SuperRunning || sup.Restarts != 2 || sup.WorkerPID != 4242 || sup.Why != "" {
+		t.Fatalf("a running unit: %+v", sup)
+	}
+	stopped, err := n.conn.Stop(ctx, nil, 0)
+	if err != nil || len(stopped) != 2 {
+		t.Fatalf("stop = %+v, %v", stopped, err)
+	}
+	if s := stopped[0]; s.ID != "n.1" || !s.WasRunning || s.Supervisor != SupervisorSystemd || s.Unit != unit || s.PID != 4242 || s.TookMS == 0 || s.Killed {
+		t.Errorf("stop of a systemd worker: %+v", s)
+	}
+	if s := stopped[1]; s.ID != "n.2" || s.WasRunning || s.Supervisor != "" {
+		t.Errorf("stop of a worker never started: %+v", s)
+	}
+	calls, _ := os.ReadFile(filepath.Join(filepath.Dir(fake), "calls"))
+	want := "--user show -p " + showProps + " -- " + unit + "\n--user disable --now -- " + unit + "\n--user show -p " + showProps + " -- " + unit + "\n"
+	if !strings.HasSuffix(string(calls), want) {
+		t.Errorf("systemctl was run as\n%s\nwant it to end with\n%s", calls, want)
+	}
+	if _, err := os.Stat(metaPath(dir, "n.1")); err == nil {
+		t.Error("the pid file of a worker stopped with its unit is left")
+	}
+	st := n.state(t)
+	if sup := workerOf(st, "n.1").Supervisor; sup.Alive || sup.State != SuperExited || sup.LastExit == nil || !sup.LastExit.Clean() {
+		t.Errorf("after stop: %+v", sup)
+	}
+
+	// A manager that does not answer: status says so, for the worker and
+	// the node.
+	n.put(t, "fake/broken", nil)
+	st = n.state(t)
+	if sup := workerOf(st, "n.1").Supervisor; sup.Alive || !strings.Contains(sup.Why, "systemctl show") || !strings.Contains(sup.Why, "No medium found") {
+		t.Errorf("an unreachable manager: %+v", sup)
+	}
+	if !strings.Contains(strings.Join(st.Errors, "; "), "supervisors: systemctl show") {
+		t.Errorf("node errors: %q", st.Errors)
+	}
+}

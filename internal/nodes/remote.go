@@ -18,6 +18,7 @@ import (
 //	<dir>/current               symlink to releases/<release>, swapped atomically
 //	<dir>/run/<worker>.pid      a running worker's pid
 //	<dir>/run/<worker>.json     what started it: pid, start time, release, limits
+//	<dir>/run/<worker>.super.json  its supervisor: kind, restarts, last exit, whether it gave up
 //	<dir>/logs/worker.<id>.log  the worker's own log (rotated by the worker)
 //	<dir>/logs/worker.<id>.out  its standard output and error (start-up failures, panics)
 const (
@@ -36,6 +37,11 @@ func cleanPath(p string) string { return path.Clean(p) }
 func pidPath(dir, id string) string  { return path.Join(dir, runDir, id+".pid") }
 func metaPath(dir, id string) string { return path.Join(dir, runDir, id+".json") }
 func lockPath(dir, id string) string { return path.Join(dir, runDir, id+".lock") }
+
+// superPath is the record of the worker's supervisor.
+func superPath(dir, id string) string { return path.Join(dir, runDir, id+superExt) }
+
+const superExt = ".super.json"
 
 // LogPath is the worker's own log file on the node.
 func LogPath(dir, id string) string { return path.Join(dir, logsDir, "worker."+id+".log") }
@@ -138,31 +144,46 @@ func processState(read readFunc, dir, id string) ProcessState {
 		return ProcessState{Why: err.Error(), Stale: true}
 	}
 	st := ProcessState{PID: rec.PID, Record: rec}
-	proc := "/proc/" + strconv.Itoa(rec.PID)
-	statData, err := read(proc + "/stat")
-	if err != nil {
-		st.Why, st.Stale = fmt.Sprintf("died: pid %d is gone", rec.PID), true
-		return st
-	}
-	ps, err := parseProcStat(statData)
-	switch {
-	case err != nil:
-		st.Why, st.Stale = fmt.Sprintf("pid %d: %v", rec.PID, err), true
-		return st
-	case rec.StartTicks != 0 && ps.StartTicks != rec.StartTicks:
-		st.Why, st.Stale = fmt.Sprintf("died: pid %d now belongs to another process", rec.PID), true
-		return st
-	case ps.State == 'Z' || ps.State == 'X':
-		st.Why, st.Stale = fmt.Sprintf("died: pid %d has exited", rec.PID), true
-		return st
-	}
-	cmdline, err := read(proc + "/cmdline")
-	if err != nil || !cmdlineHasID(cmdline, id) {
-		st.Why, st.Stale = fmt.Sprintf("died: pid %d now runs another program", rec.PID), true
+	if why := procCheck(read, rec.PID, rec.StartTicks, id, ""); why != "" {
+		st.Why, st.Stale = why, true
 		return st
 	}
 	st.Running = true
 	return st
+}
+
+// procCheck says why pid is not the process recorded, or "" when it is:
+// alive, not a zombie, started at ticks (when known), with "--id <id>"
+// (and arg, when set) among its arguments.
+func procCheck(read readFunc, pid int, ticks uint64, id, arg string) string {
+	proc := "/proc/" + strconv.Itoa(pid)
+	statData, err := read(proc + "/stat")
+	if err != nil {
+		return fmt.Sprintf("died: pid %d is gone", pid)
+	}
+	ps, err := parseProcStat(statData)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("pid %d: %v", pid, err)
+	case ticks != 0 && ps.StartTicks != ticks:
+		return fmt.Sprintf("died: pid %d now belongs to another process", pid)
+	case ps.State == 'Z' || ps.State == 'X':
+		return fmt.Sprintf("died: pid %d has exited", pid)
+	}
+	cmdline, err := read(proc + "/cmdline")
+	if err != nil || !cmdlineHasID(cmdline, id) || (arg != "" && !hasArg(cmdline, arg)) {
+		return fmt.Sprintf("died: pid %d now runs another program", pid)
+	}
+	return ""
+}
+
+func hasArg(cmdline []byte, arg string) bool {
+	for _, a := range strings.Split(string(cmdline), "\x00") {
+		if a == arg {
+			return true
+		}
+	}
+	return false
 }
 
 // readRecord reads run/<id>.json, falling back to a bare run/<id>.pid.

@@ -25,11 +25,19 @@ type StartOptions struct {
 	// Settle is how long a new worker must stay up to count as started.
 	// Default 1.5s.
 	Settle time.Duration
+	// Supervisor is the kind of supervisor wanted: SupervisorSystemd,
+	// SupervisorPampa, or "" for systemd where the node offers it, else
+	// Pampa's own.
+	Supervisor string
+	// Restart is how supervisors restart crashed workers; zero fields
+	// take DefaultRestartPolicy's.
+	Restart RestartPolicy
 }
 
 // Started is the outcome of starting a node's workers.
 type Started struct {
-	Release string `json:"release"`
+	Release     string         `json:"release"`
+	Supervision SupervisorPlan `json:"supervision"`
 	// Limits is how the node applies each limit (as planned; each
 	// worker's Limits say what was read back from its process).
 	Limits  []LimitReport `json:"limits,omitempty"`
@@ -52,10 +60,8 @@ func (c *Conn) Start(ctx context.Context, o StartOptions) (*Started, error) {
 	if o.Settle <= 0 {
 		o.Settle = 1500 * time.Millisecond
 	}
-	for _, id := range o.Workers {
-		if !c.t.HasWorker(id) {
-			return nil, fmt.Errorf("worker %s is not one of node %s's (max_workers %d)", id, c.t.Name, c.t.MaxWorkers)
-		}
+	if err := c.checkStart(o); err != nil {
+		return nil, err
 	}
 	var rel *Release
 	var dir string
@@ -82,7 +88,7 @@ func (c *Conn) Start(ctx context.Context, o StartOptions) (*Started, error) {
 	req := startRequest{
 		Protocol: agentProtocol, Op: "start", Dir: dir, Release: rel.ID, Workers: o.Workers,
 		WorkerArgs: o.WorkerArgs, GraceMS: ms(o.Grace), Limits: c.t.Limits,
-		StrictLimits: o.StrictLimits, SettleMS: ms(o.Settle),
+		StrictLimits: o.StrictLimits, SettleMS: ms(o.Settle), Supervisor: o.Supervisor, Restart: o.Restart,
 	}
 	body, _ := json.Marshal(req)
 	relDir := path.Join(dir, releasesDir, rel.ID)
@@ -101,5 +107,21 @@ func (c *Conn) Start(ctx context.Context, o StartOptions) (*Started, error) {
 	if resp.Error != "" {
 		return nil, errors.New(resp.Error)
 	}
-	return &Started{Release: rel.ID, Limits: resp.Limits, Workers: resp.Workers}, nil
+	return &Started{Release: rel.ID, Supervision: resp.Supervision, Limits: resp.Limits, Workers: resp.Workers}, nil
+}
+
+// checkStart refuses start options that name an unknown supervisor or
+// another node's workers.
+func (c *Conn) checkStart(o StartOptions) error {
+	switch o.Supervisor {
+	case "", SupervisorSystemd, SupervisorPampa:
+	default:
+		return fmt.Errorf("supervisor %q: want %s or %s (or nothing: systemd where the node offers it)", o.Supervisor, SupervisorSystemd, SupervisorPampa)
+	}
+	for _, id := range o.Workers {
+		if !c.t.HasWorker(id) {
+			return fmt.Errorf("worker %s is not one of node %s's (max_workers %d)", id, c.t.Name, c.t.MaxWorkers)
+		}
+	}
+	return nil
 }

@@ -40,6 +40,8 @@ type WorkerState struct {
 	// Extra is set for a pid file of a worker the node no longer defines
 	// (max_workers was lowered): stop it with `nodes stop --worker`.
 	Extra bool `json:"extra,omitempty"`
+	// Supervisor is the worker's supervisor; nil when it never had one.
+	Supervisor *SupervisorState `json:"supervisor,omitempty"`
 }
 
 // State reads the node's release, worker processes and usage. CPU use is
@@ -71,8 +73,14 @@ func (c *Conn) State(ctx context.Context, sample time.Duration) (*NodeState, err
 		for _, id := range c.t.WorkerIDs() {
 			defined[id] = true
 		}
+		var sups []*SupervisorState
 		for _, id := range c.allWorkerIDs(dir) {
-			st.Workers = append(st.Workers, WorkerState{ID: id, ProcessState: processState(read, dir, id), Extra: !defined[id]})
+			sup := supervisorState(read, dir, id)
+			st.Workers = append(st.Workers, WorkerState{ID: id, ProcessState: processState(read, dir, id), Extra: !defined[id], Supervisor: sup})
+			sups = append(sups, sup)
+		}
+		if _, err := c.askUnits(ctx, sups); err != nil {
+			st.Errors = append(st.Errors, "supervisors: "+err.Error())
 		}
 
 		u, err := usage(ctx, sc, read, cpu0, cpuErr, sample, dir, home)
@@ -214,4 +222,26 @@ func (c *Conn) Processes(ctx context.Context, ids []string) (map[string]ProcessS
 		return nil
 	})
 	return out, err
+}
+
+// askUnits fills the states of systemd-supervised workers (others in sts
+// are left alone) from their manager, one systemctl command per manager,
+// and returns the units' states by unit.
+func (c *Conn) askUnits(ctx context.Context, sts []*SupervisorState) (map[string]unitState, error) {
+	all := map[string]unitState{}
+	var errs []error
+	for _, group := range byManager(sts) {
+		out, err := c.Output(ctx, showCommand(group[0].Systemctl, unitsOf(group)), nil)
+		if err != nil {
+			for _, st := range group {
+				st.Why = "systemctl show: " + err.Error()
+			}
+			errs = append(errs, fmt.Errorf("systemctl show: %w", err))
+			continue
+		}
+		for unit, u := range applyShow(out, group) {
+			all[unit] = u
+		}
+	}
+	return all, errors.Join(errs...)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -21,28 +22,204 @@ type Stopped struct {
 	Why    string `json:"why,omitempty"`
 	Error  string `json:"error,omitempty"`
 	TookMS int64  `json:"took_ms,omitempty"`
+	// Supervisor is the kind of the worker's supervisor, stopped first so
+	// that it does not start the worker again: SupervisorPID is its
+	// process (pampa), Unit its unit (systemd, which stops the worker
+	// itself, with the unit's TimeoutStopSec).
+	Supervisor    string `json:"supervisor,omitempty"`
+	SupervisorPID int    `json:"supervisor_pid,omitempty"`
+	Unit          string `json:"unit,omitempty"`
 }
 
-// Stop stops workers gracefully: SIGTERM to the pid in each one's pid
-// file, once the process is confirmed to be that worker (see
-// processState); SIGKILL if it is still there after timeout (0: its grace
-// period plus 10s). Stopping a stopped worker is not an error. ids
-// default to all of the node's workers and any other pid file found.
+// Stop stops workers gracefully. Their supervisors go first, so that none
+// starts its worker again: Pampa's own get SIGTERM (SIGKILL after 5s),
+// systemd units are stopped and disabled, which stops their workers.
+// Then each other worker gets SIGTERM, by the pid in its pid file once
+// the process is confirmed to be that worker (see processState), and
+// SIGKILL if it is still there after timeout (0: its grace period plus
+// 10s). Stopping a stopped worker is not an error. ids default to all of
+// the node's workers and any other pid file found.
 func (c *Conn) Stop(ctx context.Context, ids []string, timeout time.Duration) ([]Stopped, error) {
+	var sv supervisors
+	if err := c.bounded(ctx, "stop the supervisors", func(ctx context.Context) error { return c.stopSupervisors(ctx, &sv, ids) }); err != nil {
+		return nil, err
+	}
+	if len(sv.units) > 0 {
+		err := c.boundedFor(ctx, c.opts.CommandTimeout+sv.longest+15*time.Second, "stop the systemd units", func(ctx context.Context) error {
+			return c.stopUnits(ctx, &sv)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	var rest []string
+	for _, id := range sv.ids {
+		if _, ok := sv.done[id]; !ok {
+			rest = append(rest, id)
+		}
+	}
 	var s stopping
-	err := c.bounded(ctx, "stop", func(context.Context) error { return c.prepareStop(&s, ids, timeout) })
-	if err != nil || len(s.term) == 0 {
-		return s.out, err
+	var err error
+	if len(rest) > 0 {
+		err = c.bounded(ctx, "stop", func(context.Context) error { return c.prepareStop(&s, rest, timeout) })
 	}
-	// Waiting takes as long as the longest grace period, and then some.
-	longest := time.Duration(0)
-	for _, d := range s.deadlines {
-		longest = max(longest, time.Until(d))
+	if err == nil && len(s.term) > 0 {
+		// Waiting takes as long as the longest grace period, and then some.
+		longest := time.Duration(0)
+		for _, d := range s.deadlines {
+			longest = max(longest, time.Until(d))
+		}
+		err = c.boundedFor(ctx, c.opts.CommandTimeout+longest+15*time.Second, "stop", func(ctx context.Context) error {
+			return c.stop(ctx, &s)
+		})
 	}
-	err = c.boundedFor(ctx, c.opts.CommandTimeout+longest+15*time.Second, "stop", func(ctx context.Context) error {
-		return c.stop(ctx, &s)
-	})
-	return s.out, err
+	return sv.merge(s.out), err
+}
+
+// supervisors are what a stop found and did of the workers' supervisors.
+type supervisors struct {
+	dir     string
+	ids     []string
+	pampa   map[string]int              // the supervisor's pid, by worker
+	units   map[string]*SupervisorState // systemd units, by worker
+	longest time.Duration               // the longest stop timeout of a unit
+	done    map[string]Stopped          // workers stopped with their unit
+}
+
+// merge lists every worker's outcome in the order of ids.
+func (sv *supervisors) merge(out []Stopped) []Stopped {
+	by := map[string]Stopped{}
+	for _, s := range out {
+		by[s.ID] = s
+	}
+	var all []Stopped
+	for _, id := range sv.ids {
+		s, ok := sv.done[id]
+		if !ok {
+			s = by[id]
+			s.ID = id
+			if pid, ok := sv.pampa[id]; ok {
+				s.Supervisor, s.SupervisorPID = SupervisorPampa, pid
+			}
+		}
+		all = append(all, s)
+	}
+	return all
+}
+
+// stopSupervisors finds the workers' supervisors and stops Pampa's own,
+// waiting for each to be gone.
+func (c *Conn) stopSupervisors(ctx context.Context, sv *supervisors, ids []string) error {
+	sc, err := c.SFTP()
+	if err != nil {
+		return err
+	}
+	dir, _, err := c.Dir()
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		ids = c.allWorkerIDs(dir)
+	}
+	read := sftpRead(sc)
+	sv.dir, sv.ids = dir, ids
+	sv.pampa, sv.units, sv.done = map[string]int{}, map[string]*SupervisorState{}, map[string]Stopped{}
+	var pids []string
+	for _, id := range ids {
+		st := supervisorState(read, dir, id)
+		switch {
+		case st == nil:
+		case st.Kind == SupervisorSystemd && st.Unit != "":
+			sv.units[id] = st
+			grace := 30 * time.Second
+			if rec, err := readRecord(read, dir, id); err == nil && rec.GraceMS > 0 {
+				grace = time.Duration(rec.GraceMS) * time.Millisecond
+			}
+			sv.longest = max(sv.longest, grace+10*time.Second)
+		case st.Alive:
+			sv.pampa[id] = st.PID
+			pids = append(pids, strconv.Itoa(st.PID))
+		}
+	}
+	if len(pids) == 0 {
+		return nil
+	}
+	alive := func() []string {
+		var left []string
+		for id, pid := range sv.pampa {
+			if st := supervisorState(read, dir, id); st != nil && st.Alive && st.PID == pid {
+				left = append(left, strconv.Itoa(pid))
+			}
+		}
+		return left
+	}
+	return c.signalUntilGone(ctx, pids, alive)
+}
+
+// signalUntilGone sends SIGTERM to pids, then SIGKILL to those alive
+// still lists after 5s; it fails if any outlives that by 5s more.
+func (c *Conn) signalUntilGone(ctx context.Context, pids []string, alive func() []string) error {
+	if err := c.signal(ctx, "TERM", pids); err != nil {
+		return err
+	}
+	start, killed := time.Now(), false
+	for {
+		left := alive()
+		switch {
+		case len(left) == 0:
+			return nil
+		case time.Since(start) > 10*time.Second:
+			return fmt.Errorf("supervisor pid %s survived SIGKILL for 5s", strings.Join(left, ", "))
+		case time.Since(start) > 5*time.Second && !killed:
+			killed = true
+			if err := c.signal(ctx, "KILL", left); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// stopUnits stops and disables the systemd units: systemd sends the
+// worker SIGTERM, then SIGKILL after the unit's TimeoutStopSec, and
+// neither restarts it nor starts it at boot.
+func (c *Conn) stopUnits(ctx context.Context, sv *supervisors) error {
+	var sts []*SupervisorState
+	for _, st := range sv.units {
+		sts = append(sts, st)
+	}
+	if _, err := c.askUnits(ctx, sts); err != nil {
+		return err
+	}
+	start := time.Now()
+	for _, group := range byManager(sts) {
+		argv := append(append(append([]string{}, group[0].Systemctl...), "disable", "--now", "--"), unitsOf(group)...)
+		if _, err := c.Output(ctx, argv, nil); err != nil {
+			return fmt.Errorf("systemctl disable --now: %w", err)
+		}
+	}
+	took := max(1, time.Since(start).Milliseconds())
+	before := map[string]SupervisorState{}
+	for id, st := range sv.units {
+		before[id] = *st
+	}
+	after, err := c.askUnits(ctx, sts)
+	for id, st := range sv.units {
+		b := before[id]
+		s := Stopped{ID: id, PID: b.WorkerPID, WasRunning: b.Alive, Supervisor: SupervisorSystemd, Unit: st.Unit}
+		if b.Alive {
+			s.TookMS, s.Killed = took, after[st.Unit].Result == "timeout"
+		} else {
+			s.Why = "its unit " + st.Unit + " was " + b.State
+		}
+		c.removeRecord(sv.dir, id)
+		sv.done[id] = s
+	}
+	return err
 }
 
 // stopping is a stop in progress.
