@@ -96,40 +96,6 @@ func TestNodesSystemdUnitWhy(t *testing.T) {
 	}
 }
 
-// TestNodesSystemdPlanLimits: under systemd, the limits it can apply go in
-// the unit, not in a scope or cgroup files; the network's never.
-func TestNodesSystemdPlanLimits(t *testing.T) {
-	t.Parallel()
-	m := &systemdManager{User: true, Name: "alice", Controllers: []string{"cpu", "io", "memory"}}
-	p := planLimits(Limits{RAMMB: 512, CPUPercent: 80, NetIOMbps: 10, DiskIOMbps: 8}, "/proc", m)
-	want := map[string]string{ResRAM: "systemd unit, MemoryMax=536870912", ResCPU: "systemd unit, CPUQuota=80%"}
-	for _, r := range p.reports {
-		switch r.Resource {
-		case ResRAM, ResCPU:
-			if !r.Applied || !strings.HasPrefix(r.How, want[r.Resource]) {
-				t.Errorf("%s: %+v, want applied as %q", r.Resource, r, want[r.Resource])
-			}
-		case ResNetIO:
-			if r.Applied || r.Why != netIOWhy || !strings.Contains(netIOWhy, "systemd") {
-				t.Errorf("net_io: %+v", r)
-			}
-		case ResDiskIO: // /proc has no block device
-			if r.Applied || !strings.Contains(r.Why, "no block device") {
-				t.Errorf("disk_io: %+v", r)
-			}
-		}
-	}
-	if !strings.Contains(p.reports[0].How, "GOMEMLIMIT 460MiB") || !slices.Contains(p.env, "GOMEMLIMIT=460MiB") {
-		t.Errorf("ram: %+v, env %q", p.reports[0], p.env)
-	}
-	if got := systemdProperties(p); !slices.Equal(got, []string{"MemoryMax=536870912", "CPUQuota=80%"}) {
-		t.Errorf("unit properties = %q", got)
-	}
-	if p.scope() != nil || p.rlimit != 0 || len(p.bases) != 0 {
-		t.Errorf("under systemd, no scope, rlimit or cgroup files: %+v", p)
-	}
-}
-
 func TestNodesUnitName(t *testing.T) {
 	t.Parallel()
 	a, b := unitName("/home/u/pampa", "n1.1"), unitName("/home/u/other", "n1.1")
