@@ -217,3 +217,17 @@ func (x *example) processesIn() []string {
 	}
 	return pids
 }
+
+// A program that compiles in a Go function for a job the config runs as
+// a command is refused, naming both.
+func TestHandlerForExecJob(t *testing.T) {
+	t.Parallel()
+	x := newExample(t, "")
+	var stdout, stderr strings.Builder
+	p := &Program{Handlers: map[string]pampa.ProcessFunc{"search_odd_numbers": func(context.Context, *pampa.Task) error { return nil }}}
+	code := Run(context.Background(), p, []string{"report", "--config", filepath.Join(x.dir, "pampa.yaml")}, &stdout, &stderr)
+	want := `the program has a processing function for job "search_odd_numbers", but job "search_odd_numbers" runs its processing function as exec: python3 odd.py`
+	if code != 1 || !strings.Contains(stderr.String(), want) {
+		t.Errorf("exit %d, stderr %q; want 1 and %q", code, stderr.String(), want)
+	}
+}
