@@ -12,11 +12,10 @@ import (
 
 // process is one running command, in a process group of its own.
 type process struct {
-	cmd     *exec.Cmd
-	stdin   io.WriteCloser
-	stderr  *tailWriter
-	started time.Time
-	done    chan struct{} // closed once the process is reaped and its output read
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stderr *tailWriter
+	done   chan struct{} // closed once the process is reaped and its output read
 
 	mu     sync.Mutex
 	exited bool // the leader has exited: its group is not to be signalled any more
@@ -44,7 +43,7 @@ func (c *Caller) start(out killer) (*process, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", c.name(), err)
 	}
-	p.stdin, p.started = stdin, time.Now()
+	p.stdin = stdin
 	go p.reap()
 	return p, nil
 }
