@@ -2,6 +2,7 @@ package execcall
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os/exec"
@@ -24,9 +25,24 @@ type process struct {
 // errTooLarge stops the copy of an output past MaxOutput.
 var errTooLarge = fmt.Errorf("output too large: more than %d bytes", MaxOutput)
 
+// textBusyRetries bounds the starts retried on ETXTBSY: the program's
+// file is open for writing somewhere (being deployed, or held for an
+// instant by a process forked while it was written).
+const textBusyRetries = 8
+
 // start starts the command with stdout going to out (which may kill the
 // process through its own kill, set here).
 func (c *Caller) start(out killer) (*process, error) {
+	for attempt := 1; ; attempt++ {
+		p, err := c.startOnce(out)
+		if err == nil || !errors.Is(err, syscall.ETXTBSY) || attempt == textBusyRetries {
+			return p, err
+		}
+		time.Sleep(time.Duration(attempt) * 10 * time.Millisecond)
+	}
+}
+
+func (c *Caller) startOnce(out killer) (*process, error) {
 	cmd := exec.Command(c.opts.Args[0], c.opts.Args[1:]...)
 	cmd.Dir, cmd.Env = c.opts.Dir, c.opts.Env
 	cmd.SysProcAttr = groupAttr()
