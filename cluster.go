@@ -122,11 +122,15 @@ func (c *Cluster) Node(name string) *Node {
 
 // Handle registers the processing function of a job defined elsewhere (in
 // a config file, say). It is how a program gives Go code to config-defined
-// jobs before handing control to the CLI.
+// jobs before handing control to the CLI. A job whose function is a
+// command (exec) takes no Go function too.
 func (c *Cluster) Handle(jobName string, fn ProcessFunc) error {
 	j := c.Job(jobName)
 	if j == nil {
 		return fmt.Errorf("handle %q: job %w", jobName, ErrNotFound)
+	}
+	if j.external() {
+		return fmt.Errorf("job %q runs its processing function as %s: it takes no Go processing function too; remove one of them", jobName, j.externalSpec())
 	}
 	j.Process = fn
 	return nil

@@ -63,12 +63,18 @@ func LoadConfig(path string) (*Cluster, error) {
 //	    selecting_sql: |
 //	      SELECT value FROM numbers
 //	      WHERE odd_checking_reservation_id IS NULL LIMIT @n
+//	    exec: [python3, odd.py]        # optional: the processing function as a command
+//	    dir: scripts                   # default: the config file's directory
+//	    env: {API_TOKEN: "${TOKEN}"}   # added to the worker's environment
+//	    mode: persistent               # default once: a process per try
 //
 // A job takes the fields of [Job], [TrackingFields] and the SQL hooks of
 // [Hooks] (selecting_sql, relaunching_sql, occupied_sql, allowing_sql,
-// total_sql, completed_sql, pending_sql, failed_sql); a node takes the
-// fields of [Node]. Processing functions and Go hooks cannot live in a file:
-// register them with [Cluster.Handle] or on the returned jobs.
+// total_sql, completed_sql, pending_sql, failed_sql), and those of
+// [ExecSpec] (exec, shell, dir, env, mode); a node takes the fields of
+// [Node]. A processing function in Go, and Go hooks, cannot live in a
+// file: register them with [Cluster.Handle] or on the returned jobs; a
+// command named by exec needs no Go code (docs/handlers.md).
 //
 // Rules:
 //   - Unknown keys are errors, as are keys given twice.
@@ -81,8 +87,11 @@ func LoadConfig(path string) (*Cluster, error) {
 //   - Durations use Go's syntax ("90s", "15m", "1h30m");
 //     max_job_duration_minutes takes a plain number, decimals allowed.
 //     Set one of max_job_duration and max_job_duration_minutes.
-//   - ${NAME} in database.url is replaced by the environment variable NAME,
-//     which must be set. Nothing else is expanded.
+//   - ${NAME} in database.url and in the values of a job's env is replaced
+//     by the environment variable NAME, which must be set. Nothing else is
+//     expanded.
+//   - exec is a list ([program, arg, ...]), run without a shell; a plain
+//     string is an error, unless shell: true runs it with /bin/sh -c.
 //   - A relative SQLite path in database.url is taken from the directory of
 //     the config file (source, when it names a file), not from the current
 //     directory; with no such file, from the current directory.
@@ -243,18 +252,77 @@ type configJobFile struct {
 	MaxPendingTasks       *int           `yaml:"max_pending_tasks"`
 	Hooks                 Hooks          `yaml:",inline"`
 	Files                 []string       `yaml:"files"`
+
+	// The processing function outside the worker's process: a command
+	// (exec, with shell, dir, env and mode; see ExecSpec). The http
+	// transport's keys join these.
+	Exec  *config.StringList `yaml:"exec"`
+	Shell *bool              `yaml:"shell"`
+	Dir   *string            `yaml:"dir"`
+	Env   map[string]string  `yaml:"env"`
+	Mode  string             `yaml:"mode"`
 }
 
 func (b *configBuilder) job() (config.Fields, func(*config.Mapping) (string, error)) {
 	var f configJobFile
 	return config.FieldsOf(&f), func(*config.Mapping) (string, error) {
 		j, cerr := f.job()
+		if cerr == nil {
+			j.Exec, cerr = b.execSpec(&f)
+		}
 		if cerr != nil {
-			return cerr.Field, cerr
+			key, _, _ := strings.Cut(cerr.Field, ".") // env.NAME is on env's line
+			return key, cerr
 		}
 		err := b.c.AddJob(j)
 		return configErrorField(err), err
 	}
+}
+
+// execSpec reads a job's exec keys: the command as a list (one string
+// only with shell: true), dir from the file's directory (by default the
+// directory itself), env with ${NAME} expanded. The rest is checked by
+// Job.Validate.
+func (b *configBuilder) execSpec(f *configJobFile) (*ExecSpec, *ConfigError) {
+	bad := func(field string, value any, why string) *ConfigError {
+		return &ConfigError{Job: f.Name, Field: field, Value: fmt.Sprint(value), Reason: why}
+	}
+	if f.Exec == nil {
+		for _, k := range []struct {
+			key string
+			set bool
+		}{{"shell", f.Shell != nil}, {"dir", f.Dir != nil}, {"env", f.Env != nil}, {"mode", f.Mode != ""}} {
+			if k.set {
+				return nil, bad(k.key, "", "applies to a command: set exec too (exec: [program, args...])")
+			}
+		}
+		return nil, nil
+	}
+	shell := f.Shell != nil && *f.Shell
+	x := &ExecSpec{Command: f.Exec.Items, Shell: shell, Dir: b.dir, Mode: ExecMode(f.Mode)}
+	switch {
+	case f.Exec.Scalar && !shell:
+		return nil, bad("exec", x.commandText(), "write the command as a list, such as [python3, odd.py]; to run this string with /bin/sh -c, set shell: true")
+	case !f.Exec.Scalar && shell:
+		return nil, bad("exec", x.commandText(), `with shell: true, write the command as one string for /bin/sh -c, such as "sort | uniq -c"`)
+	}
+	if f.Dir != nil {
+		x.Dir = *f.Dir
+		if !filepath.IsAbs(x.Dir) {
+			x.Dir = filepath.Join(b.dir, x.Dir)
+		}
+	}
+	if f.Env != nil {
+		x.Env = make(map[string]string, len(f.Env))
+		for name, v := range f.Env {
+			val, err := config.ExpandEnv(v, b.lookupEnv)
+			if err != nil {
+				return nil, bad("env."+name, v, err.Error())
+			}
+			x.Env[name] = val
+		}
+	}
+	return x, nil
 }
 
 // job converts the file's form into a Job, rejecting explicit zeros.

@@ -562,7 +562,7 @@ var configErrorCases = []struct {
 	{
 		name: "JobFilesNestedList",
 		doc:  "jobs:\n" + configJob("odd", map[string]string{"files": "[odd.py, [lib]]"}),
-		want: []string{`job "odd": files`, "item 2: want a single value, not a list"},
+		want: []string{`job "odd": files`, "item 2: want a string, not a list"},
 	},
 	{
 		name: "NodeFilesOutside",

@@ -7,6 +7,7 @@ import (
 	"unicode"
 
 	"github.com/pampa-go/pampa/internal/engine"
+	"github.com/pampa-go/pampa/internal/handler"
 	"github.com/pampa-go/pampa/internal/store"
 )
 
@@ -24,6 +25,31 @@ var ErrBadKey = store.ErrBadKey
 // function should return; whatever it returns is dropped, as the task is
 // already failed for good.
 var ErrCancelled = engine.ErrCancelled
+
+// ErrFinal marks a failure not worth trying again: a processing function
+// (or a starter hook) whose error wraps it fails its task for good,
+// whatever tries it has left. Its try count is raised to max_try_times in
+// the statement that records the outcome, as `pampa discard` does, and
+// `pampa retry` makes it pending again. Wrap an error with [Final]; a
+// command run by exec says the same with exit status 100, a persistent one
+// with "final": true (docs/handlers.md).
+var ErrFinal = handler.ErrFinal
+
+// Final returns an error with err's text that fails its task for good
+// (see [ErrFinal]): for input that no retry will fix. Final(nil) is
+// ErrFinal itself, so that a mistaken nil still fails the try.
+func Final(err error) error {
+	if err == nil {
+		return ErrFinal
+	}
+	return finalError{err}
+}
+
+// finalError is err, marked final; errors.Is finds both.
+type finalError struct{ err error }
+
+func (e finalError) Error() string   { return e.err.Error() }
+func (e finalError) Unwrap() []error { return []error{e.err, ErrFinal} }
 
 // ConfigError reports a bad definition: which job (or node), which field,
 // which value, and why. Nothing is written to the database when one is

@@ -195,8 +195,12 @@ type Job struct {
 
 	// Process is the processing function. A job without one can still be
 	// dispatched and reported on, but only a program that registers the
-	// function can run workers for it.
+	// function can run workers for it, unless Exec names one.
 	Process ProcessFunc
+	// Exec, instead of Process, runs the processing function as a
+	// command, in any language (docs/handlers.md): the stock `pampa`
+	// binary runs its workers. Set one of Process and Exec.
+	Exec *ExecSpec
 	// Hooks customise selection, relaunch, start, finish and counting.
 	Hooks Hooks
 	// Files are files and directories the job needs on the nodes, such
@@ -292,6 +296,14 @@ func (j *Job) Validate() error {
 	}
 	if f, why := checkFiles(j.Files); why != "" {
 		return bad("files", f, why)
+	}
+	if j.Exec != nil {
+		if j.Process != nil {
+			return bad("exec", j.Exec.commandText(), "the job has a Go processing function (Process) too; set one of them")
+		}
+		if err := j.Exec.validate(bad); err != nil {
+			return err
+		}
 	}
 	re, err := regexp.Compile(j.FilterWorkerID)
 	if err != nil {

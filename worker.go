@@ -76,9 +76,10 @@ func (o WorkerOptions) withDefaults() WorkerOptions {
 // tasks, an executor per slot and a completer that records outcomes in
 // batches.
 type Worker struct {
-	id   string
-	jobs []*jobRuntime
-	rt   *worker.Runtime
+	id      string
+	jobs    []*jobRuntime
+	rt      *worker.Runtime
+	callers map[string]caller // by job name: the jobs whose function is external
 }
 
 // WorkerStats are a worker's counters since it started: Succeeded,
@@ -88,7 +89,8 @@ type WorkerStats = engine.WorkerStats
 
 // NewWorker prepares a worker. The id must belong to a defined node, and
 // the worker must be able to run at least one job: a job whose processing
-// function is registered and whose filter_worker_id matches the id.
+// function is registered (or given by Exec) and whose filter_worker_id
+// matches the id. The program of each exec job must exist.
 func (c *Client) NewWorker(id string, opts WorkerOptions) (*Worker, error) {
 	if err := c.cluster.CheckWorkerID(id); err != nil {
 		return nil, err
@@ -100,11 +102,11 @@ func (c *Client) NewWorker(id string, opts WorkerOptions) (*Worker, error) {
 	if opts.Concurrency < 1 {
 		return nil, fmt.Errorf("worker %s: concurrency = %d: must be at least 1", id, opts.Concurrency)
 	}
-	w := &Worker{id: id}
+	w := &Worker{id: id, callers: map[string]caller{}}
 	var skipped []string
 	for _, j := range c.jobs {
 		switch {
-		case j.Process == nil:
+		case j.Process == nil && !j.external():
 			skipped = append(skipped, j.Name+" (no processing function registered)")
 		case !j.AcceptsWorker(id):
 			skipped = append(skipped, j.Name+" (filter_worker_id "+j.FilterWorkerID+" excludes it)")
@@ -115,13 +117,30 @@ func (c *Client) NewWorker(id string, opts WorkerOptions) (*Worker, error) {
 	if len(w.jobs) == 0 {
 		return nil, fmt.Errorf("worker %s: no job it can run: %s", id, strings.Join(skipped, "; "))
 	}
+	for _, j := range w.jobs {
+		if !j.external() {
+			continue
+		}
+		call, err := newCaller(j.Job, opts.withLogger(id))
+		if err != nil {
+			return nil, fmt.Errorf("worker %s: %w", id, err)
+		}
+		w.callers[j.Name] = call
+	}
 	c.startNotifier(opts.Logger)
-	w.rt = worker.New(c.workerOptions(id, opts, w.jobs))
+	w.rt = worker.New(c.workerOptions(id, opts, w.jobs, w.callers))
 	return w, nil
 }
 
-// workerOptions builds the engine's options for a worker.
-func (c *Client) workerOptions(id string, opts WorkerOptions, jobs []*jobRuntime) worker.Options {
+// withLogger is o with its logger naming the worker.
+func (o WorkerOptions) withLogger(id string) WorkerOptions {
+	o.Logger = o.Logger.With("worker", id)
+	return o
+}
+
+// workerOptions builds the engine's options for a worker; the jobs in
+// callers run their tries through them.
+func (c *Client) workerOptions(id string, opts WorkerOptions, jobs []*jobRuntime, callers map[string]caller) worker.Options {
 	node, _, _ := ParseWorkerID(id)
 	host, _ := os.Hostname()
 	log := opts.Logger.With("worker", id)
@@ -131,8 +150,14 @@ func (c *Client) workerOptions(id string, opts WorkerOptions, jobs []*jobRuntime
 		names[i] = j.Name
 		byName[j.Name] = j.Job
 	}
+	ejobs := c.engineJobs(jobs)
+	for _, e := range ejobs {
+		if call := callers[e.Name]; call != nil {
+			e.Hooks.Process = func(ctx context.Context, a *engine.Attempt) error { return callExternal(ctx, call, taskOf(a)) }
+		}
+	}
 	o := worker.Options{
-		Store: c.store, Bus: c.bus, Jobs: opts.Metrics.observe(c.engineJobs(jobs), engine.WorkerRole), Log: log,
+		Store: c.store, Bus: c.bus, Jobs: opts.Metrics.observe(ejobs, engine.WorkerRole), Log: log,
 		Info:        store.WorkerInfo{ID: id, Node: node, Host: host, PID: os.Getpid(), Version: opts.Version, Jobs: names, ProcToken: proc.Self()},
 		Concurrency: opts.Concurrency, Delay: opts.Delay,
 		HeartbeatInterval: opts.HeartbeatInterval, HeartbeatTTL: opts.HeartbeatTTL,
@@ -162,5 +187,16 @@ func (w *Worker) Kill() { w.rt.Kill() }
 // Run registers the worker and processes its tasks until ctx is cancelled,
 // then stops gracefully: it takes no new tasks, lets running ones finish
 // within GracePeriod (then cancels them), hands its unstarted reservations
-// back and leaves the registry. Call Kill to stop at once.
-func (w *Worker) Run(ctx context.Context) error { return w.rt.Run(ctx) }
+// back and leaves the registry. Call Kill to stop at once. Persistent
+// exec processes are stopped before Run returns.
+func (w *Worker) Run(ctx context.Context) error {
+	defer w.closeCallers()
+	return w.rt.Run(ctx)
+}
+
+// closeCallers stops what the external jobs' callers keep running.
+func (w *Worker) closeCallers() {
+	for _, call := range w.callers {
+		call.Close()
+	}
+}

@@ -398,8 +398,11 @@ func (e *env) load(cf clusterFlags) (*pampa.Cluster, error) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		if err := c.Handle(name, e.prog.Handlers[name]); err != nil {
+		switch err := c.Handle(name, e.prog.Handlers[name]); {
+		case errors.Is(err, pampa.ErrNotFound):
 			return nil, fmt.Errorf("the program has a processing function for job %q, which the config does not define (jobs: %s)", name, jobNames(c))
+		case err != nil:
+			return nil, fmt.Errorf("the program has a processing function for job %q, but %w", name, err)
 		}
 	}
 	if e.prog.Configure != nil {

@@ -26,8 +26,12 @@ import (
 const envTestProgram = "PAMPA_TEST_PROGRAM"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(envTestProgram) == "1" {
+	switch os.Getenv(envTestProgram) {
+	case "1":
 		Main(testProgram())
+		return
+	case stockProgram:
+		Main(&Program{}) // cmd/pampa's main: no processing function compiled in
 		return
 	}
 	testdb.Main(m)

@@ -72,6 +72,9 @@ type Result struct {
 	Err error
 	// Succeeded is Err == nil.
 	Succeeded bool
+	// Final says the failure is for good (pampa.Final): the task would
+	// not be tried again, whatever tries it has left.
+	Final bool
 	// Error is the description that would be stored in the job's
 	// error column ("" on success).
 	Error string
@@ -89,5 +92,5 @@ func Run(ctx context.Context, fn pampa.ProcessFunc, task *pampa.Task) Result {
 	ex := executor.New(executor.Options{OverrunGrace: time.Second, Hard: ctx})
 	o := engine.Outcome{Attempt: a, Err: ex.Process(a)}
 	out := o.Result()
-	return Result{Err: o.TaskErr(), Succeeded: out.Success, Error: out.Error, Set: maps.Clone(out.Set)}
+	return Result{Err: o.TaskErr(), Succeeded: out.Success, Final: out.Final, Error: out.Error, Set: maps.Clone(out.Set)}
 }

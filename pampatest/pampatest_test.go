@@ -77,6 +77,22 @@ func TestRun(t *testing.T) {
 
 // A function that returns after the job's max duration has failed, and
 // what it set is dropped, as a worker would judge it.
+// A function's Final error is a failure for good; a plain one is not.
+func TestRunFinal(t *testing.T) {
+	t.Parallel()
+	task := pampatest.NewTask(job, map[string]any{"value": int64(7)})
+	res := pampatest.Run(context.Background(), func(context.Context, *pampa.Task) error {
+		return pampa.Final(errors.New("no such customer"))
+	}, task)
+	if res.Succeeded || !res.Final || res.Error != "no such customer" {
+		t.Errorf("Final error: %+v", res)
+	}
+	res = pampatest.Run(context.Background(), func(context.Context, *pampa.Task) error { return errors.New("flaky") }, pampatest.NewTask(job, map[string]any{"value": int64(7)}))
+	if res.Succeeded || res.Final {
+		t.Errorf("plain error: %+v", res)
+	}
+}
+
 func TestRunPastTheDeadline(t *testing.T) {
 	t.Parallel()
 	short := &pampa.Job{Name: "slow", PrimaryKey: "id", MaxJobDuration: 50 * time.Millisecond}

@@ -1,6 +1,8 @@
-// Command pampa is the stock Pampa binary: dispatcher, reporting and setup
-// from a config file. Workers need the processing functions compiled in:
-// build a program of your own that calls cli.Main with its handlers.
+// Command pampa is the stock Pampa binary: dispatcher, workers, reporting
+// and setup from a config file. Its workers run the jobs whose processing
+// function is a command (exec: in the config, docs/handlers.md); for a
+// processing function in Go, build a program of your own that calls
+// cli.Main with its handlers.
 //
 // Install it with
 //

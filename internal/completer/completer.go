@@ -172,7 +172,7 @@ func (c *Completer) Flush() {
 
 // logResult counts and logs a recorded (or dropped) result.
 func (c *Completer) logResult(a *engine.Attempt, out store.Outcome, applied bool) {
-	a.Job.Observe().Recorded(engine.FateOf(a, out.Success, applied))
+	a.Job.Observe().Recorded(engine.FateOf(a, out, applied))
 	switch {
 	case !applied && a.Cancelled() != nil:
 		c.opts.Stats.Dropped.Add(1)
@@ -183,6 +183,9 @@ func (c *Completer) logResult(a *engine.Attempt, out store.Outcome, applied bool
 	case out.Success:
 		c.opts.Stats.Succeeded.Add(1)
 		a.Log.Debug("task succeeded")
+	case out.Final:
+		c.opts.Stats.Failed.Add(1)
+		a.Log.Info("task failed for good: not to be tried again", "err", out.Error)
 	default:
 		c.opts.Stats.Failed.Add(1)
 		a.Log.Info("task failed", "err", out.Error)

@@ -73,7 +73,7 @@ func (p *parser) decode(n *yaml.Node, fields Fields, m *Mapping) bool {
 			p.fail(kv.key.Line, p.b.FieldError(m, kv.name, "", unknownKeyReason(kv.name, fields.keys())))
 			return false
 		}
-		if why := decodeValue(kv.value, dst); why != "" {
+		if why := p.decodeValue(kv.value, dst); why != "" {
 			p.fail(kv.value.Line, p.b.FieldError(m, kv.name, shortValue(kv.value), why))
 			return false
 		}
@@ -83,27 +83,45 @@ func (p *parser) decode(n *yaml.Node, fields Fields, m *Mapping) bool {
 
 func (m Fields) keys() []string { return slices.Sorted(maps.Keys(m)) }
 
+// StringList is a value written as a list of strings or as one string;
+// the latter (Scalar) decodes as a list of that one string.
+type StringList struct {
+	Items  []string
+	Scalar bool
+}
+
 // decodeValue decodes one value into dst; it returns why it could
 // not, or "". A null value leaves dst alone; a pointer target (**int) is
-// allocated only when there is a value. A []string takes a list of plain
-// values.
-func decodeValue(v *yaml.Node, dst any) string {
+// allocated only when there is a value. Values are scalars, but for a
+// StringList, a []string (a list only) and a map[string]string.
+func (p *parser) decodeValue(v *yaml.Node, dst any) string {
 	if isNull(v) {
 		return ""
 	}
-	if d, ok := dst.(*[]string); ok {
-		return decodeStrings(v, d)
-	}
-	if v.Kind != yaml.ScalarNode {
-		return "want a single value, not " + describe(v)
-	}
 	if pv := reflect.ValueOf(dst).Elem(); pv.Kind() == reflect.Pointer {
 		nv := reflect.New(pv.Type().Elem())
-		why := decodeValue(v, nv.Interface())
+		why := p.decodeValue(v, nv.Interface())
 		if why == "" {
 			pv.Set(nv)
 		}
 		return why
+	}
+	switch d := dst.(type) {
+	case *StringList:
+		return decodeStringList(v, d)
+	case *[]string: // a list only, such as a job's files
+		if v.Kind != yaml.SequenceNode {
+			return "want a list, such as [a, b], not " + describe(v)
+		}
+		var l StringList
+		why := decodeStringList(v, &l)
+		*d = l.Items
+		return why
+	case *map[string]string:
+		return p.decodeStringMap(v, d)
+	}
+	if v.Kind != yaml.ScalarNode {
+		return "want a single value, not " + describe(v)
 	}
 	switch d := dst.(type) {
 	case *string:
@@ -132,19 +150,49 @@ func decodeValue(v *yaml.Node, dst any) string {
 	return ""
 }
 
-// decodeStrings decodes a list of plain values, such as a job's files.
-func decodeStrings(v *yaml.Node, d *[]string) string {
-	if v.Kind != yaml.SequenceNode {
-		return "want a list, such as [a, b], not " + describe(v)
+// decodeStringList reads a list of strings, or one string.
+func decodeStringList(v *yaml.Node, d *StringList) string {
+	switch v.Kind {
+	case yaml.ScalarNode:
+		*d = StringList{Items: []string{v.Value}, Scalar: true}
+		return ""
+	case yaml.SequenceNode:
+	default:
+		return "want a list of strings, not " + describe(v)
 	}
-	out := make([]string, 0, len(v.Content))
+	items := make([]string, len(v.Content))
 	for i, item := range v.Content {
-		if item = resolve(item); item.Kind != yaml.ScalarNode || isNull(item) {
-			return fmt.Sprintf("item %d: want a single value, not %s", i+1, describe(item))
+		item = resolve(item)
+		if item.Kind != yaml.ScalarNode || isNull(item) {
+			return fmt.Sprintf("item %d: want a string, not %s", i+1, describe(item))
 		}
-		out = append(out, item.Value)
+		items[i] = item.Value
 	}
-	*d = out
+	*d = StringList{Items: items}
+	return ""
+}
+
+// decodeStringMap reads a mapping of names to single values, merge keys
+// and aliases resolved as everywhere else.
+func (p *parser) decodeStringMap(v *yaml.Node, d *map[string]string) string {
+	if v.Kind != yaml.MappingNode {
+		return "want a mapping of names to values, not " + describe(v)
+	}
+	pairs, err := p.pairs(v, 0)
+	if err != nil {
+		return err.msg
+	}
+	m := make(map[string]string, len(pairs))
+	for _, kv := range pairs {
+		switch {
+		case isNull(kv.value):
+			return fmt.Sprintf("%q has no value; write \"\" for an empty one", kv.name)
+		case kv.value.Kind != yaml.ScalarNode:
+			return fmt.Sprintf("%q: want a single value, not %s", kv.name, describe(kv.value))
+		}
+		m[kv.name] = kv.value.Value
+	}
+	*d = m
 	return ""
 }
 
@@ -298,7 +346,7 @@ func unknownKeyReason(key string, allowed []string) string {
 	if base, ok := strings.CutSuffix(key, "_function"); ok {
 		switch {
 		case base == "processing":
-			return reason + "; register the processing function in Go with Cluster.Handle"
+			return reason + "; name a command with exec: [program, args...] (docs/handlers.md), or register a Go function with Cluster.Handle"
 		case slices.Contains(allowed, base+"_sql"):
 			return reason + fmt.Sprintf("; write the hook as SQL in %s, or set it in Go on the job's Hooks", base+"_sql")
 		}

@@ -20,6 +20,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/pampa-go/pampa/internal/handler"
 	"github.com/pampa-go/pampa/internal/store"
 )
 
@@ -220,8 +221,9 @@ type Outcome struct {
 
 // Result is the row update the outcome records: success, or the error's
 // description; the columns set go with either, unless a Set was refused.
+// An error wrapping handler.ErrFinal fails the task for good.
 func (o Outcome) Result() store.Outcome {
-	out := store.Outcome{Success: o.Err == nil, Set: o.Attempt.Set}
+	out := store.Outcome{Success: o.Err == nil, Set: o.Attempt.Set, Final: errors.Is(o.Err, handler.ErrFinal)}
 	taskErr := o.Err
 	if taskErr == nil && o.Attempt.SetErr != nil {
 		taskErr = o.Attempt.SetErr

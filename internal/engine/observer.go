@@ -1,6 +1,10 @@
 package engine
 
-import "time"
+import (
+	"time"
+
+	"github.com/pampa-go/pampa/internal/store"
+)
 
 // Observer is told what a worker or a dispatcher learns as it runs, for
 // metrics (internal/metrics implements it), so that the engine packages
@@ -55,7 +59,7 @@ type Fate int
 const (
 	Succeeded   Fate = iota
 	Failed           // the try failed; the task has tries left
-	FailedFinal      // the try failed on the task's last try
+	FailedFinal      // the try failed on the task's last try, or for good (ErrFinal)
 	Dropped          // the fence refused the write: the task moved on
 	NumFates
 )
@@ -67,13 +71,13 @@ func (f Fate) String() string { return fateNames[f] }
 
 // FateOf judges a recorded outcome: applied says the fenced write
 // matched the row.
-func FateOf(a *Attempt, success, applied bool) Fate {
+func FateOf(a *Attempt, out store.Outcome, applied bool) Fate {
 	switch {
 	case !applied:
 		return Dropped
-	case success:
+	case out.Success:
 		return Succeeded
-	case a.Try >= int64(a.Job.SQL.Spec().MaxTryTimes):
+	case out.Final || a.Try >= int64(a.Job.SQL.Spec().MaxTryTimes):
 		return FailedFinal
 	default:
 		return Failed

@@ -33,10 +33,13 @@ func batchRows(width int) int {
 // row is finished on its own.
 func (j *JobSQL) FinishMany(ctx context.Context, q Querier, fs []Fence, outs []Outcome) ([]bool, error) {
 	applied := make([]bool, len(fs))
-	groups := map[string][]int{} // written columns → indexes into fs
+	groups := map[string][]int{} // written columns (and finality) → indexes into fs
 	var order []string
 	for i, o := range outs {
 		sig := strings.Join(sortedKeys(o.Set), "\x00")
+		if o.final() {
+			sig = "\x01final\x00" + sig
+		}
 		if _, ok := groups[sig]; !ok {
 			order = append(order, sig)
 		}
@@ -72,8 +75,15 @@ func (j *JobSQL) finishChunk(ctx context.Context, q Querier, fs []Fence, outs []
 	for rows < len(chunk) {
 		rows *= 2
 	}
-	width := 5 + len(cols) // key, worker, try, success, error, set columns
-	args := make([]any, 0, rows*width)
+	width := 5 + len(cols)          // key, worker, try, success, error, set columns
+	final := outs[chunk[0]].final() // the same for the whole chunk (see FinishMany)
+	var args []any
+	if final {
+		args = make([]any, 0, 2+rows*width)
+		args = append(args, j.spec.MaxTryTimes, j.spec.MaxTryTimes)
+	} else {
+		args = make([]any, 0, rows*width)
+	}
 	for _, i := range chunk {
 		f, o := fs[i], outs[i]
 		var errArg any
@@ -88,7 +98,7 @@ func (j *JobSQL) finishChunk(ctx context.Context, q Querier, fs []Fence, outs []
 	for len(args) < cap(args) {
 		args = append(args, nil) // padding rows: a NULL key matches nothing
 	}
-	res, err := j.s.query(ctx, q, j.finishManySQL(cols, casts, rows), args...)
+	res, err := j.s.query(ctx, q, j.finishManySQL(cols, casts, rows, final), args...)
 	if err != nil {
 		return err
 	}
@@ -110,8 +120,9 @@ func (j *JobSQL) finishChunk(ctx context.Context, q Querier, fs []Fence, outs []
 }
 
 // finishManySQL is the batched finish for a set of written columns and a
-// number of rows. The fence is the one of Finish, row by row.
-func (j *JobSQL) finishManySQL(cols []string, casts map[string]string, rows int) string {
+// number of rows, of outcomes final or not. The fence is the one of
+// Finish, row by row.
+func (j *JobSQL) finishManySQL(cols []string, casts map[string]string, rows int, final bool) string {
 	d := j.s.Dialect
 	// v's columns: k (key), w (worker), n (try), s (success), e (error),
 	// then c0, c1, … for the set columns, in order.
@@ -133,6 +144,9 @@ func (j *JobSQL) finishManySQL(cols []string, casts map[string]string, rows int)
 	var b strings.Builder
 	fmt.Fprintf(&b, "UPDATE %s AS r SET %s = %s, %s = %s, %s = %s", j.t, j.endTime, j.s.Dialect.Now(),
 		j.success, ref(3), j.errorDescription, ref(4))
+	if final {
+		b.WriteString(j.finalSQL("r."))
+	}
 	for i, c := range cols {
 		fmt.Fprintf(&b, ", %s = %s", Quote(c), ref(5+i))
 	}

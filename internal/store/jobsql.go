@@ -268,6 +268,20 @@ type Outcome struct {
 	Success bool
 	Error   string         // stored when !Success; cleared on success
 	Set     map[string]any // user columns written in the same statement
+	// Final, on a failure, fails the task for good: its try count is
+	// raised to MaxTryTimes in the same statement, as Discard does, so
+	// that it is not relaunched whatever tries it had left.
+	Final bool
+}
+
+// final reports whether o fails its task for good.
+func (o Outcome) final() bool { return o.Final && !o.Success }
+
+// finalSQL is the assignment that raises a row's try count to MaxTryTimes
+// (never lowers it), for Final outcomes; it binds MaxTryTimes twice. qual
+// prefixes the column where the statement aliases the table.
+func (j *JobSQL) finalSQL(qual string) string {
+	return fmt.Sprintf(", %[1]s = CASE WHEN COALESCE(%[2]s%[1]s, 0) < ? THEN ? ELSE %[2]s%[1]s END", j.reservationTimes, qual)
 }
 
 // Finish records a try's outcome. applied is false when the fence no
@@ -281,6 +295,10 @@ func (j *JobSQL) Finish(ctx context.Context, q Querier, f Fence, o Outcome) (app
 		errArg = o.Error
 	}
 	args := []any{o.Success, errArg}
+	if o.final() {
+		b.WriteString(j.finalSQL(""))
+		args = append(args, j.spec.MaxTryTimes, j.spec.MaxTryTimes)
+	}
 	for _, col := range sortedKeys(o.Set) {
 		fmt.Fprintf(&b, ", %s = ?", Quote(col))
 		args = append(args, o.Set[col])

@@ -78,7 +78,7 @@ func TestFinishManyPlanSQLite(t *testing.T) {
 	}
 	mustExec(t, s, `ANALYZE`)
 	args := make([]any, 128*6)
-	p := sqlitePlan(t, s, j.finishManySQL([]string{"out"}, nil, 128), args...)
+	p := sqlitePlan(t, s, j.finishManySQL([]string{"out"}, nil, 128, false), args...)
 	if strings.Contains(p, "_inflight") || !strings.Contains(p, "SEARCH r USING") {
 		t.Fatalf("batched finish does not look rows up by key:\n%s", p)
 	}
