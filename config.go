@@ -254,13 +254,19 @@ type configJobFile struct {
 	Files                 []string       `yaml:"files"`
 
 	// The processing function outside the worker's process: a command
-	// (exec, with shell, dir, env and mode; see ExecSpec). The http
-	// transport's keys join these.
+	// (exec, with shell, dir, env and mode; see ExecSpec), or a URL
+	// (http, with http_secret_env, http_timeout and http_headers; see
+	// HTTPSpec).
 	Exec  *config.StringList `yaml:"exec"`
 	Shell *bool              `yaml:"shell"`
 	Dir   *string            `yaml:"dir"`
 	Env   map[string]string  `yaml:"env"`
 	Mode  string             `yaml:"mode"`
+
+	HTTP          *string           `yaml:"http"`
+	HTTPSecretEnv string            `yaml:"http_secret_env"`
+	HTTPTimeout   time.Duration     `yaml:"http_timeout"`
+	HTTPHeaders   map[string]string `yaml:"http_headers"`
 }
 
 func (b *configBuilder) job() (config.Fields, func(*config.Mapping) (string, error)) {
@@ -269,6 +275,9 @@ func (b *configBuilder) job() (config.Fields, func(*config.Mapping) (string, err
 		j, cerr := f.job()
 		if cerr == nil {
 			j.Exec, cerr = b.execSpec(&f)
+		}
+		if cerr == nil {
+			j.HTTP, cerr = f.httpSpec()
 		}
 		if cerr != nil {
 			key, _, _ := strings.Cut(cerr.Field, ".") // env.NAME is on env's line
@@ -323,6 +332,25 @@ func (b *configBuilder) execSpec(f *configJobFile) (*ExecSpec, *ConfigError) {
 		}
 	}
 	return x, nil
+}
+
+// httpSpec reads a job's http keys; Job.Validate checks them.
+func (f *configJobFile) httpSpec() (*HTTPSpec, *ConfigError) {
+	if f.HTTP == nil {
+		for _, k := range []struct {
+			key string
+			set bool
+		}{{"http_secret_env", f.HTTPSecretEnv != ""}, {"http_timeout", f.HTTPTimeout != 0}, {"http_headers", f.HTTPHeaders != nil}} {
+			if k.set {
+				return nil, &ConfigError{Job: f.Name, Field: k.key, Reason: "applies to an HTTP processing function: set http too (http: https://...)"}
+			}
+		}
+		return nil, nil
+	}
+	if f.HTTPTimeout < 0 {
+		return nil, &ConfigError{Job: f.Name, Field: "http_timeout", Value: f.HTTPTimeout.String(), Reason: "must be positive; leave it out for the try's deadline"}
+	}
+	return &HTTPSpec{URL: *f.HTTP, SecretEnv: f.HTTPSecretEnv, Timeout: f.HTTPTimeout, Headers: f.HTTPHeaders}, nil
 }
 
 // job converts the file's form into a Job, rejecting explicit zeros.

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pampa-go/pampa"
 )
@@ -195,5 +196,45 @@ func TestExecJobValidation(t *testing.T) {
 	}
 	if c.Job("odd").Process != nil {
 		t.Error("Handle set Process on an exec job")
+	}
+}
+
+// The http keys: the URL, and what tunes it; each error names the job,
+// the key and the value, on the key's line.
+func TestParseConfigHTTP(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "pampa.yaml")
+	load := func(keys map[string]string) (*pampa.Cluster, error) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte("jobs:\n"+configJob("odd", keys)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return pampa.LoadConfig(path)
+	}
+	c, err := load(map[string]string{"http": "https://h.example/odd", "http_secret_env": "ODD_SECRET",
+		"http_timeout": "30s", "http_headers": "{X-Tenant: acme}"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := pampa.HTTPSpec{URL: "https://h.example/odd", SecretEnv: "ODD_SECRET", Timeout: 30 * time.Second, Headers: map[string]string{"X-Tenant": "acme"}}
+	if got := c.Job("odd").HTTP; got == nil || !reflect.DeepEqual(*got, want) {
+		t.Errorf("HTTP = %+v, want %+v", got, want)
+	}
+	for _, tt := range []struct {
+		keys              map[string]string
+		field, value, why string
+	}{
+		{map[string]string{"http": "ftp://h/odd"}, "http", "ftp://h/odd", "must start with http:// or https://"},
+		{map[string]string{"http": "https://h/odd", "http_secret_env": "9X"}, "http_secret_env", "9X", "not an environment variable name"},
+		{map[string]string{"http": "https://h/odd", "http_headers": "{Idempotency-Key: k}"}, "http_headers", "Idempotency-Key", "may not be replaced"},
+		{map[string]string{"http": "https://h/odd", "http_timeout": "-1s"}, "http_timeout", "-1s", "must be positive"},
+		{map[string]string{"http_secret_env": "ODD_SECRET"}, "http_secret_env", "", "set http too"},
+		{map[string]string{"http": "https://h/odd", "exec": "[cat]"}, "http", "https://h/odd", "runs a command (exec) too"},
+	} {
+		_, err := load(tt.keys)
+		var ce *pampa.ConfigError
+		if !errors.As(err, &ce) || ce.Job != "odd" || ce.Field != tt.field || ce.Value != tt.value || !strings.Contains(ce.Reason, tt.why) {
+			t.Errorf("%v: error %v; want job odd, field %s, value %q, reason with %q", tt.keys, err, tt.field, tt.value, tt.why)
+		}
 	}
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // A job's processing function may live outside the worker's process: a
-// command (Job.Exec) or, to come, an HTTP endpoint. Each worker makes one
+// command (Job.Exec) or an HTTP endpoint (Job.HTTP). Each worker makes one
 // caller per such job, closed when the worker stops; every try hands it
 // the task as a handler.Input and applies the handler.Outcome it gets back,
 // the columns it sets through Task.Set.
@@ -26,13 +26,15 @@ type caller interface {
 
 // external reports whether the job's processing function runs outside
 // the worker's process, so that it needs no Go function.
-func (j *Job) external() bool { return j.Exec != nil }
+func (j *Job) external() bool { return j.Exec != nil || j.HTTP != nil }
 
 // externalSpec names the job's external function, for messages.
 func (j *Job) externalSpec() string {
 	switch {
 	case j.Exec != nil:
 		return "exec: " + j.Exec.commandText()
+	case j.HTTP != nil:
+		return "http: " + j.HTTP.URL
 	}
 	return ""
 }
@@ -42,7 +44,8 @@ func newCaller(j *Job, opts WorkerOptions) (caller, error) {
 	switch {
 	case j.Exec != nil:
 		return newExecCaller(j, opts)
-		// The http transport (internal/handler/httpcall) takes its case here.
+	case j.HTTP != nil:
+		return newHTTPCaller(j, opts)
 	}
 	return nil, fmt.Errorf("job %q has no external processing function", j.Name)
 }

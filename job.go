@@ -199,8 +199,11 @@ type Job struct {
 	Process ProcessFunc
 	// Exec, instead of Process, runs the processing function as a
 	// command, in any language (docs/handlers.md): the stock `pampa`
-	// binary runs its workers. Set one of Process and Exec.
+	// binary runs its workers. Set one of Process, Exec and HTTP.
 	Exec *ExecSpec
+	// HTTP, instead of Process, posts each try to a URL
+	// (docs/handlers-http.md); the stock binary runs its workers too.
+	HTTP *HTTPSpec
 	// Hooks customise selection, relaunch, start, finish and counting.
 	Hooks Hooks
 	// Files are files and directories the job needs on the nodes, such
@@ -302,6 +305,17 @@ func (j *Job) Validate() error {
 			return bad("exec", j.Exec.commandText(), "the job has a Go processing function (Process) too; set one of them")
 		}
 		if err := j.Exec.validate(bad); err != nil {
+			return err
+		}
+	}
+	if j.HTTP != nil {
+		switch {
+		case j.Process != nil:
+			return bad("http", j.HTTP.URL, "the job has a Go processing function (Process) too; set one of them")
+		case j.Exec != nil:
+			return bad("http", j.HTTP.URL, "the job runs a command (exec) too; set one of them")
+		}
+		if err := j.HTTP.validate(bad); err != nil {
 			return err
 		}
 	}

@@ -6,10 +6,7 @@
 //
 //	export PAMPA_HTTP_SECRET=$(openssl rand -hex 32)
 //	go run ./examples/http &                  # listens on 127.0.0.1:8099
-//	mkdir -p pampa-demo && sqlite3 pampa-demo/http.db \
-//	  'CREATE TABLE numbers (value INTEGER PRIMARY KEY, is_odd BOOLEAN);
-//	   WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v+1 FROM n WHERE v < 10000)
-//	   INSERT INTO numbers (value) SELECT v FROM n'
+//	go run ./examples/http seed 10000         # pampa-demo/http.db: numbers 1..10000
 //	go run ./cmd/pampa --config examples/http/pampa.yaml setup
 //	go run ./cmd/pampa --config examples/http/pampa.yaml run --until-done
 //	go run ./cmd/pampa --config examples/http/pampa.yaml report
@@ -19,6 +16,7 @@ package main
 
 import (
 	"crypto/hmac"
+	"database/sql"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -28,8 +26,12 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
+
+	_ "modernc.org/sqlite" // the SQLite driver Pampa uses, for seed
 )
 
 // maxSkew is how far a request's signing time may be from this clock: a
@@ -37,6 +39,12 @@ import (
 const maxSkew = 5 * time.Minute
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "seed" {
+		if err := seed(os.Args[2:]); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	addr := "127.0.0.1:8099"
 	if len(os.Args) > 1 {
 		addr = os.Args[1]
@@ -102,5 +110,41 @@ func verify(secret []byte, h http.Header, body []byte, now time.Time) error {
 	if !hmac.Equal([]byte(h.Get("X-Pampa-Signature")), []byte(want)) {
 		return errors.New("X-Pampa-Signature does not match the body: another secret, or a changed body")
 	}
+	return nil
+}
+
+// seed creates the job's table anew in an SQLite file: `seed [N [FILE]]`,
+// the numbers 1..N (default 10000) in FILE (default pampa-demo/http.db, the
+// database of pampa.yaml beside this file, from the repository's top).
+func seed(args []string) error {
+	n, file := 10000, filepath.Join("pampa-demo", "http.db")
+	if len(args) > 0 {
+		var err error
+		if n, err = strconv.Atoi(args[0]); err != nil || n < 1 {
+			return fmt.Errorf("seed: %q is not a positive number of rows", args[0])
+		}
+	}
+	if len(args) > 1 {
+		file = args[1]
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	db, err := sql.Open("sqlite", file)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	for _, q := range []string{`DROP TABLE IF EXISTS numbers`, `CREATE TABLE numbers (value INTEGER PRIMARY KEY, is_odd BOOLEAN)`,
+		`WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < ?) INSERT INTO numbers (value) SELECT v FROM n`} {
+		var qargs []any
+		if strings.Contains(q, "?") {
+			qargs = append(qargs, n)
+		}
+		if _, err := db.Exec(q, qargs...); err != nil {
+			return fmt.Errorf("seed %s: %w", file, err)
+		}
+	}
+	log.Printf("seeded %s with the numbers 1..%d", file, n)
 	return nil
 }

@@ -37,7 +37,7 @@ func (c *Caller) outcome(resp *http.Response, data []byte, tooLarge bool) handle
 	case code >= 300 && code < 400:
 		// A redirect is not followed: the request carries a signature and
 		// a task's data, for the server named in the config and no other.
-		return handler.Outcome{Err: fmt.Errorf("POST %s: answered %s to %q: redirects are not followed, so that a signed request is not sent elsewhere; set http.url to the final address",
+		return handler.Outcome{Err: fmt.Errorf("POST %s: answered %s to %q: redirects are not followed, so that a signed request is not sent elsewhere; set the job's http to the final address",
 			c.shown, resp.Status, resp.Header.Get("Location"))}
 	}
 	final := code >= 400 && code < 500 && code != http.StatusRequestTimeout && code != http.StatusTooManyRequests

@@ -56,7 +56,7 @@ func New(s Spec, client *http.Client) (*Caller, error) {
 	if s.SecretEnv != "" {
 		secret := os.Getenv(s.SecretEnv)
 		if secret == "" {
-			return nil, fmt.Errorf("http.secret_env = %s: the environment variable %s is not set (or is empty) where this worker runs: it holds the secret the requests are signed with", s.SecretEnv, s.SecretEnv)
+			return nil, specError("http_secret_env", s.SecretEnv, "the environment variable is not set (or is empty) where this worker runs: it holds the secret the requests are signed with")
 		}
 		c.secret = []byte(secret)
 	}
@@ -132,7 +132,7 @@ func (c *Caller) bound(ctx context.Context) (context.Context, context.CancelFunc
 	switch {
 	case c.timeout > 0 && (!has || time.Until(deadline) > c.timeout):
 		ctx, cancel := context.WithTimeout(ctx, c.timeout)
-		return ctx, cancel, fmt.Sprintf("%s (http.timeout)", c.timeout)
+		return ctx, cancel, fmt.Sprintf("%s (http_timeout)", c.timeout)
 	case has:
 		ctx, cancel := context.WithCancel(ctx)
 		return ctx, cancel, fmt.Sprintf("%s (the try's deadline)", time.Until(deadline).Round(time.Millisecond))

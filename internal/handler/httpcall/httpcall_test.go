@@ -244,7 +244,7 @@ func TestSlowServerFailsTheTryInTime(t *testing.T) {
 	b.caller = short.caller
 	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	check(ctx, 200*time.Millisecond, "no answer within 200ms (http.timeout)")
+	check(ctx, 200*time.Millisecond, "no answer within 200ms (http_timeout)")
 }
 
 func TestCancelledTry(t *testing.T) {

@@ -1,7 +1,6 @@
 package httpcall
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -26,18 +25,36 @@ type Spec struct {
 	Headers map[string]string
 }
 
+// SpecError is a bad Spec: the config key (http, http_secret_env,
+// http_timeout, http_headers), its value and why.
+type SpecError struct {
+	Key, Value, Reason string
+}
+
+func (e *SpecError) Error() string {
+	if e.Value == "" {
+		return e.Key + ": " + e.Reason
+	}
+	return fmt.Sprintf("%s = %q: %s", e.Key, e.Value, e.Reason)
+}
+
+func specError(key, value, format string, args ...any) error {
+	return &SpecError{Key: key, Value: value, Reason: fmt.Sprintf(format, args...)}
+}
+
 // Validate checks the spec without reading the environment, so that a
 // config can be checked on a machine that does not hold the secret. Its
-// errors name the key and the value; the caller adds the job.
+// errors are *SpecError, naming the key and the value; the caller adds
+// the job.
 func (s Spec) Validate() error {
 	if err := validateURL(s.URL); err != nil {
 		return err
 	}
 	if s.SecretEnv != "" && !isEnvName(s.SecretEnv) {
-		return fmt.Errorf("http.secret_env = %q: not an environment variable name (letters, digits and _, not starting with a digit)", s.SecretEnv)
+		return specError("http_secret_env", s.SecretEnv, "not an environment variable name (letters, digits and _, not starting with a digit)")
 	}
 	if s.Timeout < 0 {
-		return fmt.Errorf("http.timeout = %s: must be positive, or 0 for the try's deadline", s.Timeout)
+		return specError("http_timeout", s.Timeout.String(), "must be positive, or 0 for the try's deadline")
 	}
 	for name, value := range s.Headers {
 		if err := validateHeader(name, value); err != nil {
@@ -49,33 +66,33 @@ func (s Spec) Validate() error {
 
 func validateURL(raw string) error {
 	if raw == "" {
-		return errors.New("http.url is missing: the address each try is posted to, such as http://127.0.0.1:8099/odd")
+		return specError("http", "", "the URL is missing: the address each try is posted to, such as http://127.0.0.1:8099/odd")
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("http.url = %q: %w", raw, err)
+		return specError("http", raw, "%v", err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("http.url = %q: must start with http:// or https://", raw)
+		return specError("http", raw, "must start with http:// or https://")
 	}
 	if u.Host == "" || u.Hostname() == "" {
-		return fmt.Errorf("http.url = %q: has no host", raw)
+		return specError("http", raw, "has no host")
 	}
 	if u.Fragment != "" {
-		return fmt.Errorf("http.url = %q: a #fragment is never sent to the server; remove it", raw)
+		return specError("http", raw, "a #fragment is never sent to the server; remove it")
 	}
 	return nil
 }
 
 func validateHeader(name, value string) error {
 	if !isToken(name) {
-		return fmt.Errorf("http.headers: %q is not a header name", name)
+		return specError("http_headers", name, "not a header name")
 	}
 	if reservedHeader(name) {
-		return fmt.Errorf("http.headers: %q is set by Pampa on every request and may not be replaced", name)
+		return specError("http_headers", name, "set by Pampa on every request; it may not be replaced")
 	}
 	if strings.ContainsFunc(value, func(r rune) bool { return (r < ' ' && r != '\t') || r == 0x7f }) {
-		return fmt.Errorf("http.headers: the value of %q holds a control character (a newline?)", name)
+		return specError("http_headers", name, "its value holds a control character (a newline?)")
 	}
 	return nil
 }

@@ -21,22 +21,22 @@ func TestValidate(t *testing.T) {
 		spec Spec
 		want string
 	}{
-		{Spec{}, "http.url is missing"},
-		{Spec{URL: "ftp://host/x"}, `http.url = "ftp://host/x": must start with http:// or https://`},
-		{Spec{URL: "127.0.0.1:8099/odd"}, `http.url = "127.0.0.1:8099/odd"`},
-		{Spec{URL: "http:///odd"}, `http.url = "http:///odd": has no host`},
+		{Spec{}, "http: the URL is missing"},
+		{Spec{URL: "ftp://host/x"}, `http = "ftp://host/x": must start with http:// or https://`},
+		{Spec{URL: "127.0.0.1:8099/odd"}, `http = "127.0.0.1:8099/odd"`},
+		{Spec{URL: "http:///odd"}, `http = "http:///odd": has no host`},
 		{Spec{URL: "http://:80/odd"}, "has no host"},
 		{Spec{URL: "http://h/odd#x"}, "a #fragment is never sent"},
-		{Spec{URL: "http://h\n/odd"}, `http.url = "http://h\n/odd": parse`},
-		{Spec{URL: "http://h", SecretEnv: "9LIVES"}, `http.secret_env = "9LIVES": not an environment variable name`},
+		{Spec{URL: "http://h\n/odd"}, `http = "http://h\n/odd": parse`},
+		{Spec{URL: "http://h", SecretEnv: "9LIVES"}, `http_secret_env = "9LIVES": not an environment variable name`},
 		{Spec{URL: "http://h", SecretEnv: "$SECRET"}, `"$SECRET": not an environment variable name`},
-		{Spec{URL: "http://h", Timeout: -time.Second}, "http.timeout = -1s: must be positive, or 0"},
-		{Spec{URL: "http://h", Headers: map[string]string{"Bad Name": "x"}}, `http.headers: "Bad Name" is not a header name`},
-		{Spec{URL: "http://h", Headers: map[string]string{"": "x"}}, `http.headers: "" is not a header name`},
-		{Spec{URL: "http://h", Headers: map[string]string{"content-type": "text/plain"}}, `"content-type" is set by Pampa`},
+		{Spec{URL: "http://h", Timeout: -time.Second}, `http_timeout = "-1s": must be positive, or 0`},
+		{Spec{URL: "http://h", Headers: map[string]string{"Bad Name": "x"}}, `http_headers = "Bad Name": not a header name`},
+		{Spec{URL: "http://h", Headers: map[string]string{"": "x"}}, `http_headers: not a header name`},
+		{Spec{URL: "http://h", Headers: map[string]string{"content-type": "text/plain"}}, `"content-type": set by Pampa`},
 		{Spec{URL: "http://h", Headers: map[string]string{"Idempotency-Key": "k"}}, "may not be replaced"},
 		{Spec{URL: "http://h", Headers: map[string]string{"x-pampa-signature": "s"}}, "may not be replaced"},
-		{Spec{URL: "http://h", Headers: map[string]string{"X-Note": "a\r\nEvil: 1"}}, `the value of "X-Note" holds a control character`},
+		{Spec{URL: "http://h", Headers: map[string]string{"X-Note": "a\r\nEvil: 1"}}, `"X-Note": its value holds a control character`},
 	}
 	for _, tc := range cases {
 		err := tc.spec.Validate()
@@ -53,7 +53,7 @@ func TestNewReadsTheSecret(t *testing.T) {
 	t.Setenv("TEST_HTTPCALL_EMPTY", "")
 	for _, env := range []string{"TEST_HTTPCALL_UNSET", "TEST_HTTPCALL_EMPTY"} {
 		_, err := New(Spec{URL: "http://h", SecretEnv: env}, nil)
-		if err == nil || !strings.Contains(err.Error(), "http.secret_env = "+env+": the environment variable "+env+" is not set") {
+		if err == nil || !strings.Contains(err.Error(), `http_secret_env = "`+env+`": the environment variable is not set`) {
 			t.Errorf("New with %s: err = %v, want it to name the variable", env, err)
 		}
 	}
