@@ -16,8 +16,8 @@ package main
 
 import (
 	"crypto/hmac"
-	"database/sql"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
