@@ -107,21 +107,29 @@ func (sv *supervisors) merge(out []Stopped) []Stopped {
 	return all
 }
 
-// stopSupervisors finds the workers' supervisors and stops Pampa's own,
-// waiting for each to be gone.
-func (c *Conn) stopSupervisors(ctx context.Context, sv *supervisors, ids []string) error {
+// workerFiles reads the node's files of the workers ids, or, with none,
+// of every worker the node has files of (allWorkerIDs).
+func (c *Conn) workerFiles(ids []string) (read readFunc, dir string, _ []string, err error) {
 	sc, err := c.SFTP()
 	if err != nil {
-		return err
+		return nil, "", nil, err
 	}
-	dir, _, err := c.Dir()
-	if err != nil {
-		return err
+	if dir, _, err = c.Dir(); err != nil {
+		return nil, "", nil, err
 	}
 	if len(ids) == 0 {
 		ids = c.allWorkerIDs(dir)
 	}
-	read := sftpRead(sc)
+	return sftpRead(sc), dir, ids, nil
+}
+
+// stopSupervisors finds the workers' supervisors and stops Pampa's own,
+// waiting for each to be gone.
+func (c *Conn) stopSupervisors(ctx context.Context, sv *supervisors, ids []string) error {
+	read, dir, ids, err := c.workerFiles(ids)
+	if err != nil {
+		return err
+	}
 	sv.dir, sv.ids = dir, ids
 	sv.pampa, sv.units, sv.done = map[string]int{}, map[string]*SupervisorState{}, map[string]Stopped{}
 	var pids []string
@@ -235,18 +243,11 @@ type stopping struct {
 
 // prepareStop finds which workers run, and when each must be gone.
 func (c *Conn) prepareStop(s *stopping, ids []string, timeout time.Duration) error {
-	sc, err := c.SFTP()
+	read, dir, ids, err := c.workerFiles(ids)
 	if err != nil {
 		return err
 	}
-	dir, _, err := c.Dir()
-	if err != nil {
-		return err
-	}
-	if len(ids) == 0 {
-		ids = c.allWorkerIDs(dir)
-	}
-	s.dir, s.ids, s.read, s.start = dir, ids, sftpRead(sc), time.Now()
+	s.dir, s.ids, s.read, s.start = dir, ids, read, time.Now()
 	s.out = make([]Stopped, len(ids))
 	s.deadlines = make([]time.Time, len(ids))
 	read, out, start := s.read, s.out, s.start
