@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -371,5 +373,42 @@ func TestFlagsAnywhere(t *testing.T) {
 	_, errOut, code = runCLI(t, nil, "failed", "--config", config, "--job", "-nope")
 	if code != 1 || !strings.Contains(errOut, `"-nope"`) {
 		t.Errorf("failed --job -nope: exit %d, %q", code, errOut)
+	}
+}
+
+// run's progress lines rate a table partly done from where it was, not
+// from zero: 2 tasks left cannot show more than 2 per second.
+func TestProgressRateFromTheStart(t *testing.T) {
+	t.Parallel()
+	config := writeSQLiteConfig(t)
+	if out, errOut, code := runCLI(t, nil, "setup", "--config", config); code != 0 {
+		t.Fatalf("setup: exit %d\n%s%s", code, out, errOut)
+	}
+	c, err := pampa.LoadConfig(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := pampa.Connect(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = client.DB().Exec(`UPDATE numbers SET rid = 'local.1', rtimes = 1, started = CURRENT_TIMESTAMP, ended = CURRENT_TIMESTAMP, ok = TRUE WHERE value <= 3`)
+	client.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := &Program{Handlers: map[string]pampa.ProcessFunc{
+		"search_odd_numbers": func(ctx context.Context, t *pampa.Task) error { return nil },
+	}}
+	out, errOut, code := runCLI(t, prog, "run", "--config", config, "delay=0.05", "--until-done", "--log-dir", t.TempDir())
+	if code != 0 {
+		t.Fatalf("run: exit %d\n%s%s", code, out, errOut)
+	}
+	first := regexp.MustCompile(`search_odd_numbers: \d+/5 completed \((\d+)/s\)`).FindStringSubmatch(out)
+	if first == nil {
+		t.Fatalf("no progress line in\n%s", out)
+	}
+	if rate, _ := strconv.Atoi(first[1]); rate > 2 {
+		t.Errorf("first progress line rates %d/s with 2 tasks left:\n%s", rate, out)
 	}
 }

@@ -300,7 +300,14 @@ func pickNode(c *pampa.Cluster, name string) (*pampa.Node, error) {
 func watch(ctx context.Context, client *pampa.Client, out io.Writer, progress, untilDone bool, stop func()) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	// The rates are from the counts at the start, not from zero: a run
+	// over a table partly done shows its own pace from its first line.
 	last := map[string]int64{}
+	if reports, err := client.Report(ctx); err == nil {
+		for _, r := range reports {
+			last[r.Job] = r.Completed
+		}
+	}
 	lastAt := time.Now()
 	idleRounds := 0
 	for {
@@ -321,7 +328,7 @@ func watch(ctx context.Context, client *pampa.Client, out io.Writer, progress, u
 		idle := true
 		for _, r := range reports {
 			if progress {
-				rate := float64(r.Completed-last[r.Job]) / now.Sub(lastAt).Seconds()
+				rate := float64(max(r.Completed-last[r.Job], 0)) / now.Sub(lastAt).Seconds()
 				about := ""
 				if r.Estimated {
 					about = "~" // see printReports
