@@ -136,6 +136,9 @@ func dashboardNode(n *nodeStatusJSON) dashboard.NodeStatus {
 		if w.Registry != nil {
 			ws.State = w.Registry.State
 		}
+		if w.Supervisor != nil {
+			ws.Supervisor, ws.Restarts, ws.LastExit, ws.SupervisorNote = supervisorColumns(w.Supervisor)
+		}
 		d.Workers = append(d.Workers, ws)
 	}
 	return d

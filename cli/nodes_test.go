@@ -261,7 +261,7 @@ func TestNodesEndToEnd(t *testing.T) {
 		switch n.Name {
 		case "n1":
 			if !n.Reachable || n.Release == "" || n.CPU < 0 || n.Memory <= 0 || len(n.Workers) != 2 ||
-				n.Workers[0].Process != "running" || n.Workers[0].State != "running" {
+				n.Workers[0].Process != "running" || n.Workers[0].State != "running" || !strings.HasPrefix(n.Workers[0].Supervisor, "pampa") {
 				t.Errorf("the dashboard's n1: %+v", n)
 			}
 		case "gone":

@@ -28,6 +28,13 @@ type NodeWorkerStatus struct {
 	ID      string `json:"id"`
 	Process string `json:"process"` // running, stopped, or unknown
 	State   string `json:"state"`   // in the registry, "" if never registered
+	// Supervisor is its supervisor's kind and state ("pampa", "systemd,
+	// GAVE UP"...), "" without one; Restarts and LastExit as it counts
+	// them, and SupervisorNote why it gave up or cannot be read.
+	Supervisor     string `json:"supervisor"`
+	Restarts       string `json:"restarts"`
+	LastExit       string `json:"last_exit"`
+	SupervisorNote string `json:"supervisor_note,omitempty"`
 }
 
 // NodesPage is the nodes as last read; reading them costs SSH round
