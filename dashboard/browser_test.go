@@ -141,7 +141,7 @@ const injection = "<b>card declined</b><script>window.pwned=1</script><img src=x
 func TestBrowserOperatesAJob(t *testing.T) {
 	var failing atomic.Bool
 	failing.Store(true)
-	f := newFixture(t, pampa.DriverSQLite, 400, func(c *config) {
+	f := newFixture(t, pampa.DriverSQLite, 1000, func(c *config) {
 		c.process = func(ctx context.Context, task *pampa.Task) error {
 			if v, _ := task.Int64("value"); v == 7 && failing.Load() {
 				return errors.New(injection)
@@ -181,6 +181,26 @@ func TestBrowserOperatesAJob(t *testing.T) {
 	run(t, ctx, "resume live refresh", chromedp.Click(css("#live")))
 	eventually(t, 5*time.Second, "the page to catch up once live again", func() bool { return cell(t, ctx, "completed") > frozen })
 
+	// A hidden tab does not refresh, and refreshes at once when shown. The
+	// headless browser has no tab to hide: the page is told it is hidden
+	// as a browser tells it, by document.hidden and a visibilitychange.
+	setHidden := func(hidden bool) {
+		t.Helper()
+		js := `Object.defineProperty(document, "hidden", {configurable: true, get: () => ` + strconv.FormatBool(hidden) + `});
+			document.dispatchEvent(new Event("visibilitychange")); true`
+		value(t, ctx, "hide or show the tab", chromedp.Evaluate[bool](js))
+	}
+	setHidden(true)
+	time.Sleep(300 * time.Millisecond)
+	hiddenAt := cell(t, ctx, "completed")
+	eventually(t, 10*time.Second, "the job to go on while hidden", func() bool { return report().Completed > hiddenAt+20 })
+	time.Sleep(2500 * time.Millisecond)
+	if now := cell(t, ctx, "completed"); now != hiddenAt {
+		t.Errorf("a hidden tab refreshed: %d, then %d", hiddenAt, now)
+	}
+	setHidden(false)
+	eventually(t, time.Second, "the tab to refresh at once when shown", func() bool { return cell(t, ctx, "completed") > hiddenAt })
+
 	run(t, ctx, "pause", chromedp.Click(css(`tr[data-job="numbers"] button[data-action="pause"]`)),
 		chromedp.WaitVisible(css("#flash")))
 	eventually(t, 10*time.Second, "the paused job's reservations to be handed back", func() bool {
@@ -198,7 +218,7 @@ func TestBrowserOperatesAJob(t *testing.T) {
 		chromedp.WaitVisible(css(`tr[data-job="numbers"] button[data-action="pause"]`)))
 	eventually(t, 30*time.Second, "the job to finish, but for task 7", func() bool {
 		r := report()
-		return r.Completed == 399 && r.Failed == 1
+		return r.Completed == 999 && r.Failed == 1
 	})
 
 	run(t, ctx, "open the job page", chromedp.Navigate(f.http.URL+"/jobs/numbers"), chromedp.WaitVisible(css("#counts")))
@@ -228,7 +248,7 @@ func TestBrowserOperatesAJob(t *testing.T) {
 		chromedp.WaitVisible(css("#flash")))
 	eventually(t, 15*time.Second, "task 7 to succeed", func() bool {
 		r := report()
-		return r.Completed == 400 && r.Failed == 0
+		return r.Completed == 1000 && r.Failed == 0
 	})
 	run(t, ctx, "see nothing failed", chromedp.Navigate(f.http.URL+"/failed?job=numbers"), chromedp.WaitVisible(css("#none-failed")))
 }
