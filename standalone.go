@@ -105,10 +105,8 @@ func (p *StandAlone) schedule() (cronexpr.Schedule, error) {
 	s, err := cronexpr.Parse(p.Cron, p.TimeZone)
 	if err != nil {
 		field, value := "Cron", p.Cron
-		if p.TimeZone != "" {
-			if _, zerr := time.LoadLocation(p.TimeZone); zerr != nil {
-				field, value = "TimeZone", p.TimeZone
-			}
+		if errors.Is(err, cronexpr.ErrTimeZone) {
+			field, value = "TimeZone", p.TimeZone
 		}
 		return nil, fmt.Errorf("stand-alone process %q: %w", p.Name, &ConfigError{Field: field, Value: value, Reason: err.Error()})
 	}

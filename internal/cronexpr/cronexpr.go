@@ -6,6 +6,7 @@
 package cronexpr
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -17,6 +18,9 @@ import (
 // prefix.
 var parser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour |
 	cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// ErrTimeZone marks an error about the time zone rather than the expression.
+var ErrTimeZone = errors.New("unknown time zone")
 
 // Schedule gives the due times of an expression.
 type Schedule interface {
@@ -30,7 +34,7 @@ type Schedule interface {
 func Parse(expr, timeZone string) (Schedule, error) {
 	if timeZone != "" {
 		if _, err := time.LoadLocation(timeZone); err != nil {
-			return nil, fmt.Errorf("unknown time zone %q: %v", timeZone, err)
+			return nil, fmt.Errorf("%w %q: %v", ErrTimeZone, timeZone, err)
 		}
 		if !hasZonePrefix(expr) {
 			expr = "CRON_TZ=" + timeZone + " " + expr
