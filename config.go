@@ -63,6 +63,8 @@ func LoadConfig(path string) (*Cluster, error) {
 //	    selecting_sql: |
 //	      SELECT value FROM numbers
 //	      WHERE odd_checking_reservation_id IS NULL LIMIT @n
+//	    relaunch_cron: "*/5 * * * *"   # optional: relaunching_sql once per due time
+//	    relaunch_time_zone: UTC        # default: the dispatcher's local zone
 //	    exec: [python3, odd.py]        # optional: the processing function as a command
 //	    dir: scripts                   # default: the config file's directory
 //	    env: {API_TOKEN: "${TOKEN}"}   # added to the worker's environment
@@ -251,6 +253,8 @@ type configJobFile struct {
 	MaxAssignedWorkers    int            `yaml:"max_assigned_workers"`
 	MaxPendingTasks       *int           `yaml:"max_pending_tasks"`
 	Hooks                 Hooks          `yaml:",inline"`
+	RelaunchCron          string         `yaml:"relaunch_cron"`
+	RelaunchTimeZone      string         `yaml:"relaunch_time_zone"`
 	Files                 []string       `yaml:"files"`
 
 	// The processing function outside the worker's process: a command
@@ -365,6 +369,8 @@ func (f *configJobFile) job() (Job, *ConfigError) {
 		FilterWorkerID:     f.FilterWorkerID,
 		MaxAssignedWorkers: f.MaxAssignedWorkers,
 		Hooks:              f.Hooks,
+		RelaunchCron:       f.RelaunchCron,
+		RelaunchTimeZone:   f.RelaunchTimeZone,
 		Files:              f.Files,
 	}
 	bad := func(field string, value any, why string) *ConfigError {

@@ -64,6 +64,8 @@ jobs:
     selecting_sql: |
       SELECT value FROM numbers ORDER BY value DESC LIMIT @n
     relaunching_sql: SELECT value FROM numbers WHERE odd_checking_end_time < now() LIMIT @n
+    relaunch_cron: "*/5 * * * *"
+    relaunch_time_zone: Europe/Paris
     occupied_sql: SELECT count(*) FROM numbers WHERE odd_checking_reservation_id = @worker
     allowing_sql: SELECT true
     total_sql: SELECT count(*) FROM numbers
@@ -89,6 +91,8 @@ type configJobView struct {
 	Name, Table, PrimaryKey string
 	Fields                  pampa.TrackingFields
 	CreatedAt               string
+	RelaunchCron            string
+	RelaunchTimeZone        string
 	QueueSize               int
 	MaxJobDuration          time.Duration
 	MaxTryTimes             int
@@ -106,6 +110,7 @@ func configViewOf(j *pampa.Job) configJobView {
 	h := j.Hooks
 	return configJobView{
 		Name: j.Name, Table: j.Table, PrimaryKey: j.PrimaryKey, Fields: j.Fields, CreatedAt: j.CreatedAt,
+		RelaunchCron: j.RelaunchCron, RelaunchTimeZone: j.RelaunchTimeZone,
 		QueueSize: j.QueueSize, MaxJobDuration: j.MaxJobDuration, MaxTryTimes: j.MaxTryTimes,
 		RetryBackoff: j.RetryBackoff, FilterWorkerID: j.FilterWorkerID,
 		MaxAssignedWorkers: j.MaxAssignedWorkers, MaxPendingTasks: j.MaxPendingTasks,
@@ -162,6 +167,7 @@ func TestParseConfigFull(t *testing.T) {
 		{
 			Name: "search_odd_numbers", Table: "public.numbers", PrimaryKey: "value",
 			Fields: configTrackingFields("odd_checking"), CreatedAt: "created_at",
+			RelaunchCron: "*/5 * * * *", RelaunchTimeZone: "Europe/Paris",
 			QueueSize: 7, MaxJobDuration: 90 * time.Second, MaxTryTimes: 4, RetryBackoff: 10 * time.Second,
 			FilterWorkerID: `\.1$`, MaxAssignedWorkers: 5, MaxPendingTasks: 500,
 			Files: "odd.py|lib",
@@ -344,6 +350,30 @@ var configErrorCases = []struct {
 		doc:  "jobs:\n  - name: odd\n    queue_sise: 5\n",
 		want: []string{"config.yaml:3:", `job "odd"`, "queue_sise", `did you mean "queue_size"?`},
 		is:   &pampa.ConfigError{Job: "odd", Field: "queue_sise"},
+	},
+	{
+		name: "BadRelaunchCron",
+		doc:  "jobs:\n" + configJob("odd", map[string]string{"relaunching_sql": "SELECT 1", "relaunch_cron": "every 5 minutes"}),
+		want: []string{"config.yaml:", `job "odd"`, `relaunch_cron = "every 5 minutes"`, "bad cron expression"},
+		is:   &pampa.ConfigError{Job: "odd", Field: "relaunch_cron", Value: "every 5 minutes"},
+	},
+	{
+		name: "BadRelaunchTimeZone",
+		doc:  "jobs:\n" + configJob("odd", map[string]string{"relaunching_sql": "SELECT 1", "relaunch_cron": "'@hourly'", "relaunch_time_zone": "Nowhere/Land"}),
+		want: []string{"config.yaml:", `job "odd"`, `relaunch_time_zone = "Nowhere/Land"`, "unknown time zone"},
+		is:   &pampa.ConfigError{Job: "odd", Field: "relaunch_time_zone", Value: "Nowhere/Land"},
+	},
+	{
+		name: "RelaunchCronWithoutHook",
+		doc:  "jobs:\n" + configJob("odd", map[string]string{"relaunch_cron": "'*/5 * * * *'"}),
+		want: []string{`job "odd"`, `relaunch_cron = "*/5 * * * *"`, "set relaunching_sql"},
+		is:   &pampa.ConfigError{Job: "odd", Field: "relaunch_cron", Value: "*/5 * * * *"},
+	},
+	{
+		name: "RelaunchTimeZoneWithoutCron",
+		doc:  "jobs:\n" + configJob("odd", map[string]string{"relaunch_time_zone": "UTC"}),
+		want: []string{`job "odd"`, `relaunch_time_zone = "UTC"`, "only used with relaunch_cron"},
+		is:   &pampa.ConfigError{Job: "odd", Field: "relaunch_time_zone", Value: "UTC"},
 	},
 	{
 		name: "UnknownTopLevelKey",

@@ -3,9 +3,12 @@ package pampa
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"regexp"
 	"time"
+
+	"github.com/pampa-go/pampa/internal/cronexpr"
 )
 
 // Job defaults, applied by [Job.WithDefaults] to fields left at their zero value.
@@ -204,6 +207,15 @@ type Job struct {
 	// HTTP, instead of Process, posts each try to a URL
 	// (docs/handlers-http.md); the stock binary runs its workers too.
 	HTTP *HTTPSpec
+	// RelaunchCron (relaunch_cron) runs the relaunching hook once per due
+	// time of a cron expression ("*/5 * * * *"; 6 fields with seconds;
+	// @hourly) instead of at every maintenance pass. It runs on the leading dispatcher, and the
+	// last run is kept in the database: a restart or a fail-over neither
+	// repeats a due time nor loses the latest one missed meanwhile.
+	RelaunchCron string
+	// RelaunchTimeZone (relaunch_time_zone) is the IANA zone in which
+	// RelaunchCron is read; "" is the dispatcher's local zone.
+	RelaunchTimeZone string
 	// Hooks customise selection, relaunch, start, finish and counting.
 	Hooks Hooks
 	// Files are files and directories the job needs on the nodes, such
@@ -215,6 +227,8 @@ type Job struct {
 	Files []string
 
 	filter *regexp.Regexp
+	// relaunchSchedule is RelaunchCron parsed by Validate.
+	relaunchSchedule cronexpr.Schedule
 }
 
 // WithDefaults returns a copy of j with defaults filled in for unset fields.
@@ -324,6 +338,9 @@ func (j *Job) Validate() error {
 		return bad("filter_worker_id", j.FilterWorkerID, "not a regular expression: "+err.Error())
 	}
 	j.filter = re
+	if err := j.checkRelaunchCron(bad); err != nil {
+		return err
+	}
 	h := j.Hooks
 	for _, pair := range []struct {
 		name string
@@ -343,6 +360,29 @@ func (j *Job) Validate() error {
 			return bad(pair.name+"_sql", pair.sql, "set either the Go hook or the SQL hook, not both")
 		}
 	}
+	return nil
+}
+
+// checkRelaunchCron parses RelaunchCron in RelaunchTimeZone.
+func (j *Job) checkRelaunchCron(bad func(string, any, string) error) error {
+	j.relaunchSchedule = nil
+	if j.RelaunchCron == "" {
+		if j.RelaunchTimeZone != "" {
+			return bad("relaunch_time_zone", j.RelaunchTimeZone, "is only used with relaunch_cron; set relaunch_cron or leave it out")
+		}
+		return nil
+	}
+	if j.Hooks.Relaunching == nil && j.Hooks.RelaunchingSQL == "" {
+		return bad("relaunch_cron", j.RelaunchCron, "schedules the relaunching hook, and the job has none; set relaunching_sql (or Hooks.Relaunching)")
+	}
+	s, err := cronexpr.Parse(j.RelaunchCron, j.RelaunchTimeZone)
+	switch {
+	case errors.Is(err, cronexpr.ErrTimeZone):
+		return bad("relaunch_time_zone", j.RelaunchTimeZone, err.Error())
+	case err != nil:
+		return bad("relaunch_cron", j.RelaunchCron, err.Error())
+	}
+	j.relaunchSchedule = s
 	return nil
 }
 

@@ -27,7 +27,7 @@ func (c *Client) engineJob(j *jobRuntime) *engine.Job {
 		Name: j.Name, SQL: j.sql,
 		QueueSize: j.QueueSize, MaxJobDuration: j.MaxJobDuration, RetryBackoff: j.RetryBackoff,
 		MaxAssignedWorkers: j.MaxAssignedWorkers, MaxPendingTasks: j.MaxPendingTasks,
-		AcceptsWorker: j.AcceptsWorker,
+		AcceptsWorker: j.AcceptsWorker, RelaunchSchedule: j.relaunchSchedule,
 	}
 	// The processing function is read at each try: a program may swap it
 	// while its workers run.

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pampa-go/pampa/internal/cronexpr"
 	"github.com/pampa-go/pampa/internal/logging"
 )
 
@@ -22,8 +23,9 @@ const (
 	DefaultStandAloneDelay = 10 * time.Second
 )
 
-// StandAlone describes a function run every Delay, or once: a process of its
-// own, with its own log, outside the dispatcher and the workers.
+// StandAlone describes a function run every Delay, at the due times of a
+// cron expression, or once: a process of its own, with its own log, outside
+// the dispatcher and the workers.
 type StandAlone struct {
 	// Name is used in log lines (as the component). Default "standalone".
 	Name string
@@ -34,6 +36,16 @@ type StandAlone struct {
 	// longer than Delay is followed at once by the next. Default 10s;
 	// negative is an error. Ignored when RunOnce is set.
 	Delay time.Duration
+	// Cron runs Function at each due time of a cron expression instead of
+	// every Delay: 5 fields (minute hour day-of-month month day-of-week),
+	// 6 with a leading seconds field, or a descriptor (@hourly, @every
+	// 90s); a CRON_TZ=Zone prefix is allowed. A due time that comes while a
+	// run is still going is skipped (and logged): runs never overlap, and
+	// no due time runs twice. Exclusive with Delay and RunOnce.
+	Cron string
+	// TimeZone is the IANA zone ("Europe/Paris") in which Cron is read;
+	// "" is the process's local zone. Only with Cron.
+	TimeZone string
 	// RunOnce runs Function a single time and returns its error.
 	RunOnce bool
 	// Function is the work. It gets the process's context, which is
@@ -51,7 +63,7 @@ func (p StandAlone) WithDefaults() StandAlone {
 	if p.Name == "" {
 		p.Name = DefaultStandAloneName
 	}
-	if p.Delay == 0 {
+	if p.Delay == 0 && p.Cron == "" {
 		p.Delay = DefaultStandAloneDelay
 	}
 	if p.Console == nil {
@@ -72,7 +84,33 @@ func (p *StandAlone) Validate() error {
 	if p.Delay < 0 {
 		return bad("Delay", p.Delay.String(), "must not be negative (0 means "+DefaultStandAloneDelay.String()+")")
 	}
-	return nil
+	if p.Cron == "" {
+		if p.TimeZone != "" {
+			return bad("TimeZone", p.TimeZone, "is only used with Cron; set Cron or clear TimeZone")
+		}
+		return nil
+	}
+	switch {
+	case p.Delay != 0:
+		return bad("Cron", p.Cron, "and Delay ("+p.Delay.String()+") are exclusive; set one of them")
+	case p.RunOnce:
+		return bad("Cron", p.Cron, "and RunOnce are exclusive; set one of them")
+	}
+	_, err := p.schedule()
+	return err
+}
+
+// schedule parses Cron in TimeZone; the error names the field and value.
+func (p *StandAlone) schedule() (cronexpr.Schedule, error) {
+	s, err := cronexpr.Parse(p.Cron, p.TimeZone)
+	if err != nil {
+		field, value := "Cron", p.Cron
+		if errors.Is(err, cronexpr.ErrTimeZone) {
+			field, value = "TimeZone", p.TimeZone
+		}
+		return nil, fmt.Errorf("stand-alone process %q: %w", p.Name, &ConfigError{Field: field, Value: value, Reason: err.Error()})
+	}
+	return s, nil
 }
 
 // RunStandAlone runs p.Function every p.Delay (start to start) until ctx is
@@ -122,9 +160,12 @@ func runStandAlone(ctx context.Context, p StandAlone) (logged bool, err error) {
 	}
 	defer closer.Close()
 
-	if p.RunOnce {
+	switch {
+	case p.RunOnce:
 		log.Info("started", "run_once", true, "log_file", p.LogFile)
-	} else {
+	case p.Cron != "":
+		log.Info("started", "cron", p.Cron, "time_zone", p.TimeZone, "log_file", p.LogFile)
+	default:
 		log.Info("started", "delay", p.Delay, "log_file", p.LogFile)
 	}
 
@@ -150,8 +191,21 @@ func runStandAlone(ctx context.Context, p StandAlone) (logged bool, err error) {
 	}
 	defer settle()
 
+	pace, err := p.pacer()
+	if err != nil {
+		return false, err
+	}
 	failures := 0
+	due := pace(log, time.Time{}, time.Time{}, time.Now())
 	for run := 1; ; run++ {
+		if wait := time.Until(due); wait > 0 {
+			timer := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+			case <-timer.C:
+			}
+		}
 		if ctx.Err() != nil {
 			settle()
 			log.Info("stopped", "runs", run-1, "failures", failures)
@@ -159,7 +213,6 @@ func runStandAlone(ctx context.Context, p StandAlone) (logged bool, err error) {
 		}
 		start := time.Now()
 		err := runStandAloneOnce(ctx, p.Function, log.With("run", run))
-		elapsed := time.Since(start)
 		if err != nil {
 			failures++
 		}
@@ -168,22 +221,48 @@ func runStandAlone(ctx context.Context, p StandAlone) (logged bool, err error) {
 			log.Info("stopped", "runs", 1, "failures", failures)
 			return true, err
 		}
-
-		wait := p.Delay - elapsed
-		if wait <= 0 {
-			if ctx.Err() == nil {
-				log.Warn("run took longer than the delay; starting the next run now",
-					"run", run, "elapsed", elapsed, "delay", p.Delay)
-			}
-			continue
-		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-		case <-timer.C:
-		}
+		due = pace(log.With("run", run), due, start, time.Now())
 	}
+}
+
+// pacer returns the function that says when the next run starts, given the
+// last run's due time, start and end (zero times before the first run); it
+// logs to log what it skips or hurries.
+func (p *StandAlone) pacer() (func(log *slog.Logger, due, start, end time.Time) time.Time, error) {
+	if p.Cron == "" {
+		return func(log *slog.Logger, _, start, end time.Time) time.Time {
+			next := start.Add(p.Delay)
+			if start.IsZero() || p.RunOnce {
+				return end
+			}
+			if !next.After(end) {
+				log.Warn("run took longer than the delay; starting the next run now",
+					"elapsed", end.Sub(start), "delay", p.Delay)
+				return end
+			}
+			return next
+		}, nil
+	}
+	sched, err := p.schedule()
+	if err != nil {
+		return nil, err
+	}
+	return func(log *slog.Logger, due, _, end time.Time) time.Time {
+		if due.IsZero() {
+			return sched.Next(end)
+		}
+		// Due times that came while the run was going are skipped:
+		// runs never overlap, and the next one is the first due after now.
+		var skipped []time.Time
+		for t := sched.Next(due); !t.After(end); t = sched.Next(t) {
+			skipped = append(skipped, t)
+		}
+		if len(skipped) > 0 {
+			log.Warn("run still going at its next due time; skipped that due time",
+				"due", due, "skipped", len(skipped), "first_skipped", skipped[0], "elapsed", end.Sub(due))
+		}
+		return sched.Next(end)
+	}, nil
 }
 
 // runStandAloneOnce calls fn once, turning a panic into an error, and logs

@@ -181,6 +181,12 @@ func jobOptions(j *pampa.Job) []Option {
 	if j.CreatedAt != "" {
 		opts = append(opts, Option{"field_created_at", j.CreatedAt})
 	}
+	if j.RelaunchCron != "" {
+		opts = append(opts, Option{"relaunch_cron", j.RelaunchCron})
+	}
+	if j.RelaunchTimeZone != "" {
+		opts = append(opts, Option{"relaunch_time_zone", j.RelaunchTimeZone})
+	}
 	if hooks := hookNames(j.Hooks); len(hooks) > 0 {
 		opts = append(opts, Option{"hooks", strings.Join(hooks, ", ")})
 	}

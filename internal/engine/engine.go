@@ -20,6 +20,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/pampa-go/pampa/internal/cronexpr"
 	"github.com/pampa-go/pampa/internal/handler"
 	"github.com/pampa-go/pampa/internal/store"
 )
@@ -34,6 +35,10 @@ type Job struct {
 	RetryBackoff       time.Duration
 	MaxAssignedWorkers int // 0: no cap
 	MaxPendingTasks    int
+
+	// RelaunchSchedule, when set, runs the relaunching hook once per due
+	// time (relaunch_cron) instead of at every maintenance pass.
+	RelaunchSchedule cronexpr.Schedule
 
 	// AcceptsWorker reports whether filter_worker_id admits a worker id.
 	AcceptsWorker func(id string) bool

@@ -180,10 +180,14 @@ func (s *Service) stillGone(ctx context.Context, tx *sql.Tx, j *engine.Job, gone
 	return out, nil
 }
 
-// customRelaunch runs the job's relaunching hook, if any.
+// customRelaunch runs the job's relaunching hook, if any, and if its
+// schedule has a due time now.
 func (s *Service) customRelaunch(ctx context.Context, j *engine.Job) ([]any, error) {
 	if j.Hooks.Relaunching == nil {
 		return nil, nil
+	}
+	if due, err := s.relaunchDue(ctx, j); !due || err != nil {
+		return nil, err
 	}
 	keys, err := j.Hooks.Relaunching(ctx, max(j.QueueSize*10, 100))
 	if err != nil {
@@ -198,4 +202,30 @@ func (s *Service) customRelaunch(ctx context.Context, j *engine.Job) ([]any, err
 		return j.Relaunched(ctx, tx, done)
 	})
 	return done, err
+}
+
+// relaunchDue says whether the relaunching hook runs in this pass: always
+// without relaunch_cron; with it, when a due time has come since the last
+// run recorded in the database, and this leader claimed it. Due times
+// missed while no leader was up collapse into one run (the latest one), and
+// a claim made just before a crash counts as run: once at most per due time.
+func (s *Service) relaunchDue(ctx context.Context, j *engine.Job) (bool, error) {
+	if j.RelaunchSchedule == nil {
+		return true, nil
+	}
+	name := "relaunching:" + j.Name
+	now := time.Now()
+	last, err := s.opts.Store.CronLast(ctx, name, now)
+	if err != nil {
+		return false, err
+	}
+	due := j.RelaunchSchedule.Next(last)
+	if due.After(now) {
+		return false, nil
+	}
+	claimed, err := s.opts.Store.CronClaim(ctx, name, due, now)
+	if claimed {
+		s.opts.Log.Info("relaunching hook due", "job", j.Name, "due", due, "last_run", last)
+	}
+	return claimed, err
 }

@@ -265,6 +265,12 @@ func (s *Store) migrations() []string {
 		// When an operator drained the worker (see Store.SetDrained); kept
 		// by a restart under the same id.
 		`ALTER TABLE pampa_workers ADD COLUMN drained_at ` + t.Time,
+		// When each cron schedule last ran, in unix milliseconds (see
+		// Store.CronClaim).
+		`CREATE TABLE IF NOT EXISTS pampa_cron (
+			name ` + t.Text + ` PRIMARY KEY,
+			last_due BIGINT NOT NULL
+		)`,
 	}
 }
 
