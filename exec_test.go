@@ -193,7 +193,7 @@ done`
 					body = persistent
 				}
 				job, dir := execJob(t, body, mode)
-				job.MaxJobDuration = 700 * time.Millisecond
+				job.MaxJobDuration = 1200 * time.Millisecond
 				job.MaxTryTimes = 2
 				e := newEnv(t, driver, 4, job)
 				r := e.start(1)
@@ -202,16 +202,19 @@ done`
 				if rep.Completed != 3 || rep.Failed != 1 {
 					t.Errorf("report = %+v, want 3 completed, 1 failed", rep)
 				}
-				if st := e.rowState(1); !strings.Contains(st, "timed out after max_job_duration 700ms") || !strings.Contains(st, "when its try ended") {
+				if st := e.rowState(1); !strings.Contains(st, "timed out after max_job_duration 1.2s") || !strings.Contains(st, "when its try ended") {
 					t.Errorf("task 1: row %s, want timed out", st)
 				}
 				b, err := os.ReadFile(filepath.Join(dir, "children"))
 				if err != nil {
 					t.Fatal(err)
 				}
+				// One child per try of task 1 that got as far as starting
+				// it: on a loaded machine a try may be killed at its
+				// deadline before its script reached the sleep.
 				children := strings.Fields(string(b))
-				if len(children) != 2 {
-					t.Errorf("children started %v, want one per try of task 1", children)
+				if len(children) < 1 || len(children) > 2 {
+					t.Errorf("children started %v, want one per try of task 1 (two tries)", children)
 				}
 				for _, c := range children {
 					pid, _ := strconv.Atoi(c)
