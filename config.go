@@ -52,6 +52,7 @@ func LoadConfig(path string) (*Cluster, error) {
 //	    field_success: odd_checking_success
 //	    field_error_description: odd_checking_error_description
 //	    field_created_at: created_at   # optional; see Job.CreatedAt
+//	    field_run_at: run_at           # optional; see Job.RunAt
 //	    queue_size: 5                  # default 5
 //	    max_job_duration_minutes: 15   # or max_job_duration: 15m; default 15m
 //	    max_try_times: 3               # default 3
@@ -242,6 +243,7 @@ type configJobFile struct {
 	PrimaryKey            string         `yaml:"field_primary_key"`
 	Fields                TrackingFields `yaml:",inline"`
 	CreatedAt             string         `yaml:"field_created_at"`
+	RunAt                 string         `yaml:"field_run_at"`
 	QueueSize             *int           `yaml:"queue_size"`
 	MaxJobDuration        *time.Duration `yaml:"max_job_duration"`
 	MaxJobDurationMinutes *float64       `yaml:"max_job_duration_minutes"`
@@ -361,6 +363,7 @@ func (f *configJobFile) job() (Job, *ConfigError) {
 		PrimaryKey:         f.PrimaryKey,
 		Fields:             f.Fields,
 		CreatedAt:          f.CreatedAt,
+		RunAt:              f.RunAt,
 		RetryBackoff:       f.RetryBackoff,
 		FilterWorkerID:     f.FilterWorkerID,
 		MaxAssignedWorkers: f.MaxAssignedWorkers,

@@ -54,6 +54,16 @@ func (f TrackingFields) fields() []namedField {
 	}
 }
 
+// columns are the columns Pampa checks and `pampa setup` adds: the
+// tracking columns, and the run-at column when the job has one.
+func (j *Job) columns() []namedField {
+	fs := j.Fields.fields()
+	if j.RunAt != "" {
+		fs = append(fs, namedField{"field_run_at", j.RunAt, KindTime})
+	}
+	return fs
+}
+
 type namedField struct {
 	option string
 	column string
@@ -170,6 +180,13 @@ type Job struct {
 	// of the oldest pending task (JobReport.OldestPending). Default "":
 	// none. :field_created_at (new).
 	CreatedAt string
+	// RunAt optionally names a timestamp column: a row whose run-at is in
+	// the future, by the database's clock, is scheduled, not pending, until
+	// then (NULL: due at once). An INSERT that sets it schedules a task.
+	// `pampa setup` adds the column like a tracking column, and an index
+	// of the pending rows that have one. Default "": none. :field_run_at
+	// (new).
+	RunAt string
 
 	// QueueSize is how many unstarted tasks the dispatcher keeps reserved
 	// for each assigned worker. Default 5.
@@ -259,7 +276,7 @@ func (j *Job) Validate() error {
 		return bad("field_primary_key", j.PrimaryKey, err.Error())
 	}
 	seen := map[string]string{j.PrimaryKey: "field_primary_key"}
-	for _, f := range j.Fields.fields() {
+	for _, f := range j.columns() {
 		if f.column == "" {
 			return bad(f.option, "", "tracking column is not set")
 		}

@@ -25,7 +25,11 @@ type JobSpec struct {
 	ErrorDescription string // the last failure's description [field_error_description]
 	// CreatedAt, optional, is a timestamp column the user's rows carry:
 	// when each was made [field_created_at].
-	CreatedAt   string
+	CreatedAt string
+	// RunAt, optional, is a timestamp column: a row whose run-at is in the
+	// future (database clock) is scheduled, not pending, until then
+	// [field_run_at].
+	RunAt       string
 	MaxTryTimes int
 }
 
@@ -37,7 +41,7 @@ type JobSQL struct {
 	spec JobSpec
 
 	t, pk, reservationID, reservationTime, reservationTimes, startTime, endTime, success, errorDescription string
-	createdAt                                                                                              string // "" when the job has none
+	createdAt, runAt                                                                                       string // "" when the job has none
 
 	pending, reset, claim, occupied, inflight, countPending string
 
@@ -63,6 +67,11 @@ func (s *Store) Job(spec JobSpec) *JobSQL {
 	d := s.Dialect
 	now := d.Now()
 	j.pending = fmt.Sprintf("%s IS NULL AND %s IS NULL AND COALESCE(%s, 0) < ?", j.reservationID, j.startTime, j.reservationTimes)
+	if spec.RunAt != "" {
+		// Only with the option: without it, the pending reads are as ever.
+		j.runAt = Quote(spec.RunAt)
+		j.pending += " AND " + j.due()
+	}
 	j.reset = fmt.Sprintf("%s = NULL, %s = NULL, %s = NULL, %s = NULL, %s = NULL", j.reservationID, j.reservationTime, j.startTime, j.endTime, j.success)
 	j.pendingFrom = j.t
 	j.pickStatements()

@@ -20,10 +20,13 @@ const (
 	TaskRunning   = "running"
 	TaskSucceeded = "succeeded"
 	TaskFailed    = "failed"
+	// TaskScheduled is a pending row whose run-at is still in the future
+	// (jobs with a run-at column only).
+	TaskScheduled = "scheduled"
 )
 
 // taskStates lists the task states in the order of a task's life.
-var taskStates = []string{TaskPending, TaskReserved, TaskRunning, TaskSucceeded, TaskRetrying, TaskFailed}
+var taskStates = []string{TaskScheduled, TaskPending, TaskReserved, TaskRunning, TaskSucceeded, TaskRetrying, TaskFailed}
 
 // TaskRow is a task as the read API shows it: its key, state and tracking
 // columns. State is "" for a row whose tracking columns match no state
@@ -62,14 +65,20 @@ func (j *JobSQL) stateConds() map[string]stateCond {
 	unfinished := j.success + " IS NULL"
 	inflight := fmt.Sprintf("%s IS NOT NULL AND %s IS NULL AND %s", j.reservationID, j.endTime, unfinished)
 	maxTries := []any{j.spec.MaxTryTimes}
-	return map[string]stateCond{
-		TaskPending:   {j.pendingIndexPredicate() + " AND " + unfinished, nil},
+	pending := j.pendingIndexPredicate() + " AND " + unfinished
+	conds := map[string]stateCond{
+		TaskPending:   {pending, nil},
 		TaskReserved:  {fmt.Sprintf("%s AND %s IS NULL", inflight, j.startTime), nil},
 		TaskRunning:   {fmt.Sprintf("%s AND %s IS NOT NULL", inflight, j.startTime), nil},
 		TaskSucceeded: {j.success + " = TRUE", nil},
 		TaskRetrying:  {fmt.Sprintf("%s = FALSE AND COALESCE(%s, 0) < ?", j.success, j.reservationTimes), maxTries},
 		TaskFailed:    {fmt.Sprintf("%s = FALSE AND COALESCE(%s, 0) >= ?", j.success, j.reservationTimes), maxTries},
 	}
+	if j.runAt != "" {
+		conds[TaskPending] = stateCond{pending + " AND " + j.due(), nil}
+		conds[TaskScheduled] = stateCond{pending + " AND " + j.notDue(), nil}
+	}
+	return conds
 }
 
 // taskColumns selects a TaskRow (scanned by scanTask), and returns its
@@ -81,6 +90,9 @@ func (j *JobSQL) taskColumns() (string, []any) {
 	var args []any
 	b.WriteString("CASE")
 	for _, st := range taskStates {
+		if _, ok := conds[st]; !ok {
+			continue // scheduled, for a job without a run-at column
+		}
 		fmt.Fprintf(&b, " WHEN %s THEN '%s'", conds[st].sql, st)
 		args = append(args, conds[st].args...)
 	}
@@ -140,7 +152,7 @@ func (j *JobSQL) tasksSQL(f TaskQuery) (string, []any, error) {
 			return "", nil, fmt.Errorf("state %q: no such state (want one of %s)", f.State, strings.Join(taskStates, ", "))
 		}
 		add(cond.sql, cond.args...)
-		if f.State == TaskPending {
+		if f.State == TaskPending || f.State == TaskScheduled {
 			from = j.pendingFrom
 		}
 	}
@@ -337,4 +349,22 @@ func (j *JobSQL) oldestPendingSQL() string {
 // indexes, and the pending count's.
 func (j *JobSQL) pendingIndexPredicate() string {
 	return fmt.Sprintf("%s IS NULL AND %s IS NULL", j.reservationID, j.startTime)
+}
+
+// due holds for a row whose run-at is unset or not in the future, by the
+// database's clock; notDue for one scheduled later. Only for a job with a
+// run-at column. Partial index predicates cannot read the clock, so these
+// filter at query time.
+func (j *JobSQL) due() string {
+	return fmt.Sprintf("(%s IS NULL OR %s >= 0)", j.runAt, j.s.Dialect.SecondsSince(j.runAt))
+}
+
+func (j *JobSQL) notDue() string {
+	return fmt.Sprintf("%s IS NOT NULL AND %s < 0", j.runAt, j.s.Dialect.SecondsSince(j.runAt))
+}
+
+// scheduledIndexPredicate is the scheduled index's: pending rows that
+// carry a run-at, due or not.
+func (j *JobSQL) scheduledIndexPredicate() string {
+	return fmt.Sprintf("%s AND %s IS NOT NULL", j.pendingIndexPredicate(), j.runAt)
 }
