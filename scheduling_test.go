@@ -133,3 +133,31 @@ func TestRunAtUnsetChangesNothing(t *testing.T) {
 		t.Errorf("report %+v, want 1 pending, 0 scheduled", r)
 	}
 }
+
+// Client.Reschedule moves a pending task to the future (scheduled) and
+// back to the past (pending, due now), leaves a running one alone, and
+// refuses a job without field_run_at, naming it.
+func TestClientReschedule(t *testing.T) {
+	t.Parallel()
+	forEachDriver(t, func(t *testing.T, driver string) {
+		e := newEnv(t, driver, 3, scheduledJob())
+		ctx := context.Background()
+		e.exec(`UPDATE numbers SET odd_checking_reservation_id = 'local.1', odd_checking_start_time = ` + e.client.store.Dialect.Now() + ` WHERE value = 1`)
+		moved, err := e.client.Reschedule(ctx, "search_odd_numbers", time.Now().Add(time.Hour), int64(1), int64(2))
+		if err != nil || !slices.Equal(moved, []any{int64(2)}) {
+			t.Fatalf("Reschedule = %v, %v; want [2] (1 is running)", moved, err)
+		}
+		if r := e.report("search_odd_numbers"); r.Scheduled != 1 || r.Pending != 1 || r.Running != 1 {
+			t.Errorf("after a move an hour ahead: %+v, want 1 scheduled, 1 pending, 1 running", r)
+		}
+		if _, err := e.client.Reschedule(ctx, "search_odd_numbers", time.Now().Add(-time.Hour), int64(2)); err != nil {
+			t.Fatal(err)
+		}
+		if r := e.report("search_odd_numbers"); r.Scheduled != 0 || r.Pending != 2 {
+			t.Errorf("after a move to the past: %+v, want 0 scheduled, 2 pending", r)
+		}
+	})
+	e := newEnv(t, DriverSQLite, 1)
+	_, err := e.client.Reschedule(context.Background(), "search_odd_numbers", time.Now(), int64(1))
+	wantConfigError(t, err, "search_odd_numbers", "field_run_at", "")
+}

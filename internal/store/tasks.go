@@ -74,6 +74,9 @@ func (j *JobSQL) stateConds() map[string]stateCond {
 		TaskRetrying:  {fmt.Sprintf("%s = FALSE AND COALESCE(%s, 0) < ?", j.success, j.reservationTimes), maxTries},
 		TaskFailed:    {fmt.Sprintf("%s = FALSE AND COALESCE(%s, 0) >= ?", j.success, j.reservationTimes), maxTries},
 	}
+	// Without a run-at column no row is scheduled; the pending condition
+	// stays as it was.
+	conds[TaskScheduled] = stateCond{pending + " AND 1 = 0", nil}
 	if j.runAt != "" {
 		conds[TaskPending] = stateCond{pending + " AND " + j.due(), nil}
 		conds[TaskScheduled] = stateCond{pending + " AND " + j.notDue(), nil}
@@ -90,9 +93,6 @@ func (j *JobSQL) taskColumns() (string, []any) {
 	var args []any
 	b.WriteString("CASE")
 	for _, st := range taskStates {
-		if _, ok := conds[st]; !ok {
-			continue // scheduled, for a job without a run-at column
-		}
 		fmt.Fprintf(&b, " WHEN %s THEN '%s'", conds[st].sql, st)
 		args = append(args, conds[st].args...)
 	}
