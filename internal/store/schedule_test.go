@@ -58,6 +58,16 @@ func TestExplainWithRunAt(t *testing.T) {
 		if err != nil || c.Scheduled != int64(n/200) || c.Pending() != int64(2*n/100+n/200) {
 			t.Errorf("counts %+v (pending %d), %v; want %d scheduled, %d pending", c, c.Pending(), err, n/200, 2*n/100+n/200)
 		}
+		if in, err := j.NextDue(t.Context(), s.DB); err != nil || in == nil || *in < 59*time.Minute || *in > time.Hour {
+			t.Errorf("NextDue = %v, %v; want about an hour", in, err)
+		}
+		mustExec(t, s, `UPDATE `+j.t+` SET run_at = `+s.Dialect.Ago()+` WHERE run_at IS NOT NULL`, s.Dialect.AgoArg(time.Minute))
+		if in, err := j.NextDue(t.Context(), s.DB); err != nil || in != nil {
+			t.Errorf("NextDue with every run-at past = %v, %v; want none", in, err)
+		}
+		if in, err := plain.NextDue(t.Context(), s.DB); err != nil || in != nil {
+			t.Errorf("NextDue without a run-at column = %v, %v; want none", in, err)
+		}
 	})
 }
 

@@ -368,3 +368,20 @@ func (j *JobSQL) notDue() string {
 func (j *JobSQL) scheduledIndexPredicate() string {
 	return fmt.Sprintf("%s AND %s IS NOT NULL", j.pendingIndexPredicate(), j.runAt)
 }
+
+// NextDue is how long until the earliest run-at still in the future of a
+// pending row, by the database's clock: nil when none is scheduled or the
+// job has no run-at column. MIN over the scheduled index, whose first
+// entries past the due ones are read.
+func (j *JobSQL) NextDue(ctx context.Context, q Querier) (*time.Duration, error) {
+	if j.runAt == "" {
+		return nil, nil
+	}
+	var since sql.NullFloat64
+	query := fmt.Sprintf("SELECT %s FROM %s WHERE %s AND %s", j.s.Dialect.SecondsSince("MIN("+j.runAt+")"), j.t, j.scheduledIndexPredicate(), j.notDue())
+	if err := j.s.queryRow(ctx, q, j.s.q(query)).Scan(&since); err != nil || !since.Valid {
+		return nil, err
+	}
+	in := time.Duration(-since.Float64 * float64(time.Second))
+	return &in, nil
+}
