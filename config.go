@@ -57,6 +57,7 @@ func LoadConfig(path string) (*Cluster, error) {
 //	    max_job_duration_minutes: 15   # or max_job_duration: 15m; default 15m
 //	    max_try_times: 3               # default 3
 //	    retry_backoff: 10s             # default 0
+//	    retry_backoff_max: 10m         # optional: exponential backoff, see Job.RetryBackoffMax
 //	    filter_worker_id: '.*'         # default '.*'
 //	    max_assigned_workers: 5        # default 0, no cap
 //	    max_pending_tasks: 500         # default 100
@@ -249,6 +250,7 @@ type configJobFile struct {
 	MaxJobDurationMinutes *float64       `yaml:"max_job_duration_minutes"`
 	MaxTryTimes           *int           `yaml:"max_try_times"`
 	RetryBackoff          time.Duration  `yaml:"retry_backoff"`
+	RetryBackoffMax       time.Duration  `yaml:"retry_backoff_max"`
 	FilterWorkerID        string         `yaml:"filter_worker_id"`
 	MaxAssignedWorkers    int            `yaml:"max_assigned_workers"`
 	MaxPendingTasks       *int           `yaml:"max_pending_tasks"`
@@ -365,6 +367,7 @@ func (f *configJobFile) job() (Job, *ConfigError) {
 		CreatedAt:          f.CreatedAt,
 		RunAt:              f.RunAt,
 		RetryBackoff:       f.RetryBackoff,
+		RetryBackoffMax:    f.RetryBackoffMax,
 		FilterWorkerID:     f.FilterWorkerID,
 		MaxAssignedWorkers: f.MaxAssignedWorkers,
 		Hooks:              f.Hooks,

@@ -200,6 +200,11 @@ type Job struct {
 	// RetryBackoff is how long a failed try waits before it is relaunched.
 	// Default 0: on the dispatcher's next relaunch pass.
 	RetryBackoff time.Duration
+	// RetryBackoffMax, set, makes the backoff exponential: after try n,
+	// min(RetryBackoffMax, RetryBackoff * 2^(n-1)); with RunAt, times a
+	// jitter drawn in [0.8, 1.2] per task (docs/scheduling.md). Default 0:
+	// every try waits RetryBackoff. :retry_backoff_max (new).
+	RetryBackoffMax time.Duration
 	// FilterWorkerID is a regular expression; only workers whose id matches
 	// may be assigned to the job. Default ".*" (any worker).
 	FilterWorkerID string
@@ -307,6 +312,9 @@ func (j *Job) Validate() error {
 	}
 	if j.RetryBackoff < 0 {
 		return bad("retry_backoff", j.RetryBackoff, "must not be negative")
+	}
+	if j.RetryBackoffMax < 0 || (j.RetryBackoffMax > 0 && j.RetryBackoffMax < j.RetryBackoff) || (j.RetryBackoffMax > 0 && j.RetryBackoff == 0) {
+		return bad("retry_backoff_max", j.RetryBackoffMax, "must be at least retry_backoff, which must be set")
 	}
 	if j.MaxAssignedWorkers < 0 {
 		return bad("max_assigned_workers", j.MaxAssignedWorkers, "must not be negative (0 means no cap)")

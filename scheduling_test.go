@@ -2,6 +2,7 @@ package pampa
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -161,4 +162,36 @@ func TestClientReschedule(t *testing.T) {
 	e := newEnv(t, DriverSQLite, 1)
 	_, err := e.client.Reschedule(context.Background(), "search_odd_numbers", time.Now(), int64(1))
 	wantConfigError(t, err, "search_odd_numbers", "field_run_at", "")
+}
+
+// With field_run_at, a failed try's backoff is its next try's run-at: the
+// relaunch pass makes the task scheduled at once, and it runs again 1 s ±
+// 20% after the failure, not at the pass's cadence.
+func TestRetryBackoffAsRunAt(t *testing.T) {
+	t.Parallel()
+	forEachDriver(t, func(t *testing.T, driver string) {
+		job := scheduledJob()
+		job.MaxTryTimes, job.RetryBackoff, job.RetryBackoffMax = 2, time.Second, time.Minute
+		var failedAt time.Time
+		var again time.Duration
+		job.Process = func(ctx context.Context, t *Task) error {
+			if t.Try() == 1 {
+				failedAt = time.Now()
+				return errors.New("first try fails")
+			}
+			again = time.Since(failedAt)
+			return nil
+		}
+		e := newEnv(t, driver, 1, job)
+		e.startIDs(steadyDispatcher(), steadyWorker(), "local.1")
+		e.waitState(5*time.Second, "the first try failed and rescheduled", job.Name, func() bool {
+			return e.report(job.Name).Scheduled == 1
+		})
+		if r := e.waitJob(job.Name, 1, 10*time.Second); r.Completed != 1 {
+			t.Fatalf("report %+v, want the second try to succeed", r)
+		}
+		if again < 790*time.Millisecond || again > 1700*time.Millisecond {
+			t.Errorf("second try started %s after the failure, want 1 s ± 20%% plus the hand-off", again)
+		}
+	})
 }

@@ -181,6 +181,12 @@ func jobOptions(j *pampa.Job) []Option {
 	if j.CreatedAt != "" {
 		opts = append(opts, Option{"field_created_at", j.CreatedAt})
 	}
+	if j.RunAt != "" {
+		opts = append(opts, Option{"field_run_at", j.RunAt})
+	}
+	if j.RetryBackoffMax > 0 {
+		opts = append(opts, Option{"retry_backoff_max", j.RetryBackoffMax.String()})
+	}
 	if hooks := hookNames(j.Hooks); len(hooks) > 0 {
 		opts = append(opts, Option{"hooks", strings.Join(hooks, ", ")})
 	}

@@ -390,14 +390,6 @@ func (j *JobSQL) RecoverExpired(ctx context.Context, q Querier, maxRun time.Dura
 	return j.recoverRunning(ctx, q, cond, reason, j.s.Dialect.AgoArg(maxRun))
 }
 
-// RelaunchFailed returns failed tries that have tries left, and ended at
-// least backoff ago, to pending.
-func (j *JobSQL) RelaunchFailed(ctx context.Context, q Querier, backoff time.Duration) ([]any, error) {
-	query := fmt.Sprintf(`UPDATE %s SET %s WHERE %s = FALSE AND COALESCE(%s, 0) < ? AND %s IS NOT NULL AND %s < %s RETURNING %s`,
-		j.t, j.reset, j.success, j.reservationTimes, j.endTime, j.endTime, j.s.Dialect.Ago(), j.pk)
-	return j.s.queryKeys(ctx, q, j.s.q(query), j.spec.MaxTryTimes, j.s.Dialect.AgoArg(backoff))
-}
-
 // RelaunchKeys resets finished (or never reserved) rows to pending so they
 // run again; rows still reserved or running are left alone. A succeeded
 // row, or one failed for good, starts a new cycle of tries (kept at its
