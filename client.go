@@ -99,7 +99,7 @@ func checkNamesFor(d store.Dialect, j *Job) error {
 	if err := checkName(j.PrimaryKey, max); err != nil {
 		return &ConfigError{Job: j.Name, Field: "field_primary_key", Value: j.PrimaryKey, Reason: err.Error() + " (" + d.Name() + ")"}
 	}
-	for _, f := range j.Fields.fields() {
+	for _, f := range j.columns() {
 		if err := checkName(f.column, max); err != nil {
 			return &ConfigError{Job: j.Name, Field: f.option, Value: f.column, Reason: err.Error() + " (" + d.Name() + ")"}
 		}
@@ -118,7 +118,7 @@ func specOf(j *Job) store.JobSpec {
 		Table: store.ParseIdent(j.Table), PrimaryKey: j.PrimaryKey,
 		ReservationID: f.ReservationID, ReservationTime: f.ReservationTime, ReservationTimes: f.ReservationTimes,
 		StartTime: f.StartTime, EndTime: f.EndTime, Success: f.Success, ErrorDescription: f.ErrorDescription,
-		CreatedAt: j.CreatedAt, MaxTryTimes: j.MaxTryTimes,
+		CreatedAt: j.CreatedAt, RunAt: j.RunAt, MaxTryTimes: j.MaxTryTimes,
 	}
 }
 
@@ -188,7 +188,7 @@ func (c *Client) checkColumns(ctx context.Context, j *jobRuntime) error {
 		return err
 	}
 	var missing []string
-	for _, f := range j.Fields.fields() {
+	for _, f := range j.columns() {
 		typ, ok := types[f.column]
 		if !ok {
 			missing = append(missing, f.option+" = "+f.column)

@@ -52,10 +52,12 @@ func LoadConfig(path string) (*Cluster, error) {
 //	    field_success: odd_checking_success
 //	    field_error_description: odd_checking_error_description
 //	    field_created_at: created_at   # optional; see Job.CreatedAt
+//	    field_run_at: run_at           # optional; see Job.RunAt
 //	    queue_size: 5                  # default 5
 //	    max_job_duration_minutes: 15   # or max_job_duration: 15m; default 15m
 //	    max_try_times: 3               # default 3
 //	    retry_backoff: 10s             # default 0
+//	    retry_backoff_max: 10m         # optional: exponential backoff, see Job.RetryBackoffMax
 //	    filter_worker_id: '.*'         # default '.*'
 //	    max_assigned_workers: 5        # default 0, no cap
 //	    max_pending_tasks: 500         # default 100
@@ -244,11 +246,13 @@ type configJobFile struct {
 	PrimaryKey            string         `yaml:"field_primary_key"`
 	Fields                TrackingFields `yaml:",inline"`
 	CreatedAt             string         `yaml:"field_created_at"`
+	RunAt                 string         `yaml:"field_run_at"`
 	QueueSize             *int           `yaml:"queue_size"`
 	MaxJobDuration        *time.Duration `yaml:"max_job_duration"`
 	MaxJobDurationMinutes *float64       `yaml:"max_job_duration_minutes"`
 	MaxTryTimes           *int           `yaml:"max_try_times"`
 	RetryBackoff          time.Duration  `yaml:"retry_backoff"`
+	RetryBackoffMax       time.Duration  `yaml:"retry_backoff_max"`
 	FilterWorkerID        string         `yaml:"filter_worker_id"`
 	MaxAssignedWorkers    int            `yaml:"max_assigned_workers"`
 	MaxPendingTasks       *int           `yaml:"max_pending_tasks"`
@@ -365,7 +369,9 @@ func (f *configJobFile) job() (Job, *ConfigError) {
 		PrimaryKey:         f.PrimaryKey,
 		Fields:             f.Fields,
 		CreatedAt:          f.CreatedAt,
+		RunAt:              f.RunAt,
 		RetryBackoff:       f.RetryBackoff,
+		RetryBackoffMax:    f.RetryBackoffMax,
 		FilterWorkerID:     f.FilterWorkerID,
 		MaxAssignedWorkers: f.MaxAssignedWorkers,
 		Hooks:              f.Hooks,

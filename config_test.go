@@ -51,10 +51,12 @@ jobs:
     field_success: odd_checking_success
     field_error_description: odd_checking_error_description
     field_created_at: created_at
+    field_run_at: run_at
     queue_size: 7
     max_job_duration_minutes: 1.5
     max_try_times: 4
     retry_backoff: 10s
+    retry_backoff_max: 10m
     filter_worker_id: '\.1$'
     max_assigned_workers: 5
     max_pending_tasks: 500
@@ -93,10 +95,12 @@ type configJobView struct {
 	CreatedAt               string
 	RelaunchCron            string
 	RelaunchTimeZone        string
+	RunAt                   string
 	QueueSize               int
 	MaxJobDuration          time.Duration
 	MaxTryTimes             int
 	RetryBackoff            time.Duration
+	RetryBackoffMax         time.Duration
 	FilterWorkerID          string
 	MaxAssignedWorkers      int
 	MaxPendingTasks         int
@@ -109,10 +113,10 @@ type configJobView struct {
 func configViewOf(j *pampa.Job) configJobView {
 	h := j.Hooks
 	return configJobView{
-		Name: j.Name, Table: j.Table, PrimaryKey: j.PrimaryKey, Fields: j.Fields, CreatedAt: j.CreatedAt,
+		Name: j.Name, Table: j.Table, PrimaryKey: j.PrimaryKey, Fields: j.Fields, CreatedAt: j.CreatedAt, RunAt: j.RunAt,
 		RelaunchCron: j.RelaunchCron, RelaunchTimeZone: j.RelaunchTimeZone,
 		QueueSize: j.QueueSize, MaxJobDuration: j.MaxJobDuration, MaxTryTimes: j.MaxTryTimes,
-		RetryBackoff: j.RetryBackoff, FilterWorkerID: j.FilterWorkerID,
+		RetryBackoff: j.RetryBackoff, RetryBackoffMax: j.RetryBackoffMax, FilterWorkerID: j.FilterWorkerID,
 		MaxAssignedWorkers: j.MaxAssignedWorkers, MaxPendingTasks: j.MaxPendingTasks,
 		Files: strings.Join(j.Files, "|"),
 		SQL: [8]string{h.SelectingSQL, h.RelaunchingSQL, h.OccupiedSQL, h.AllowingSQL,
@@ -166,9 +170,9 @@ func TestParseConfigFull(t *testing.T) {
 	wantJobs := []configJobView{
 		{
 			Name: "search_odd_numbers", Table: "public.numbers", PrimaryKey: "value",
-			Fields: configTrackingFields("odd_checking"), CreatedAt: "created_at",
+			Fields: configTrackingFields("odd_checking"), CreatedAt: "created_at", RunAt: "run_at",
 			RelaunchCron: "*/5 * * * *", RelaunchTimeZone: "Europe/Paris",
-			QueueSize: 7, MaxJobDuration: 90 * time.Second, MaxTryTimes: 4, RetryBackoff: 10 * time.Second,
+			QueueSize: 7, MaxJobDuration: 90 * time.Second, MaxTryTimes: 4, RetryBackoff: 10 * time.Second, RetryBackoffMax: 10 * time.Minute,
 			FilterWorkerID: `\.1$`, MaxAssignedWorkers: 5, MaxPendingTasks: 500,
 			Files: "odd.py|lib",
 			SQL: [8]string{

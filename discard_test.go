@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/pampa-go/pampa/internal/store"
 )
 
 // Discard fails for good a failed try that still has tries left, so that
@@ -46,7 +48,7 @@ func TestDiscardFailedTry(t *testing.T) {
 			t.Fatalf("FailedTasks = %+v (%v), want task 2", failed, err)
 		}
 		// Not relaunched, whatever the backoff.
-		if keys, err := e.jobSQL(job.Name).RelaunchFailed(ctx, e.client.DB(), 0); err != nil || len(keys) != 0 {
+		if keys, err := e.jobSQL(job.Name).RelaunchFailed(ctx, e.client.DB(), store.Backoff{}); err != nil || len(keys) != 0 {
 			t.Errorf("RelaunchFailed after discard = %v (%v), want nothing", keys, err)
 		}
 		if again, err := e.client.Discard(ctx, job.Name, int64(2)); err != nil || len(again) != 0 {

@@ -57,6 +57,16 @@ func (f TrackingFields) fields() []namedField {
 	}
 }
 
+// columns are the columns Pampa checks and `pampa setup` adds: the
+// tracking columns, and the run-at column when the job has one.
+func (j *Job) columns() []namedField {
+	fs := j.Fields.fields()
+	if j.RunAt != "" {
+		fs = append(fs, namedField{"field_run_at", j.RunAt, KindTime})
+	}
+	return fs
+}
+
 type namedField struct {
 	option string
 	column string
@@ -173,6 +183,13 @@ type Job struct {
 	// of the oldest pending task (JobReport.OldestPending). Default "":
 	// none. :field_created_at (new).
 	CreatedAt string
+	// RunAt optionally names a timestamp column: a row whose run-at is in
+	// the future, by the database's clock, is scheduled, not pending, until
+	// then (NULL: due at once). An INSERT that sets it schedules a task.
+	// `pampa setup` adds the column like a tracking column, and an index
+	// of the pending rows that have one. Default "": none. :field_run_at
+	// (new).
+	RunAt string
 
 	// QueueSize is how many unstarted tasks the dispatcher keeps reserved
 	// for each assigned worker. Default 5.
@@ -186,6 +203,11 @@ type Job struct {
 	// RetryBackoff is how long a failed try waits before it is relaunched.
 	// Default 0: on the dispatcher's next relaunch pass.
 	RetryBackoff time.Duration
+	// RetryBackoffMax, set, makes the backoff exponential: after try n,
+	// min(RetryBackoffMax, RetryBackoff * 2^(n-1)); with RunAt, times a
+	// jitter drawn in [0.8, 1.2] per task (docs/scheduling.md). Default 0:
+	// every try waits RetryBackoff. :retry_backoff_max (new).
+	RetryBackoffMax time.Duration
 	// FilterWorkerID is a regular expression; only workers whose id matches
 	// may be assigned to the job. Default ".*" (any worker).
 	FilterWorkerID string
@@ -273,7 +295,7 @@ func (j *Job) Validate() error {
 		return bad("field_primary_key", j.PrimaryKey, err.Error())
 	}
 	seen := map[string]string{j.PrimaryKey: "field_primary_key"}
-	for _, f := range j.Fields.fields() {
+	for _, f := range j.columns() {
 		if f.column == "" {
 			return bad(f.option, "", "tracking column is not set")
 		}
@@ -304,6 +326,9 @@ func (j *Job) Validate() error {
 	}
 	if j.RetryBackoff < 0 {
 		return bad("retry_backoff", j.RetryBackoff, "must not be negative")
+	}
+	if j.RetryBackoffMax < 0 || (j.RetryBackoffMax > 0 && j.RetryBackoffMax < j.RetryBackoff) || (j.RetryBackoffMax > 0 && j.RetryBackoff == 0) {
+		return bad("retry_backoff_max", j.RetryBackoffMax, "must be at least retry_backoff, which must be set")
 	}
 	if j.MaxAssignedWorkers < 0 {
 		return bad("max_assigned_workers", j.MaxAssignedWorkers, "must not be negative (0 means no cap)")

@@ -18,10 +18,13 @@ type JobReport struct {
 	Total     int64  `json:"total"`
 	Completed int64  `json:"completed"`
 	Pending   int64  `json:"pending"`
-	Failed    int64  `json:"failed"`
-	Reserved  int64  `json:"reserved"`
-	Running   int64  `json:"running"`
-	Estimated bool   `json:"estimated"`
+	// Scheduled: pending but with a run-at in the future (Job.RunAt); not
+	// in Pending. Always 0 for a job without the option.
+	Scheduled int64 `json:"scheduled"`
+	Failed    int64 `json:"failed"`
+	Reserved  int64 `json:"reserved"`
+	Running   int64 `json:"running"`
+	Estimated bool  `json:"estimated"`
 	// Paused: an operator paused the job (Client.Pause); it gets no new
 	// reservations until resumed.
 	Paused bool `json:"paused"`
@@ -112,7 +115,7 @@ func (c *Client) jobReport(ctx context.Context, j *jobRuntime, estimateMin int64
 		return JobReport{}, fmt.Errorf("job %s: count tasks: %w", j.Name, err)
 	}
 	r := JobReport{Job: j.Name, Total: counts.Total, Completed: counts.Succeeded, Pending: counts.Pending(),
-		Failed: counts.Failed, Reserved: counts.Reserved, Running: counts.Running, Estimated: counts.Estimated}
+		Scheduled: counts.Scheduled, Failed: counts.Failed, Reserved: counts.Reserved, Running: counts.Running, Estimated: counts.Estimated}
 	if r.OldestPending, err = j.sql.OldestPending(ctx, c.store.DB); err != nil {
 		return JobReport{}, fmt.Errorf("job %s: oldest pending task: %w", j.Name, err)
 	}

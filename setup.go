@@ -104,7 +104,7 @@ func (cl *Client) planSetup(ctx context.Context, targets []*jobRuntime) ([]setup
 			return nil, err
 		}
 		p := setupPlan{job: j}
-		for _, f := range j.Fields.fields() {
+		for _, f := range j.columns() {
 			typ, exists := have[f.column]
 			if exists {
 				if !d.AcceptsKind(store.Kind(f.kind), typ) {

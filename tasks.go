@@ -25,6 +25,9 @@ const (
 	// StateSucceeded: the last try succeeded.
 	StateSucceeded = "succeeded"
 	StateFailed    = "failed" // failed for good: no tries left
+	// StateScheduled: pending, but its run-at (Job.RunAt) is still in the
+	// future by the database's clock; pending from then on.
+	StateScheduled = "scheduled"
 )
 
 // TaskFilter says which of a job's tasks Client.Tasks lists. Zero fields

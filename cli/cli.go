@@ -107,6 +107,7 @@ func commands() []command {
 		{"retry", "--job NAME (--all | KEY...)", "re-drive tasks that failed for good: pending again, with fresh tries", retryCmd},
 		{"discard", "--job NAME KEY...", "fail for good failed tasks that still have tries left: not tried again", discardCmd},
 		{"cancel", "--job NAME KEY...", "cancel tasks pending, reserved or running: failed for good, never run again", cancelCmd},
+		{"reschedule", "--job NAME --at TIME KEY...", "move pending tasks of a job with field_run_at to run at TIME (RFC 3339 or +10m)", rescheduleCmd},
 		{"pause", "JOB...", "pause jobs: no new reservations until resumed; running tasks finish", pauseCmd},
 		{"resume", "JOB...", "resume paused jobs", resumeCmd},
 		{"dashboard", "[--listen ADDR]", "serve the web dashboard, its JSON API and metrics (actions need the admin role)", dashboardCmd},

@@ -337,7 +337,7 @@ func watch(ctx context.Context, client *pampa.Client, out io.Writer, progress, u
 					r.Job, about, r.Completed, about, r.Total, rate, r.Pending, r.Reserved, r.Running, r.Failed)
 			}
 			last[r.Job] = r.Completed
-			if r.Pending+r.Reserved+r.Running > 0 {
+			if r.Pending+r.Scheduled+r.Reserved+r.Running > 0 {
 				idle = false
 			}
 		}
@@ -437,14 +437,14 @@ func ageText(seconds *float64) string {
 // "~" and a footnote saying so.
 func printReports(w io.Writer, reports []pampa.JobReport) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "JOB\tTOTAL\tCOMPLETED\tPENDING\tFAILED\tRESERVED\tRUNNING\tOLDEST\t")
+	fmt.Fprintln(tw, "JOB\tTOTAL\tCOMPLETED\tPENDING\tSCHEDULED\tFAILED\tRESERVED\tRUNNING\tOLDEST\t")
 	estimated := false
 	for _, r := range reports {
 		about := ""
 		if r.Estimated {
 			about, estimated = "~", true
 		}
-		fmt.Fprintf(tw, "%s\t%s%d\t%s%d\t%d\t%d\t%d\t%d\t%s\t\n", jobLabel(r), about, r.Total, about, r.Completed, r.Pending, r.Failed, r.Reserved, r.Running, ageText(r.OldestPending))
+		fmt.Fprintf(tw, "%s\t%s%d\t%s%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", jobLabel(r), about, r.Total, about, r.Completed, r.Pending, r.Scheduled, r.Failed, r.Reserved, r.Running, ageText(r.OldestPending))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"text/tabwriter"
+	"time"
 
 	"github.com/pampa-go/pampa"
 )
@@ -103,25 +105,29 @@ func parseKeys(ctx context.Context, client *pampa.Client, job string, args []str
 func discardCmd(ctx context.Context, e *env, args []string) error {
 	return keysCmd(ctx, e, args, "discard", "Fail for good tasks whose last try failed and that still have tries left, so that they are\n"+
 		"not tried again; they join the tasks `pampa failed` lists, and `pampa retry` re-drives them.",
-		(*pampa.Client).Discard, "failed for good", "had no failed try with tries left")
+		(*pampa.Client).Discard, "failed for good", "had no failed try with tries left", nil)
 }
 
 func cancelCmd(ctx context.Context, e *env, args []string) error {
 	return keysCmd(ctx, e, args, "cancel", "Cancel tasks pending, reserved or running: each becomes failed for good (\"cancelled by an\n"+
 		"operator\"), so that it does not run again; a running try's context is cancelled at its worker's\n"+
 		"next heartbeat and its result dropped. `pampa failed` lists them, and `pampa retry` re-drives them.",
-		(*pampa.Client).Cancel, "cancelled", "were done already (succeeded, or failed for good)")
+		(*pampa.Client).Cancel, "cancelled", "were done already (succeeded, or failed for good)", nil)
 }
 
 // keysCmd is a command acting on tasks of a job named by key: it prints
-// how many it changed (done), and how many it left alone and why.
+// how many it changed (done), and how many it left alone and why. more,
+// if set, registers the command's own flags.
 func keysCmd(ctx context.Context, e *env, args []string, name, about string,
-	do func(*pampa.Client, context.Context, string, ...any) ([]any, error), done, why string) error {
+	do func(*pampa.Client, context.Context, string, ...any) ([]any, error), done, why string, more func(*flag.FlagSet)) error {
 	fs := e.flags(name, "--job NAME KEY...", about)
 	var cf clusterFlags
 	var job string
 	cf.register(fs)
 	fs.StringVar(&job, "job", "", "the job (required)")
+	if more != nil {
+		more(fs)
+	}
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -149,4 +155,33 @@ func keysCmd(ctx context.Context, e *env, args []string, name, about string,
 		fmt.Fprintf(e.stdout, "%d key(s) %s and were left alone\n", len(keys)-len(changed), why)
 	}
 	return nil
+}
+
+func rescheduleCmd(ctx context.Context, e *env, args []string) error {
+	var at string
+	return keysCmd(ctx, e, args, "reschedule", "Move pending tasks, scheduled or due, of a job with field_run_at to run at --at: an RFC 3339\n"+
+		"time, or a duration from now (+10m; a past time makes them due now). Reserved, running and\n"+
+		"finished tasks are left alone.",
+		func(c *pampa.Client, ctx context.Context, job string, keys ...any) ([]any, error) {
+			t, err := parseAt(at, time.Now())
+			if err != nil {
+				return nil, err
+			}
+			return c.Reschedule(ctx, job, t, keys...)
+		}, "rescheduled", "were not pending (reserved, running or finished)",
+		func(fs *flag.FlagSet) {
+			fs.StringVar(&at, "at", "", "when to run them: RFC 3339, or a duration from now like +10m (required)")
+		})
+}
+
+// parseAt reads a time as RFC 3339, or as a duration from now.
+func parseAt(s string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		return now.Add(d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, usagef("--at %q: want an RFC 3339 time or a duration from now like +10m", s)
+	}
+	return t, nil
 }

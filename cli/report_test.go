@@ -36,7 +36,7 @@ func TestReportExactFlag(t *testing.T) {
 		}
 		out, errOut, code = runCLI(t, nil, "report", "--config", e.config, "--exact", "--job", "search_odd_numbers")
 		row := strings.Fields(strings.Split(strings.TrimSpace(out), "\n")[1])
-		if code != 0 || strings.Join(row, " ") != "search_odd_numbers 20 14 2 1 2 1 -" || strings.Contains(out, "~") {
+		if code != 0 || strings.Join(row, " ") != "search_odd_numbers 20 14 2 0 1 2 1 -" || strings.Contains(out, "~") {
 			t.Errorf("report --exact --job: exit %d, want the exact figures, unmarked:\n%s%s", code, out, errOut)
 		}
 	})
@@ -47,13 +47,13 @@ func TestPrintReportsMarksEstimates(t *testing.T) {
 	t.Parallel()
 	var b bytes.Buffer
 	err := printReports(&b, []pampa.JobReport{
-		{Job: "big", Total: 10_000_000, Completed: 9_900_000, Pending: 100_000, Estimated: true},
+		{Job: "big", Total: 10_000_000, Completed: 9_900_000, Pending: 100_000, Scheduled: 7, Estimated: true},
 		{Job: "small", Total: 20, Completed: 20},
 	})
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 	if err != nil || len(lines) != 4 ||
-		strings.Join(strings.Fields(lines[1]), " ") != "big ~10000000 ~9900000 100000 0 0 0 -" ||
-		strings.Join(strings.Fields(lines[2]), " ") != "small 20 20 0 0 0 0 -" ||
+		strings.Join(strings.Fields(lines[1]), " ") != "big ~10000000 ~9900000 100000 7 0 0 0 -" ||
+		strings.Join(strings.Fields(lines[2]), " ") != "small 20 20 0 0 0 0 0 -" ||
 		!strings.HasPrefix(lines[3], "~ estimated") || !strings.Contains(lines[3], "--exact") {
 		t.Errorf("printReports = %v:\n%s", err, b.String())
 	}

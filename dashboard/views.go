@@ -187,6 +187,12 @@ func jobOptions(j *pampa.Job) []Option {
 	if j.RelaunchTimeZone != "" {
 		opts = append(opts, Option{"relaunch_time_zone", j.RelaunchTimeZone})
 	}
+	if j.RunAt != "" {
+		opts = append(opts, Option{"field_run_at", j.RunAt})
+	}
+	if j.RetryBackoffMax > 0 {
+		opts = append(opts, Option{"retry_backoff_max", j.RetryBackoffMax.String()})
+	}
 	if hooks := hookNames(j.Hooks); len(hooks) > 0 {
 		opts = append(opts, Option{"hooks", strings.Join(hooks, ", ")})
 	}

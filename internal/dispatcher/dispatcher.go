@@ -11,7 +11,9 @@
 //
 // maintenance and stretch run at most every MaintenanceEvery; reserve
 // runs every round. A round runs every Delay, or sooner when a worker
-// running low wakes the dispatcher.
+// running low wakes the dispatcher, or when a scheduled task falls due
+// (the leader reads the next run-at after each round); that round runs
+// maintenance and stretch too, so that the job has workers.
 package dispatcher
 
 import (
@@ -108,7 +110,8 @@ func (l *Loop) Run(ctx context.Context) error {
 		if _, err := l.RunOnce(ctx); err != nil && ctx.Err() == nil {
 			l.logFailure(err)
 		}
-		engine.ResetTimer(timer, l.opts.Delay)
+		sleep, due := l.sleep(ctx)
+		engine.ResetTimer(timer, sleep)
 		select {
 		case <-ctx.Done():
 			l.Resign()
@@ -116,8 +119,37 @@ func (l *Loop) Run(ctx context.Context) error {
 			return nil
 		case <-wake:
 		case <-timer.C:
+			if due {
+				l.lastMaintenance = time.Time{}
+			}
 		}
 	}
+}
+
+// dueMargin is added to the wait for a scheduled task, so that the round
+// it wakes finds the task due by the database's clock.
+const dueMargin = 5 * time.Millisecond
+
+// sleep is how long to wait for the next round: Delay, or less when, as
+// leader, a scheduled task falls due sooner (due is then set).
+func (l *Loop) sleep(ctx context.Context) (d time.Duration, due bool) {
+	d = l.opts.Delay
+	if !l.elector.Leading() {
+		return d, false
+	}
+	for _, j := range l.opts.Jobs {
+		in, err := j.SQL.NextDue(ctx, l.opts.Store.DB)
+		if err != nil {
+			if ctx.Err() == nil {
+				l.opts.Log.Debug("next due time unknown", "job", j.Name, "err", err)
+			}
+			continue
+		}
+		if in != nil && *in+dueMargin < d {
+			d, due = max(0, *in)+dueMargin, true
+		}
+	}
+	return d, due
 }
 
 func (l *Loop) logFailure(err error) {

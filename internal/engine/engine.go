@@ -32,7 +32,7 @@ type Job struct {
 
 	QueueSize          int
 	MaxJobDuration     time.Duration
-	RetryBackoff       time.Duration
+	RetryBackoff       store.Backoff
 	MaxAssignedWorkers int // 0: no cap
 	MaxPendingTasks    int
 

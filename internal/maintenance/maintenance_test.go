@@ -146,7 +146,7 @@ func TestFailedTryIsRelaunchedAfterBackoff(t *testing.T) {
 	t.Parallel()
 	enginetest.Each(t, func(t *testing.T, s *store.Store) {
 		j := enginetest.NewJob(t, s, "tasks", 3, 2)
-		j.RetryBackoff = 5 * time.Second
+		j.RetryBackoff = store.Backoff{Base: 5 * time.Second}
 		register(t, s, "n.1", 0, "tasks")
 		running(t, s, j, "n.1", 1, 1, 2)
 		running(t, s, j, "n.1", 2, 3)

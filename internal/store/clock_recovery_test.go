@@ -27,10 +27,10 @@ func TestAgesOnDatabaseClock(t *testing.T) {
 				t.Fatal("Finish not applied")
 			}
 			// It has just failed: its hour of backoff has not passed.
-			if keys, err := j.RelaunchFailed(ctx, s.DB, time.Hour); err != nil || len(keys) != 0 {
+			if keys, err := j.RelaunchFailed(ctx, s.DB, Backoff{Base: time.Hour}); err != nil || len(keys) != 0 {
 				t.Fatalf("RelaunchFailed(1h) right after the failure = %v, %v; want nothing relaunched", keys, err)
 			}
-			if keys, err := j.RelaunchFailed(ctx, s.DB, -time.Minute); err != nil || len(keys) != 1 {
+			if keys, err := j.RelaunchFailed(ctx, s.DB, Backoff{Base: -time.Minute}); err != nil || len(keys) != 1 {
 				t.Fatalf("RelaunchFailed(-1m) = %v, %v; want the failed task", keys, err)
 			}
 

@@ -10,6 +10,9 @@ import (
 // Counts are a job's tasks by state.
 type Counts struct {
 	Total, Succeeded, Failed, Reserved, Running int64
+	// Scheduled: neither reserved nor started, with a run-at in the
+	// future (jobs with a run-at column only); not in Pending.
+	Scheduled int64
 	// Estimated: Total is from PostgreSQL's statistics of the table, not
 	// a count, and Succeeded is Total less the other states, which are
 	// still counted exactly.
@@ -19,7 +22,7 @@ type Counts struct {
 // Pending is what is neither done nor in flight: never tried, or waiting
 // for another try.
 func (c Counts) Pending() int64 {
-	return c.Total - c.Succeeded - c.Failed - c.Reserved - c.Running
+	return c.Total - c.Succeeded - c.Failed - c.Reserved - c.Running - c.Scheduled
 }
 
 // Count counts the job's rows by state, exactly (CountEstimate with no
@@ -53,7 +56,7 @@ func (j *JobSQL) CountEstimate(ctx context.Context, q Querier, estimateMin int64
 		c.Total, c.Estimated = n, n >= estimateMin
 	}
 	var pending, waiting int64
-	dest := []any{&pending, &c.Reserved, &c.Running, &c.Failed, &waiting}
+	dest := []any{&pending, &c.Scheduled, &c.Reserved, &c.Running, &c.Failed, &waiting}
 	if !c.Estimated {
 		dest = append([]any{&c.Total}, dest...)
 	}
@@ -80,11 +83,17 @@ func (j *JobSQL) countSQL(total bool) string {
 	if total {
 		all = fmt.Sprintf("(SELECT COUNT(*) FROM %s), ", j.t)
 	}
-	return j.s.q(fmt.Sprintf(`SELECT %[1]sp.n, i.reserved, i.running, f.failed, f.n - f.failed FROM
-		(SELECT COUNT(*) AS n FROM %[2]s WHERE %[3]s IS NULL AND %[4]s IS NULL) p,
+	// Without a run-at column, scheduled is a constant 0: the pending
+	// count reads nothing more.
+	scheduled := "0"
+	if j.runAt != "" {
+		scheduled = "COUNT(CASE WHEN " + j.notDue() + " THEN 1 END)"
+	}
+	return j.s.q(fmt.Sprintf(`SELECT %[1]sp.n, p.scheduled, i.reserved, i.running, f.failed, f.n - f.failed FROM
+		(SELECT COUNT(*) AS n, %[8]s AS scheduled FROM %[2]s WHERE %[3]s IS NULL AND %[4]s IS NULL) p,
 		(SELECT COUNT(*) - COUNT(%[4]s) AS reserved, COUNT(%[4]s) AS running FROM %[2]s WHERE %[3]s IS NOT NULL AND %[5]s IS NULL) i,
 		(SELECT COUNT(*) AS n, COUNT(CASE WHEN COALESCE(%[6]s, 0) >= ? THEN 1 END) AS failed FROM %[2]s WHERE %[7]s = FALSE) f`,
-		all, j.t, j.reservationID, j.startTime, j.endTime, j.reservationTimes, j.success))
+		all, j.t, j.reservationID, j.startTime, j.endTime, j.reservationTimes, j.success, scheduled))
 }
 
 // estimateRows is PostgreSQL's estimate of the table's rows: the smaller

@@ -46,6 +46,11 @@ type Dialect interface {
 	// SecondsSince is an SQL expression for the seconds elapsed since a
 	// timestamp column.
 	SecondsSince(column string) string
+	// Later is an SQL expression for a timestamp column plus a number of
+	// seconds, itself SQL.
+	Later(column, seconds string) string
+	// Random is an SQL expression drawn uniformly in [0, 1), per row.
+	Random() string
 	// SkipLocked is appended to a row-locking sub-select ("" when the
 	// engine serialises writers instead).
 	SkipLocked() string

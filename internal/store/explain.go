@@ -75,7 +75,7 @@ func (j *JobSQL) Explain(ctx context.Context, worker string) ([]Plan, error) {
 			_, _, err := j.RecoverExpired(ctx, e, time.Minute, "explain")
 			return err
 		}},
-		{[]string{"relaunch_failed"}, func() error { _, err := j.RelaunchFailed(ctx, e, time.Minute); return err }},
+		{[]string{"relaunch_failed"}, func() error { _, err := j.RelaunchFailed(ctx, e, Backoff{Base: time.Minute}); return err }},
 		{[]string{"recover_workers.hand_back", "recover_workers.relaunch", "recover_workers.fail"}, func() error {
 			_, _, _, err := j.RecoverWorkers(ctx, e, gone, "explain")
 			return err

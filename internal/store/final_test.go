@@ -50,7 +50,7 @@ func TestFinishFinal(t *testing.T) {
 			t.Errorf("task 4's set column = %q, want it written with the final failure", r.Payload.String)
 		}
 		setAgo(t, j, "ended", time.Hour, 1, 2, 3, 4, 5)
-		relaunched, err := j.RelaunchFailed(t.Context(), s.DB, time.Minute)
+		relaunched, err := j.RelaunchFailed(t.Context(), s.DB, Backoff{Base: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -68,7 +68,7 @@ func TestFinishFinal(t *testing.T) {
 		f := startTask(t, j, "w3", 7)
 		finishTask(t, j, f, Outcome{Error: "first"})
 		setAgo(t, j, "ended", time.Hour, 7)
-		if _, err := j.RelaunchFailed(t.Context(), s.DB, time.Minute); err != nil {
+		if _, err := j.RelaunchFailed(t.Context(), s.DB, Backoff{Base: time.Minute}); err != nil {
 			t.Fatal(err)
 		}
 		f = startTask(t, j, "w3", 7)

@@ -25,7 +25,11 @@ type JobSpec struct {
 	ErrorDescription string // the last failure's description [field_error_description]
 	// CreatedAt, optional, is a timestamp column the user's rows carry:
 	// when each was made [field_created_at].
-	CreatedAt   string
+	CreatedAt string
+	// RunAt, optional, is a timestamp column: a row whose run-at is in the
+	// future (database clock) is scheduled, not pending, until then
+	// [field_run_at].
+	RunAt       string
 	MaxTryTimes int
 }
 
@@ -37,7 +41,7 @@ type JobSQL struct {
 	spec JobSpec
 
 	t, pk, reservationID, reservationTime, reservationTimes, startTime, endTime, success, errorDescription string
-	createdAt                                                                                              string // "" when the job has none
+	createdAt, runAt                                                                                       string // "" when the job has none
 
 	pending, reset, claim, occupied, inflight, countPending string
 
@@ -63,6 +67,11 @@ func (s *Store) Job(spec JobSpec) *JobSQL {
 	d := s.Dialect
 	now := d.Now()
 	j.pending = fmt.Sprintf("%s IS NULL AND %s IS NULL AND COALESCE(%s, 0) < ?", j.reservationID, j.startTime, j.reservationTimes)
+	if spec.RunAt != "" {
+		// Only with the option: without it, the pending reads are as ever.
+		j.runAt = Quote(spec.RunAt)
+		j.pending += " AND " + j.due()
+	}
 	j.reset = fmt.Sprintf("%s = NULL, %s = NULL, %s = NULL, %s = NULL, %s = NULL", j.reservationID, j.reservationTime, j.startTime, j.endTime, j.success)
 	j.pendingFrom = j.t
 	j.pickStatements()
@@ -379,14 +388,6 @@ func (j *JobSQL) RecoverWorkers(ctx context.Context, q Querier, workers []string
 func (j *JobSQL) RecoverExpired(ctx context.Context, q Querier, maxRun time.Duration, reason string) (relaunched, failed []any, err error) {
 	cond := fmt.Sprintf("%s < %s", j.startTime, j.s.Dialect.Ago())
 	return j.recoverRunning(ctx, q, cond, reason, j.s.Dialect.AgoArg(maxRun))
-}
-
-// RelaunchFailed returns failed tries that have tries left, and ended at
-// least backoff ago, to pending.
-func (j *JobSQL) RelaunchFailed(ctx context.Context, q Querier, backoff time.Duration) ([]any, error) {
-	query := fmt.Sprintf(`UPDATE %s SET %s WHERE %s = FALSE AND COALESCE(%s, 0) < ? AND %s IS NOT NULL AND %s < %s RETURNING %s`,
-		j.t, j.reset, j.success, j.reservationTimes, j.endTime, j.endTime, j.s.Dialect.Ago(), j.pk)
-	return j.s.queryKeys(ctx, q, j.s.q(query), j.spec.MaxTryTimes, j.s.Dialect.AgoArg(backoff))
 }
 
 // RelaunchKeys resets finished (or never reserved) rows to pending so they

@@ -443,7 +443,7 @@ func TestFinish(t *testing.T) {
 			t.Fatalf("task 2 after failure = %+v", r)
 		}
 		setAgo(t, j, "ended", time.Hour, 2)
-		relaunched, err := j.RelaunchFailed(t.Context(), s.DB, time.Minute)
+		relaunched, err := j.RelaunchFailed(t.Context(), s.DB, Backoff{Base: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}

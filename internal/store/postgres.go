@@ -91,6 +91,14 @@ func (Postgres) SecondsSince(col string) string {
 	return "EXTRACT(EPOCH FROM (now() - " + col + "))::float8"
 }
 
+// Later implements Dialect.
+func (Postgres) Later(col, seconds string) string {
+	return "(" + col + " + make_interval(secs => " + seconds + "))"
+}
+
+// Random implements Dialect.
+func (Postgres) Random() string { return "random()" }
+
 // SkipLocked implements Dialect.
 func (Postgres) SkipLocked() string { return " FOR UPDATE SKIP LOCKED" }
 

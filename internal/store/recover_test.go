@@ -180,7 +180,7 @@ func TestRelaunchFailed(t *testing.T) {
 		setAgo(t, j, "ended", time.Hour, 2, 3, 4)
 		keep := map[int64][]sql.NullString{2: snapshot(t, j, 2), 4: snapshot(t, j, 4), 5: snapshot(t, j, 5)}
 
-		keys, err := j.RelaunchFailed(ctx, s.DB, 10*time.Minute)
+		keys, err := j.RelaunchFailed(ctx, s.DB, Backoff{Base: 10 * time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -193,7 +193,7 @@ func TestRelaunchFailed(t *testing.T) {
 			t.Fatalf("task 1 relaunched before its backoff: %+v", r)
 		}
 		setAgo(t, j, "ended", 20*time.Minute, 1)
-		keys, err = j.RelaunchFailed(ctx, s.DB, 10*time.Minute)
+		keys, err = j.RelaunchFailed(ctx, s.DB, Backoff{Base: 10 * time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -21,7 +21,9 @@ type Index struct {
 //     recovery of dead workers and expired tries);
 //   - failed:   failed tries, by end time (retries after the backoff);
 //   - created:  with a created-at column only, pending rows by it (the
-//     age of the oldest, see OldestPending).
+//     age of the oldest, see OldestPending);
+//   - scheduled: with a run-at column only, pending rows that have one,
+//     by it (the next due time is its first entry).
 func (j *JobSQL) Indexes(job string) []Index {
 	base := indexBase(job)
 	mk := func(suffix, cols, where string) Index {
@@ -37,6 +39,9 @@ func (j *JobSQL) Indexes(job string) []Index {
 	}
 	if j.createdAt != "" {
 		ixs = append(ixs, mk("created", j.createdAt, j.pendingIndexPredicate()))
+	}
+	if j.runAt != "" {
+		ixs = append(ixs, mk("scheduled", j.runAt, j.scheduledIndexPredicate()))
 	}
 	return ixs
 }

@@ -129,6 +129,15 @@ func (d SQLite) SecondsSince(col string) string {
 	return fmt.Sprintf("((julianday(%s) - julianday(%s)) * 86400.0)", d.now(), col)
 }
 
+// Later implements Dialect, in the stored form of timestamps.
+func (SQLite) Later(col, seconds string) string {
+	return `strftime('%Y-%m-%d %H:%M:%f', ` + col + `, printf('%+.3f seconds', ` + seconds + `))`
+}
+
+// Random implements Dialect: random() is a signed 64-bit integer; its low
+// 53 bits make an exact double.
+func (SQLite) Random() string { return "((random() & 9007199254740991) / 9007199254740992.0)" }
+
 // SkipLocked implements Dialect: writers are serialised, nothing to skip.
 func (SQLite) SkipLocked() string { return "" }
 

@@ -20,10 +20,13 @@ const (
 	TaskRunning   = "running"
 	TaskSucceeded = "succeeded"
 	TaskFailed    = "failed"
+	// TaskScheduled is a pending row whose run-at is still in the future
+	// (jobs with a run-at column only).
+	TaskScheduled = "scheduled"
 )
 
 // taskStates lists the task states in the order of a task's life.
-var taskStates = []string{TaskPending, TaskReserved, TaskRunning, TaskSucceeded, TaskRetrying, TaskFailed}
+var taskStates = []string{TaskScheduled, TaskPending, TaskReserved, TaskRunning, TaskSucceeded, TaskRetrying, TaskFailed}
 
 // TaskRow is a task as the read API shows it: its key, state and tracking
 // columns. State is "" for a row whose tracking columns match no state
@@ -62,14 +65,23 @@ func (j *JobSQL) stateConds() map[string]stateCond {
 	unfinished := j.success + " IS NULL"
 	inflight := fmt.Sprintf("%s IS NOT NULL AND %s IS NULL AND %s", j.reservationID, j.endTime, unfinished)
 	maxTries := []any{j.spec.MaxTryTimes}
-	return map[string]stateCond{
-		TaskPending:   {j.pendingIndexPredicate() + " AND " + unfinished, nil},
+	pending := j.pendingIndexPredicate() + " AND " + unfinished
+	conds := map[string]stateCond{
+		TaskPending:   {pending, nil},
 		TaskReserved:  {fmt.Sprintf("%s AND %s IS NULL", inflight, j.startTime), nil},
 		TaskRunning:   {fmt.Sprintf("%s AND %s IS NOT NULL", inflight, j.startTime), nil},
 		TaskSucceeded: {j.success + " = TRUE", nil},
 		TaskRetrying:  {fmt.Sprintf("%s = FALSE AND COALESCE(%s, 0) < ?", j.success, j.reservationTimes), maxTries},
 		TaskFailed:    {fmt.Sprintf("%s = FALSE AND COALESCE(%s, 0) >= ?", j.success, j.reservationTimes), maxTries},
 	}
+	// Without a run-at column no row is scheduled; the pending condition
+	// stays as it was.
+	conds[TaskScheduled] = stateCond{pending + " AND 1 = 0", nil}
+	if j.runAt != "" {
+		conds[TaskPending] = stateCond{pending + " AND " + j.due(), nil}
+		conds[TaskScheduled] = stateCond{pending + " AND " + j.notDue(), nil}
+	}
+	return conds
 }
 
 // taskColumns selects a TaskRow (scanned by scanTask), and returns its
@@ -140,7 +152,7 @@ func (j *JobSQL) tasksSQL(f TaskQuery) (string, []any, error) {
 			return "", nil, fmt.Errorf("state %q: no such state (want one of %s)", f.State, strings.Join(taskStates, ", "))
 		}
 		add(cond.sql, cond.args...)
-		if f.State == TaskPending {
+		if f.State == TaskPending || f.State == TaskScheduled {
 			from = j.pendingFrom
 		}
 	}
@@ -337,4 +349,39 @@ func (j *JobSQL) oldestPendingSQL() string {
 // indexes, and the pending count's.
 func (j *JobSQL) pendingIndexPredicate() string {
 	return fmt.Sprintf("%s IS NULL AND %s IS NULL", j.reservationID, j.startTime)
+}
+
+// due holds for a row whose run-at is unset or not in the future, by the
+// database's clock; notDue for one scheduled later. Only for a job with a
+// run-at column. Partial index predicates cannot read the clock, so these
+// filter at query time.
+func (j *JobSQL) due() string {
+	return fmt.Sprintf("(%s IS NULL OR %s >= 0)", j.runAt, j.s.Dialect.SecondsSince(j.runAt))
+}
+
+func (j *JobSQL) notDue() string {
+	return fmt.Sprintf("%s IS NOT NULL AND %s < 0", j.runAt, j.s.Dialect.SecondsSince(j.runAt))
+}
+
+// scheduledIndexPredicate is the scheduled index's: pending rows that
+// carry a run-at, due or not.
+func (j *JobSQL) scheduledIndexPredicate() string {
+	return fmt.Sprintf("%s AND %s IS NOT NULL", j.pendingIndexPredicate(), j.runAt)
+}
+
+// NextDue is how long until the earliest run-at still in the future of a
+// pending row, by the database's clock: nil when none is scheduled or the
+// job has no run-at column. MIN over the scheduled index, whose first
+// entries past the due ones are read.
+func (j *JobSQL) NextDue(ctx context.Context, q Querier) (*time.Duration, error) {
+	if j.runAt == "" {
+		return nil, nil
+	}
+	var since sql.NullFloat64
+	query := fmt.Sprintf("SELECT %s FROM %s WHERE %s AND %s", j.s.Dialect.SecondsSince("MIN("+j.runAt+")"), j.t, j.scheduledIndexPredicate(), j.notDue())
+	if err := j.s.queryRow(ctx, q, j.s.q(query)).Scan(&since); err != nil || !since.Valid {
+		return nil, err
+	}
+	in := time.Duration(-since.Float64 * float64(time.Second))
+	return &in, nil
 }
