@@ -27,17 +27,23 @@ func explainTable(t *testing.T, s *Store, table string, n int, indexed bool) *Jo
 			t.Fatal(err)
 		}
 	}
-	// This table only: the others are other tests'. On PostgreSQL a VACUUM
-	// too, so that the visibility map, which prices index-only scans,
-	// does not depend on whether autovacuum has been by.
+	analyzeTable(t, s, j.t)
+	return j
+}
+
+// analyzeTable refreshes the planner's statistics of this table only (the
+// others are other tests'). On PostgreSQL a VACUUM too, so that the
+// visibility map, which prices index-only scans, does not depend on
+// whether autovacuum has been by since the last writes.
+func analyzeTable(t *testing.T, s *Store, table string) {
+	t.Helper()
 	analyze := `ANALYZE `
 	if s.Dialect.Name() != "sqlite" {
 		analyze = `VACUUM ANALYZE ` // outside a transaction, as VACUUM must be
 	}
-	if _, err := s.DB.ExecContext(t.Context(), analyze+j.t); err != nil {
-		t.Fatalf("%s%s: %v", analyze, j.t, err)
+	if _, err := s.DB.ExecContext(t.Context(), analyze+table); err != nil {
+		t.Fatalf("%s%s: %v", analyze, table, err)
 	}
-	return j
 }
 
 // tableText is every row of the table, as text.

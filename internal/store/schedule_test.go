@@ -42,9 +42,7 @@ func TestExplainWithRunAt(t *testing.T) {
 		if err := j.PinPendingIndex(t.Context(), "sched"); err != nil {
 			t.Fatal(err)
 		}
-		if s.Dialect.Name() != "sqlite" {
-			mustExec(t, s, `ANALYZE `+j.t)
-		}
+		analyzeTable(t, s, j.t)
 		plans, err := j.Explain(t.Context(), "w1")
 		if err != nil {
 			t.Fatalf("Explain: %v", err)

@@ -374,7 +374,7 @@ func TestTasksPlans(t *testing.T) {
 		if err := j.PinPendingIndex(t.Context(), "tasks"); err != nil {
 			t.Fatal(err)
 		}
-		mustExec(t, s, `ANALYZE`)
+		analyzeTable(t, s, j.t)
 		index := func(suffix string) string { return indexBase("tasks") + "_" + suffix }
 		for _, c := range []struct {
 			q     TaskQuery
