@@ -285,9 +285,10 @@ type execution struct {
 	start, end int64
 }
 
+// executions lists each task's runs, first started first.
 func (e *procEnv) executions() map[int][]execution {
 	e.t.Helper()
-	rows, err := e.db.Query(`SELECT value, worker, try, started_ns, ended_ns FROM executions`)
+	rows, err := e.db.Query(`SELECT value, worker, try, started_ns, ended_ns FROM executions ORDER BY value, started_ns`)
 	if err != nil {
 		e.t.Fatal(err)
 	}
