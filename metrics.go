@@ -69,7 +69,7 @@ func (s metricsSource) Jobs(ctx context.Context) ([]metrics.JobTasks, error) {
 	}
 	out := make([]metrics.JobTasks, len(reports))
 	for i, r := range reports {
-		out[i] = metrics.JobTasks{Job: r.Job, Pending: r.Pending, Reserved: r.Reserved, Running: r.Running,
+		out[i] = metrics.JobTasks{Job: r.Job, Pending: r.Pending, Scheduled: r.Scheduled, Reserved: r.Reserved, Running: r.Running,
 			Completed: r.Completed, Failed: r.Failed, Estimated: r.Estimated, Paused: r.Paused}
 	}
 	return out, nil

@@ -284,7 +284,7 @@ func TestMetricsOfARun(t *testing.T) {
 		s = scrape(t, srv.URL)
 		t.Run("TasksMatchTheReport", func(t *testing.T) {
 			rep := e.report(job)
-			for state, n := range map[string]int64{"pending": rep.Pending, "reserved": rep.Reserved, "running": rep.Running,
+			for state, n := range map[string]int64{"pending": rep.Pending, "scheduled": rep.Scheduled, "reserved": rep.Reserved, "running": rep.Running,
 				"completed": rep.Completed, "failed": rep.Failed} {
 				if got := s.must(t, "pampa_tasks", "job="+job, "state="+state); got != float64(n) {
 					t.Errorf("pampa_tasks{state=%q} = %g, the report says %d", state, got, n)

@@ -23,8 +23,8 @@ type Source interface {
 
 // JobTasks are one job's task counts (pampa.JobReport).
 type JobTasks struct {
-	Job                                           string
-	Pending, Reserved, Running, Completed, Failed int64
+	Job                                                      string
+	Pending, Scheduled, Reserved, Running, Completed, Failed int64
 	// Estimated: Completed comes from the table's statistics.
 	Estimated bool
 	Paused    bool
@@ -129,7 +129,7 @@ func (c *dbCollector) collectJobs(ctx context.Context, ch chan<- prometheus.Metr
 		for _, s := range []struct {
 			state string
 			n     int64
-		}{{"pending", j.Pending}, {"reserved", j.Reserved}, {"running", j.Running}, {"completed", j.Completed}, {"failed", j.Failed}} {
+		}{{"pending", j.Pending}, {"scheduled", j.Scheduled}, {"reserved", j.Reserved}, {"running", j.Running}, {"completed", j.Completed}, {"failed", j.Failed}} {
 			ch <- gauge(c.tasks, float64(s.n), j.Job, s.state)
 		}
 		ch <- gauge(c.estimated, flag(j.Estimated), j.Job)

@@ -47,7 +47,7 @@ func (s *fakeSource) Leader(ctx context.Context) (Leader, error) { return s.lead
 func healthySource() *fakeSource {
 	return &fakeSource{
 		jobs: []JobTasks{
-			{Job: "mail", Pending: 5, Reserved: 4, Running: 3, Completed: 2, Failed: 1, Paused: true},
+			{Job: "mail", Pending: 5, Scheduled: 6, Reserved: 4, Running: 3, Completed: 2, Failed: 1, Paused: true},
 			{Job: "big", Completed: 2_000_000, Estimated: true},
 		},
 		workers: []Worker{{State: "running", Alive: true}, {State: "running", Alive: false}, {State: "dead"}, {State: "stopping"}},
@@ -66,9 +66,9 @@ func TestDatabaseGauges(t *testing.T) {
 	fams := families(t, m)
 	for name, want := range map[string]map[string]float64{
 		"pampa_tasks": {
-			"job=mail,state=pending": 5, "job=mail,state=reserved": 4, "job=mail,state=running": 3,
+			"job=mail,state=pending": 5, "job=mail,state=scheduled": 6, "job=mail,state=reserved": 4, "job=mail,state=running": 3,
 			"job=mail,state=completed": 2, "job=mail,state=failed": 1,
-			"job=big,state=pending": 0, "job=big,state=reserved": 0, "job=big,state=running": 0,
+			"job=big,state=pending": 0, "job=big,state=scheduled": 0, "job=big,state=reserved": 0, "job=big,state=running": 0,
 			"job=big,state=completed": 2_000_000, "job=big,state=failed": 0,
 		},
 		"pampa_tasks_estimated":                {"job=mail": 0, "job=big": 1},
