@@ -3,11 +3,15 @@ package dashboard
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pampa-go/pampa"
 )
 
 // TestHealthAndReady: healthz answers while the process is up; readyz
@@ -238,5 +242,49 @@ func TestAPIEdges(t *testing.T) {
 	wantStatus(t, "unknown endpoint", res, body, http.StatusNotFound)
 	if !strings.Contains(body, `"error": "no such endpoint: GET /api/nope`) {
 		t.Errorf("unknown endpoint: %s", body)
+	}
+}
+
+// With field_run_at, the overview shows the tasks scheduled for later
+// beside the pending ones, as the report counts them.
+func TestOverviewScheduled(t *testing.T) {
+	f := newFixture(t, "sqlite", 5)
+	exec(t, f.client, `ALTER TABLE numbers ADD COLUMN run_at TIMESTAMP`)
+	c := f.client.Cluster()
+	j := *c.Job("numbers")
+	j.RunAt = "run_at"
+	c2 := &pampa.Cluster{Database: c.Database}
+	if err := c2.AddNode(pampa.Node{Name: "local", Host: "127.0.0.1", MaxWorkers: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.AddJob(j); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pampa.Setup(context.Background(), c2, pampa.SetupOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	client, err := pampa.Open(context.Background(), c2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	exec(t, client, `UPDATE numbers SET run_at = datetime('now', '+1 day') WHERE value IN (4, 5)`)
+	srv, err := New(Options{Client: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	res, err := http.Get(hs.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if r, _ := client.JobReport(context.Background(), "numbers"); r.Scheduled != 2 || r.Pending != 3 {
+		t.Fatalf("report %+v, want 3 pending and 2 scheduled", r)
+	}
+	if !strings.Contains(string(b), `data-field="pending">3 <span class="muted" data-field="scheduled"`) || !strings.Contains(string(b), "+2 later") {
+		t.Errorf("the overview does not show 3 pending and 2 later:\n%s", b)
 	}
 }
