@@ -110,6 +110,24 @@ jobs:
 	return config
 }
 
+// setUpSQLite is writeSQLiteConfig after `pampa setup`, with a client of
+// its database; the caller closes it.
+func setUpSQLite(t *testing.T) (config string, client *pampa.Client) {
+	t.Helper()
+	config = writeSQLiteConfig(t)
+	if out, errOut, code := runCLI(t, nil, "setup", "--config", config); code != 0 {
+		t.Fatalf("setup: exit %d\n%s%s", code, out, errOut)
+	}
+	c, err := pampa.LoadConfig(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if client, err = pampa.Connect(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	return config, client
+}
+
 func TestSetupReportAndRun(t *testing.T) {
 	t.Parallel()
 	config := writeSQLiteConfig(t)
@@ -380,19 +398,8 @@ func TestFlagsAnywhere(t *testing.T) {
 // from zero: 2 tasks left cannot show more than 2 per second.
 func TestProgressRateFromTheStart(t *testing.T) {
 	t.Parallel()
-	config := writeSQLiteConfig(t)
-	if out, errOut, code := runCLI(t, nil, "setup", "--config", config); code != 0 {
-		t.Fatalf("setup: exit %d\n%s%s", code, out, errOut)
-	}
-	c, err := pampa.LoadConfig(config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := pampa.Connect(context.Background(), c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = client.DB().Exec(`UPDATE numbers SET rid = 'local.1', rtimes = 1, started = CURRENT_TIMESTAMP, ended = CURRENT_TIMESTAMP, ok = TRUE WHERE value <= 3`)
+	config, client := setUpSQLite(t)
+	_, err := client.DB().Exec(`UPDATE numbers SET rid = 'local.1', rtimes = 1, started = CURRENT_TIMESTAMP, ended = CURRENT_TIMESTAMP, ok = TRUE WHERE value <= 3`)
 	client.Close()
 	if err != nil {
 		t.Fatal(err)

@@ -2,11 +2,8 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"strings"
 	"testing"
-
-	"github.com/pampa-go/pampa"
 )
 
 // TestEscapingWriterSplitRune: a character cut between two writes comes
@@ -29,20 +26,9 @@ func TestEscapingWriterSplitRune(t *testing.T) {
 // --json keeps them exact (JSON-escaped).
 func TestFailedEscapesControls(t *testing.T) {
 	t.Parallel()
-	config := writeSQLiteConfig(t)
-	if out, errOut, code := runCLI(t, nil, "setup", "--config", config); code != 0 {
-		t.Fatalf("setup: exit %d\n%s%s", code, out, errOut)
-	}
-	c, err := pampa.LoadConfig(config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := pampa.Connect(context.Background(), c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	config, client := setUpSQLite(t)
 	const evil = "\x1b[31mred\x1b]0;title\x07"
-	_, err = client.DB().Exec(`UPDATE numbers SET rid = 'local.1', rtime = CURRENT_TIMESTAMP, rtimes = 3,
+	_, err := client.DB().Exec(`UPDATE numbers SET rid = 'local.1', rtime = CURRENT_TIMESTAMP, rtimes = 3,
 		started = CURRENT_TIMESTAMP, ended = CURRENT_TIMESTAMP, ok = false, why = ? WHERE value = 2`, evil)
 	client.Close()
 	if err != nil {

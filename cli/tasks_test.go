@@ -121,18 +121,7 @@ func TestTasksCommands(t *testing.T) {
 // a number stays text for a text key.
 func TestRetryTextKeys(t *testing.T) {
 	t.Parallel()
-	config := writeSQLiteConfig(t)
-	if out, errOut, code := runCLI(t, nil, "setup", "--config", config); code != 0 {
-		t.Fatalf("setup: exit %d\n%s%s", code, out, errOut)
-	}
-	c, err := pampa.LoadConfig(config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := pampa.Connect(t.Context(), c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	config, client := setUpSQLite(t)
 	for _, q := range []string{
 		`CREATE TABLE codes (code TEXT PRIMARY KEY, rid TEXT, rtime TIMESTAMP, rtimes INTEGER, started TIMESTAMP, ended TIMESTAMP, ok BOOLEAN, why TEXT)`,
 		`INSERT INTO codes (code, rid, rtimes, started, ended, ok, why) VALUES ('007', 'local.1', 3, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, FALSE, 'x')`,
