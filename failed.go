@@ -40,22 +40,13 @@ func (c *Client) FailedTasks(ctx context.Context, job string, limit int) ([]Fail
 // It returns the keys it retried; keys that are not failed for good are
 // left alone.
 func (c *Client) Retry(ctx context.Context, job string, keys ...any) ([]any, error) {
-	j, err := c.job(job)
-	if err != nil {
-		return nil, err
-	}
-	var done []any
-	err = c.store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		var err error
-		if done, err = j.sql.Redrive(ctx, tx, keys); err != nil {
-			return err
+	return c.inTx(ctx, job, "retry failed tasks", func(ctx context.Context, tx *sql.Tx, j *jobRuntime) ([]any, error) {
+		done, err := j.sql.Redrive(ctx, tx, keys)
+		if err != nil {
+			return nil, err
 		}
-		return c.engineJob(j).Relaunched(ctx, tx, done)
+		return done, c.engineJob(j).Relaunched(ctx, tx, done)
 	})
-	if err != nil {
-		return nil, fmt.Errorf("job %s: retry failed tasks: %w", job, err)
-	}
-	return done, nil
 }
 
 // Discard fails for good tasks whose last try failed and that still have
@@ -64,20 +55,9 @@ func (c *Client) Retry(ctx context.Context, job string, keys ...any) ([]any, err
 // tasks pending, running, succeeded or already failed for good are left
 // alone; it returns the keys it discarded.
 func (c *Client) Discard(ctx context.Context, job string, keys ...any) ([]any, error) {
-	j, err := c.job(job)
-	if err != nil {
-		return nil, err
-	}
-	var done []any
-	err = c.store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		var err error
-		done, err = j.sql.Discard(ctx, tx, keys)
-		return err
+	return c.inTx(ctx, job, "discard failed tries", func(ctx context.Context, tx *sql.Tx, j *jobRuntime) ([]any, error) {
+		return j.sql.Discard(ctx, tx, keys)
 	})
-	if err != nil {
-		return nil, fmt.Errorf("job %s: discard failed tries: %w", job, err)
-	}
-	return done, nil
 }
 
 // Cancel stops tasks for good, whatever they are doing: pending (a failed
@@ -90,6 +70,14 @@ func (c *Client) Discard(ctx context.Context, job string, keys ...any) ([]any, e
 // finishes as it is cancelled either is recorded (and its key not
 // returned) or is cancelled, never both.
 func (c *Client) Cancel(ctx context.Context, job string, keys ...any) ([]any, error) {
+	return c.inTx(ctx, job, "cancel tasks", func(ctx context.Context, tx *sql.Tx, j *jobRuntime) ([]any, error) {
+		return j.sql.Cancel(ctx, tx, job, keys)
+	})
+}
+
+// inTx runs an action on some of job's tasks in one transaction and
+// returns the keys it changed; what names it in the error.
+func (c *Client) inTx(ctx context.Context, job, what string, fn func(context.Context, *sql.Tx, *jobRuntime) ([]any, error)) ([]any, error) {
 	j, err := c.job(job)
 	if err != nil {
 		return nil, err
@@ -97,11 +85,11 @@ func (c *Client) Cancel(ctx context.Context, job string, keys ...any) ([]any, er
 	var done []any
 	err = c.store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		done, err = j.sql.Cancel(ctx, tx, job, keys)
+		done, err = fn(ctx, tx, j)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("job %s: cancel tasks: %w", job, err)
+		return nil, fmt.Errorf("job %s: %s: %w", job, what, err)
 	}
 	return done, nil
 }
