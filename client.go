@@ -118,7 +118,7 @@ func specOf(j *Job) store.JobSpec {
 		Table: store.ParseIdent(j.Table), PrimaryKey: j.PrimaryKey,
 		ReservationID: f.ReservationID, ReservationTime: f.ReservationTime, ReservationTimes: f.ReservationTimes,
 		StartTime: f.StartTime, EndTime: f.EndTime, Success: f.Success, ErrorDescription: f.ErrorDescription,
-		CreatedAt: j.CreatedAt, RunAt: j.RunAt, MaxTryTimes: j.MaxTryTimes,
+		CreatedAt: j.CreatedAt, RunAt: j.RunAt, MaxTryTimes: j.MaxTryTimes, Limits: j.storeLimits(),
 	}
 }
 

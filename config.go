@@ -67,6 +67,11 @@ func LoadConfig(path string) (*Cluster, error) {
 //	      WHERE odd_checking_reservation_id IS NULL LIMIT @n
 //	    relaunch_cron: "*/5 * * * *"   # optional: relaunching_sql once per due time
 //	    relaunch_time_zone: UTC        # default: the dispatcher's local zone
+//	    max_running: 20                # optional: tries running at once, cluster-wide
+//	    rate_limit: 600/1m             # optional: task starts per interval, cluster-wide
+//	    group_by: domain               # optional: fair share and limits per value
+//	    max_running_per_group: 2       # needs group_by
+//	    rate_limit_per_group: 10/1m    # needs group_by
 //	    exec: [python3, odd.py]        # optional: the processing function as a command
 //	    dir: scripts                   # default: the config file's directory
 //	    env: {API_TOKEN: "${TOKEN}"}   # added to the worker's environment
@@ -259,6 +264,11 @@ type configJobFile struct {
 	Hooks                 Hooks          `yaml:",inline"`
 	RelaunchCron          string         `yaml:"relaunch_cron"`
 	RelaunchTimeZone      string         `yaml:"relaunch_time_zone"`
+	MaxRunning            int            `yaml:"max_running"`
+	RateLimit             string         `yaml:"rate_limit"`
+	GroupBy               string         `yaml:"group_by"`
+	MaxRunningPerGroup    int            `yaml:"max_running_per_group"`
+	RateLimitPerGroup     string         `yaml:"rate_limit_per_group"`
 	Files                 []string       `yaml:"files"`
 
 	// The processing function outside the worker's process: a command
@@ -377,6 +387,9 @@ func (f *configJobFile) job() (Job, *ConfigError) {
 		Hooks:              f.Hooks,
 		RelaunchCron:       f.RelaunchCron,
 		RelaunchTimeZone:   f.RelaunchTimeZone,
+		MaxRunning:         f.MaxRunning,
+		GroupBy:            f.GroupBy,
+		MaxRunningPerGroup: f.MaxRunningPerGroup,
 		Files:              f.Files,
 	}
 	bad := func(field string, value any, why string) *ConfigError {
@@ -399,6 +412,19 @@ func (f *configJobFile) job() (Job, *ConfigError) {
 			return j, bad(opt.field, *opt.v, fmt.Sprintf("must be at least 1; leave it out for the default (%d)", opt.def))
 		}
 		*opt.dst = *opt.v
+	}
+	for _, r := range []struct {
+		field, text string
+		dst         *Rate
+	}{{"rate_limit", f.RateLimit, &j.RateLimit}, {"rate_limit_per_group", f.RateLimitPerGroup, &j.RateLimitPerGroup}} {
+		if r.text == "" {
+			continue
+		}
+		rate, err := ParseRate(r.text)
+		if err != nil {
+			return j, bad(r.field, r.text, err.Error())
+		}
+		*r.dst = rate
 	}
 	switch {
 	case f.MaxJobDuration != nil && f.MaxJobDurationMinutes != nil:

@@ -218,6 +218,26 @@ type Job struct {
 	// assigns more workers to the job. Default 100.
 	MaxPendingTasks int
 
+	// MaxRunning caps the tries of the job running at once across the
+	// cluster: every worker and node, tasks reserved and not yet started
+	// included. Default 0: no cap. :max_running (new; docs/limits.md).
+	MaxRunning int
+	// RateLimit caps the job's task starts: at most N in any window of
+	// Per across the cluster, paced one every Per/N. Default: none.
+	// :rate_limit, written "60/1m" (new).
+	RateLimit Rate
+	// GroupBy names a column of the task's own data (a domain, a
+	// customer) whose value puts it in a group. Groups with work share the
+	// workers fairly, and the per-group limits apply to each. Rows whose
+	// column is NULL form one group. Default "": no groups. :group_by (new).
+	GroupBy string
+	// MaxRunningPerGroup caps the tries of one group running at once.
+	// Needs GroupBy. Default 0: no cap. :max_running_per_group (new).
+	MaxRunningPerGroup int
+	// RateLimitPerGroup caps one group's task starts, as RateLimit does the
+	// job's. Needs GroupBy. :rate_limit_per_group (new).
+	RateLimitPerGroup Rate
+
 	// Process is the processing function. A job without one can still be
 	// dispatched and reported on, but only a program that registers the
 	// function can run workers for it, unless Exec names one.
@@ -364,6 +384,9 @@ func (j *Job) Validate() error {
 	}
 	j.filter = re
 	if err := j.checkRelaunchCron(bad); err != nil {
+		return err
+	}
+	if err := j.checkLimits(bad); err != nil {
 		return err
 	}
 	h := j.Hooks

@@ -158,7 +158,7 @@ func (c *Client) workerOptions(id string, opts WorkerOptions, jobs []*jobRuntime
 	}
 	o := worker.Options{
 		Store: c.store, Bus: c.bus, Jobs: opts.Metrics.observe(ejobs, engine.WorkerRole), Log: log,
-		Info:        store.WorkerInfo{ID: id, Node: node, Host: host, PID: os.Getpid(), Version: opts.Version, Jobs: names, ProcToken: proc.Self()},
+		Info:        store.WorkerInfo{ID: id, Node: node, Host: host, PID: os.Getpid(), Version: opts.Version, Jobs: names, ProcToken: proc.Self(), Slots: opts.Concurrency},
 		Concurrency: opts.Concurrency, Delay: opts.Delay,
 		HeartbeatInterval: opts.HeartbeatInterval, HeartbeatTTL: opts.HeartbeatTTL,
 		GracePeriod: opts.GracePeriod, OverrunGrace: opts.OverrunGrace,

@@ -48,11 +48,15 @@ type Service struct {
 	// drainedBack is when the drained workers' reservations were last
 	// handed back.
 	drainedBack time.Time
+	// cursors are where each grouped job's fair share resumes.
+	cursors map[string]*store.GroupCursor
+	// wake is when a rate limit makes room for a task it held back.
+	wake time.Time
 }
 
 // New returns the service.
 func New(opts Options) *Service {
-	return &Service{opts: opts, idleSince: map[string]time.Time{}}
+	return &Service{opts: opts, idleSince: map[string]time.Time{}, cursors: map[string]*store.GroupCursor{}}
 }
 
 // Stretch applies the elastic assignment rule to the registry as the

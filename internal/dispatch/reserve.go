@@ -52,6 +52,9 @@ func (s *Service) reserveJob(ctx context.Context, j *engine.Job, workers []store
 	if len(mine) == 0 {
 		return nil
 	}
+	if j.SQL.Spec().Limits.Any() {
+		return s.reserveLimited(ctx, j, mine, res)
+	}
 	wants, err := s.wants(ctx, j, mine)
 	if err != nil {
 		return err
@@ -65,6 +68,12 @@ func (s *Service) reserveJob(ctx context.Context, j *engine.Job, workers []store
 	if err != nil {
 		return err
 	}
+	s.handedOut(j, wants, got, res)
+	return nil
+}
+
+// handedOut wakes the workers that got rows, and counts them.
+func (s *Service) handedOut(j *engine.Job, wants []store.Share, got []int, res *Result) {
 	total := 0
 	for i, w := range wants {
 		if got[i] > 0 {
@@ -75,7 +84,6 @@ func (s *Service) reserveJob(ctx context.Context, j *engine.Job, workers []store
 	}
 	res.Reserved += total
 	j.Observe().Reserved(total)
-	return nil
 }
 
 // wants is how many rows each worker's queue lacks, for the workers the

@@ -149,6 +149,9 @@ func (l *Loop) sleep(ctx context.Context) (d time.Duration, due bool) {
 			d, due = max(0, *in)+dueMargin, true
 		}
 	}
+	if in := l.dispatch.NextWake(); in > 0 && in+dueMargin < d {
+		d, due = in+dueMargin, false
+	}
 	return d, due
 }
 

@@ -31,6 +31,8 @@ type JobSpec struct {
 	// [field_run_at].
 	RunAt       string
 	MaxTryTimes int
+	// Limits, when set, make the job's rows go out through ReserveLimited.
+	Limits Limits
 }
 
 // JobSQL holds a job's statements, generated once with quoted identifiers.

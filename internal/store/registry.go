@@ -47,7 +47,11 @@ type WorkerInfo struct {
 	Fresh bool `json:"-"`
 	// Drained: an operator drained it (SetDrained): it gets no new
 	// reservations, and finishes what it runs. It outlives restarts.
-	Drained  bool          `json:"drained"`
+	Drained bool `json:"drained"`
+	// Slots is how many tries the worker runs at once (its concurrency);
+	// 0 when a worker of an older version registered it. The dispatcher
+	// hands a limited job's tasks only to free slots.
+	Slots    int           `json:"slots"`
 	LastBeat time.Duration `json:"last_heartbeat_ns"` // age of the last heartbeat
 	Uptime   time.Duration `json:"uptime_ns"`         // since the process registered
 }
@@ -62,13 +66,13 @@ func (s *Store) RegisterWorker(ctx context.Context, w WorkerInfo, ttl time.Durat
 	d := s.Dialect
 	now := d.Now()
 	for range 3 {
-		n, err := s.Exec(ctx, `INSERT INTO pampa_workers (id, node, host, pid, version, instance, jobs, proc_token, started_at, heartbeat_at, job, state)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, `+now+`, `+now+`, NULL, 'running')
+		n, err := s.Exec(ctx, `INSERT INTO pampa_workers (id, node, host, pid, version, instance, jobs, proc_token, slots, started_at, heartbeat_at, job, state)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, `+now+`, `+now+`, NULL, 'running')
 		ON CONFLICT (id) DO UPDATE SET node = excluded.node, host = excluded.host, pid = excluded.pid,
-			version = excluded.version, instance = excluded.instance, jobs = excluded.jobs, proc_token = excluded.proc_token,
+			version = excluded.version, instance = excluded.instance, jobs = excluded.jobs, proc_token = excluded.proc_token, slots = excluded.slots,
 			started_at = `+now+`, heartbeat_at = `+now+`, state = 'running'
 		WHERE pampa_workers.state NOT IN ('running', 'stopping') OR pampa_workers.heartbeat_at < `+d.Ago(),
-			w.ID, w.Node, w.Host, w.PID, w.Version, w.Instance, strings.Join(w.Jobs, ","), w.ProcToken, d.AgoArg(ttl))
+			w.ID, w.Node, w.Host, w.PID, w.Version, w.Instance, strings.Join(w.Jobs, ","), w.ProcToken, w.Slots, d.AgoArg(ttl))
 		if err != nil {
 			return fmt.Errorf("register worker %s: %w", w.ID, err)
 		}
@@ -88,10 +92,10 @@ func (s *Store) RegisterWorker(ctx context.Context, w WorkerInfo, ttl time.Durat
 		// Only the holder this process judged dead is replaced: of two
 		// processes racing to take over, one wins and the other finds
 		// the winner alive next time round.
-		n, err = s.Exec(ctx, `UPDATE pampa_workers SET node = ?, host = ?, pid = ?, version = ?, instance = ?, jobs = ?, proc_token = ?,
+		n, err = s.Exec(ctx, `UPDATE pampa_workers SET node = ?, host = ?, pid = ?, version = ?, instance = ?, jobs = ?, proc_token = ?, slots = ?,
 			started_at = `+now+`, heartbeat_at = `+now+`, state = 'running'
 		WHERE id = ? AND instance = ?`,
-			w.Node, w.Host, w.PID, w.Version, w.Instance, strings.Join(w.Jobs, ","), w.ProcToken, w.ID, cur.Instance)
+			w.Node, w.Host, w.PID, w.Version, w.Instance, strings.Join(w.Jobs, ","), w.ProcToken, w.Slots, w.ID, cur.Instance)
 		if err != nil {
 			return fmt.Errorf("register worker %s: take over from ended pid %d: %w", w.ID, cur.PID, err)
 		}
@@ -146,14 +150,14 @@ func (s *Store) SetWorkerState(ctx context.Context, id, instance, state string) 
 }
 
 const workerColumns = `id, node, host, pid, version, instance, proc_token, jobs, COALESCE(job, ''), state,
-	CASE WHEN drained_at IS NULL THEN 0 ELSE 1 END`
+	CASE WHEN drained_at IS NULL THEN 0 ELSE 1 END, slots`
 
 func (s *Store) scanWorker(sc interface{ Scan(...any) error }) (WorkerInfo, error) {
 	var w WorkerInfo
 	var jobs string
 	var fresh, drained int
 	var beatAge, uptime float64 // seconds, by the database's clock
-	err := sc.Scan(&w.ID, &w.Node, &w.Host, &w.PID, &w.Version, &w.Instance, &w.ProcToken, &jobs, &w.Job, &w.State, &drained,
+	err := sc.Scan(&w.ID, &w.Node, &w.Host, &w.PID, &w.Version, &w.Instance, &w.ProcToken, &jobs, &w.Job, &w.State, &drained, &w.Slots,
 		&beatAge, &uptime, &fresh)
 	w.LastBeat = time.Duration(beatAge * float64(time.Second))
 	w.Uptime = time.Duration(uptime * float64(time.Second))

@@ -43,6 +43,11 @@ func (j *JobSQL) Indexes(job string) []Index {
 	if j.runAt != "" {
 		ixs = append(ixs, mk("scheduled", j.runAt, j.scheduledIndexPredicate()))
 	}
+	if g := j.spec.Limits.GroupBy; g != "" {
+		// The walk of the groups with pending rows, and each group's first
+		// pending rows (ReserveLimited).
+		ixs = append(ixs, mk("groups", Quote(g)+", "+j.pk, j.pendingIndexPredicate()))
+	}
 	return ixs
 }
 

@@ -271,6 +271,27 @@ func (s *Store) migrations() []string {
 			name ` + t.Text + ` PRIMARY KEY,
 			last_due BIGINT NOT NULL
 		)`,
+		// How many tries each worker runs at once (see WorkerInfo.Slots).
+		`ALTER TABLE pampa_workers ADD COLUMN slots ` + t.Int + ` NOT NULL DEFAULT 0`,
+		// One row per job with limits: the reservations of its tasks take
+		// its lock, and it says why the last round held tasks back (see
+		// JobSQL.ReserveLimited).
+		`CREATE TABLE IF NOT EXISTS pampa_limits (
+			job ` + t.Text + ` PRIMARY KEY,
+			locked_at ` + t.Time + `,
+			held_back ` + t.Int + ` NOT NULL DEFAULT 0,
+			reason ` + t.Text + ` NOT NULL DEFAULT '',
+			noted_at ` + t.Time + `
+		)`,
+		// The hand-outs of rate-limited jobs in the last interval, a row per
+		// reservation batch: scope is '' for the job, the group otherwise.
+		`CREATE TABLE IF NOT EXISTS pampa_starts (
+			job ` + t.Text + ` NOT NULL,
+			scope ` + t.Text + ` NOT NULL,
+			at ` + t.Time + ` NOT NULL,
+			n ` + t.Int + ` NOT NULL
+		)`,
+		`CREATE INDEX IF NOT EXISTS pampa_starts_scope ON pampa_starts (job, scope, at)`,
 	}
 }
 
