@@ -104,9 +104,12 @@ func checkNamesFor(d store.Dialect, j *Job) error {
 			return &ConfigError{Job: j.Name, Field: f.option, Value: f.column, Reason: err.Error() + " (" + d.Name() + ")"}
 		}
 	}
-	if j.CreatedAt != "" {
-		if err := checkName(j.CreatedAt, max); err != nil {
-			return &ConfigError{Job: j.Name, Field: "field_created_at", Value: j.CreatedAt, Reason: err.Error() + " (" + d.Name() + ")"}
+	for _, f := range []struct{ option, column string }{{"field_created_at", j.CreatedAt}, {"group_by", j.GroupBy}} {
+		if f.column == "" {
+			continue
+		}
+		if err := checkName(f.column, max); err != nil {
+			return &ConfigError{Job: j.Name, Field: f.option, Value: f.column, Reason: err.Error() + " (" + d.Name() + ")"}
 		}
 	}
 	return nil
@@ -187,6 +190,9 @@ func (c *Client) checkColumns(ctx context.Context, j *jobRuntime) error {
 	if err := checkCreatedAt(c.store.Dialect, j.Job, types); err != nil {
 		return err
 	}
+	if err := checkGroupBy(j.Job, types); err != nil {
+		return err
+	}
 	var missing []string
 	for _, f := range j.columns() {
 		typ, ok := types[f.column]
@@ -221,6 +227,17 @@ func checkCreatedAt(d store.Dialect, j *Job, types map[string]string) error {
 	case !d.AcceptsKind(store.KindTime, typ):
 		return &ConfigError{Job: j.Name, Field: "field_created_at", Value: j.CreatedAt,
 			Reason: fmt.Sprintf("column has type %s, want %s", typ, KindTime)}
+	}
+	return nil
+}
+
+// checkGroupBy checks that the job's group column, if it names one, is
+// among the table's columns (name → type): Pampa never adds it, the
+// task's own data fills it.
+func checkGroupBy(j *Job, types map[string]string) error {
+	if _, ok := types[j.GroupBy]; j.GroupBy != "" && !ok {
+		return &ConfigError{Job: j.Name, Field: "group_by", Value: j.GroupBy,
+			Reason: fmt.Sprintf("table %q has no such column; name the column of the task's data that holds its group (a domain, a customer)", j.Table)}
 	}
 	return nil
 }

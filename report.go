@@ -33,6 +33,14 @@ type JobReport struct {
 	// column (Job.CreatedAt): nil when the job names none or no task is
 	// pending. A failed try waiting for its relaunch is not counted.
 	OldestPending *float64 `json:"oldest_pending_seconds"`
+	// Limited counts the free worker slots that the job's limits
+	// (max_running, rate_limit, the per-group ones) left empty in the
+	// leading dispatcher's recent rounds while tasks were pending, and
+	// LimitReason says which limit held them ("max_running 4 reached",
+	// "12 groups at max_running_per_group"). 0 and "" when nothing is
+	// held back.
+	Limited     int64  `json:"limited"`
+	LimitReason string `json:"limit_reason,omitempty"`
 }
 
 // reportEstimateMin is the table size, in rows by PostgreSQL's statistics,
@@ -95,6 +103,10 @@ func (c *Client) ReportWith(ctx context.Context, opts ReportOptions) ([]JobRepor
 	if err != nil {
 		return nil, err
 	}
+	notes, err := c.store.LimitNotes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the limits' notes: %w", err)
+	}
 	out := make([]JobReport, 0, len(jobs))
 	for _, j := range jobs {
 		r, err := c.jobReport(ctx, j, estimateMin)
@@ -102,6 +114,7 @@ func (c *Client) ReportWith(ctx context.Context, opts ReportOptions) ([]JobRepor
 			return nil, err
 		}
 		r.Paused = paused[j.Name]
+		r.Limited, r.LimitReason = int64(notes[j.Name].HeldBack), notes[j.Name].Reason
 		out = append(out, r)
 	}
 	return out, nil

@@ -103,6 +103,9 @@ func (cl *Client) planSetup(ctx context.Context, targets []*jobRuntime) ([]setup
 		if err := checkCreatedAt(d, j.Job, have); err != nil {
 			return nil, err
 		}
+		if err := checkGroupBy(j.Job, have); err != nil {
+			return nil, err
+		}
 		p := setupPlan{job: j}
 		for _, f := range j.columns() {
 			typ, exists := have[f.column]

@@ -172,7 +172,7 @@ func TestSetupReportAndRun(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &reports) != nil || len(reports) != 1 {
 		t.Fatalf("report --json: exit %d, %q", code, out)
 	}
-	want := map[string]any{"job": "search_odd_numbers", "total": 5.0, "completed": 5.0, "pending": 0.0, "scheduled": 0.0, "failed": 0.0, "reserved": 0.0, "running": 0.0, "estimated": false, "paused": false, "oldest_pending_seconds": nil}
+	want := map[string]any{"job": "search_odd_numbers", "total": 5.0, "completed": 5.0, "pending": 0.0, "scheduled": 0.0, "failed": 0.0, "reserved": 0.0, "running": 0.0, "estimated": false, "paused": false, "oldest_pending_seconds": nil, "limited": 0.0}
 	for k, v := range want {
 		if reports[0][k] != v {
 			t.Errorf("report[%s] = %v, want %v (%s)", k, reports[0][k], v, out)

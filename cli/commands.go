@@ -437,17 +437,26 @@ func ageText(seconds *float64) string {
 // "~" and a footnote saying so.
 func printReports(w io.Writer, reports []pampa.JobReport) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "JOB\tTOTAL\tCOMPLETED\tPENDING\tSCHEDULED\tFAILED\tRESERVED\tRUNNING\tOLDEST\t")
+	fmt.Fprintln(tw, "JOB\tTOTAL\tCOMPLETED\tPENDING\tSCHEDULED\tFAILED\tRESERVED\tRUNNING\tLIMITED\tOLDEST\t")
 	estimated := false
+	var reasons []string
 	for _, r := range reports {
 		about := ""
 		if r.Estimated {
 			about, estimated = "~", true
 		}
-		fmt.Fprintf(tw, "%s\t%s%d\t%s%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", jobLabel(r), about, r.Total, about, r.Completed, r.Pending, r.Scheduled, r.Failed, r.Reserved, r.Running, ageText(r.OldestPending))
+		fmt.Fprintf(tw, "%s\t%s%d\t%s%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", jobLabel(r), about, r.Total, about, r.Completed, r.Pending, r.Scheduled, r.Failed, r.Reserved, r.Running, r.Limited, ageText(r.OldestPending))
+		if r.LimitReason != "" {
+			reasons = append(reasons, fmt.Sprintf("%s: %d free slots held back: %s", r.Job, r.Limited, r.LimitReason))
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, line := range reasons {
+		if _, err := fmt.Fprintln(w, line); err != nil {
+			return err
+		}
 	}
 	if estimated {
 		_, err := fmt.Fprintln(w, "~ estimated from PostgreSQL's statistics of the table (1,000,000 rows or more); --exact counts every row")

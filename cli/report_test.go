@@ -36,7 +36,7 @@ func TestReportExactFlag(t *testing.T) {
 		}
 		out, errOut, code = runCLI(t, nil, "report", "--config", e.config, "--exact", "--job", "search_odd_numbers")
 		row := strings.Fields(strings.Split(strings.TrimSpace(out), "\n")[1])
-		if code != 0 || strings.Join(row, " ") != "search_odd_numbers 20 14 2 0 1 2 1 -" || strings.Contains(out, "~") {
+		if code != 0 || strings.Join(row, " ") != "search_odd_numbers 20 14 2 0 1 2 1 0 -" || strings.Contains(out, "~") {
 			t.Errorf("report --exact --job: exit %d, want the exact figures, unmarked:\n%s%s", code, out, errOut)
 		}
 	})
@@ -52,8 +52,8 @@ func TestPrintReportsMarksEstimates(t *testing.T) {
 	})
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 	if err != nil || len(lines) != 4 ||
-		strings.Join(strings.Fields(lines[1]), " ") != "big ~10000000 ~9900000 100000 7 0 0 0 -" ||
-		strings.Join(strings.Fields(lines[2]), " ") != "small 20 20 0 0 0 0 0 -" ||
+		strings.Join(strings.Fields(lines[1]), " ") != "big ~10000000 ~9900000 100000 7 0 0 0 0 -" ||
+		strings.Join(strings.Fields(lines[2]), " ") != "small 20 20 0 0 0 0 0 0 -" ||
 		!strings.HasPrefix(lines[3], "~ estimated") || !strings.Contains(lines[3], "--exact") {
 		t.Errorf("printReports = %v:\n%s", err, b.String())
 	}
@@ -82,5 +82,22 @@ func TestPrintReportsOldest(t *testing.T) {
 	}
 	if err != nil || !strings.HasSuffix(strings.TrimSpace(lines[0]), "OLDEST") || strings.Join(got, " ") != "3m12s 1h6m41s 0s -" {
 		t.Errorf("printReports = %v, oldest %v:\n%s", err, got, b.String())
+	}
+}
+
+// A job held back by its limits shows the free slots left empty, and
+// why, under the table.
+func TestPrintReportsLimited(t *testing.T) {
+	t.Parallel()
+	var b bytes.Buffer
+	err := printReports(&b, []pampa.JobReport{
+		{Job: "scrape", Pending: 40, Running: 4, Limited: 6, LimitReason: "3 groups at max_running_per_group"},
+		{Job: "mail", Pending: 2},
+	})
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if err != nil || len(lines) != 4 ||
+		strings.Join(strings.Fields(lines[1]), " ") != "scrape 0 0 40 0 0 0 4 6 -" ||
+		lines[3] != "scrape: 6 free slots held back: 3 groups at max_running_per_group" {
+		t.Errorf("printReports = %v:\n%s", err, b.String())
 	}
 }

@@ -603,11 +603,17 @@ type LimitNote struct {
 	Reason   string
 }
 
-// LimitNotes reads what the limits held back, by job.
+// noteFresh is how long a limit note stands: the leader notes a limited
+// job at each round in which its workers have free slots, so an older
+// note is from before they filled up (or from a dispatcher gone).
+const noteFresh = 10 * time.Second
+
+// LimitNotes reads what the limits held back in the leader's recent
+// rounds, by job.
 func (s *Store) LimitNotes(ctx context.Context) (map[string]LimitNote, error) {
 	out := map[string]LimitNote{}
 	err := s.retry(ctx, func(ctx context.Context) error {
-		rows, err := s.DB.QueryContext(ctx, `SELECT job, held_back, reason FROM pampa_limits`)
+		rows, err := s.DB.QueryContext(ctx, s.q(`SELECT job, held_back, reason FROM pampa_limits WHERE noted_at > `+s.Dialect.Ago()), s.Dialect.AgoArg(noteFresh))
 		if err != nil {
 			return err
 		}

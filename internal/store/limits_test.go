@@ -219,6 +219,21 @@ func TestReserveLimitedRatePerGroup(t *testing.T) {
 	})
 }
 
+// checkHeld says whether the rows in flight by group exceed the caps.
+func checkHeld(held map[string]int, maxAll, maxGroup int) error {
+	total := 0
+	for g, n := range held {
+		total += n
+		if n > maxGroup {
+			return fmt.Errorf("group %s holds %d, over max_running_per_group %d", g, n, maxGroup)
+		}
+	}
+	if total > maxAll {
+		return fmt.Errorf("%d in flight, over max_running %d", total, maxAll)
+	}
+	return nil
+}
+
 // TestReserveLimitedConcurrently races dispatchers with their own
 // connections: the limit counts what the others reserved.
 func TestReserveLimitedConcurrently(t *testing.T) {
@@ -231,7 +246,7 @@ func TestReserveLimitedConcurrently(t *testing.T) {
 		}
 		j := limitedJob(t, s, "raced", 200, Limits{MaxRunning: 7, GroupBy: "payload", MaxRunningPerGroup: 2}, groups)
 		var wg sync.WaitGroup
-		errs := make(chan error, 8)
+		errs := make(chan error, 4) // one per racer: each stops at its first error
 		for d := range 4 {
 			wg.Add(1)
 			go func() {
@@ -251,16 +266,9 @@ func TestReserveLimitedConcurrently(t *testing.T) {
 						errs <- err
 						return
 					}
-					held := groupsHeld(t, j)
-					total := 0
-					for g, n := range held {
-						total += n
-						if n > 2 {
-							errs <- fmt.Errorf("group %s holds %d, over max_running_per_group 2", g, n)
-						}
-					}
-					if total > 7 {
-						errs <- fmt.Errorf("%d in flight, over max_running 7", total)
+					if err := checkHeld(groupsHeld(t, j), 7, 2); err != nil {
+						errs <- err
+						return
 					}
 				}
 			}()
