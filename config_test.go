@@ -85,6 +85,11 @@ jobs:
     field_success: submit_odd_success
     field_error_description: submit_odd_error_description
     max_job_duration: 90s
+    max_running: 20
+    rate_limit: 600/1m
+    group_by: domain
+    max_running_per_group: 2
+    rate_limit_per_group: 10/m
 `
 
 // configJobView holds the parts of a Job a config file can set, in a
@@ -105,6 +110,11 @@ type configJobView struct {
 	MaxAssignedWorkers      int
 	MaxPendingTasks         int
 	Files                   string // joined with "|"
+	MaxRunning              int
+	RateLimit               pampa.Rate
+	GroupBy                 string
+	MaxRunningPerGroup      int
+	RateLimitPerGroup       pampa.Rate
 	// Selecting, relaunching, occupied, allowing, total, completed,
 	// pending and failed SQL, in that order.
 	SQL [8]string
@@ -118,7 +128,9 @@ func configViewOf(j *pampa.Job) configJobView {
 		QueueSize: j.QueueSize, MaxJobDuration: j.MaxJobDuration, MaxTryTimes: j.MaxTryTimes,
 		RetryBackoff: j.RetryBackoff, RetryBackoffMax: j.RetryBackoffMax, FilterWorkerID: j.FilterWorkerID,
 		MaxAssignedWorkers: j.MaxAssignedWorkers, MaxPendingTasks: j.MaxPendingTasks,
-		Files: strings.Join(j.Files, "|"),
+		Files:      strings.Join(j.Files, "|"),
+		MaxRunning: j.MaxRunning, RateLimit: j.RateLimit, GroupBy: j.GroupBy,
+		MaxRunningPerGroup: j.MaxRunningPerGroup, RateLimitPerGroup: j.RateLimitPerGroup,
 		SQL: [8]string{h.SelectingSQL, h.RelaunchingSQL, h.OccupiedSQL, h.AllowingSQL,
 			h.TotalSQL, h.CompletedSQL, h.PendingSQL, h.FailedSQL},
 	}
@@ -191,6 +203,8 @@ func TestParseConfigFull(t *testing.T) {
 			QueueSize: pampa.DefaultQueueSize, MaxJobDuration: 90 * time.Second,
 			MaxTryTimes: pampa.DefaultMaxTryTimes, FilterWorkerID: pampa.DefaultFilterWorkerID,
 			MaxPendingTasks: pampa.DefaultMaxPendingTasks,
+			MaxRunning:      20, RateLimit: pampa.Rate{N: 600, Per: time.Minute}, GroupBy: "domain",
+			MaxRunningPerGroup: 2, RateLimitPerGroup: pampa.Rate{N: 10, Per: time.Minute},
 		},
 	}
 	if got := c.Jobs(); len(got) != len(wantJobs) {
@@ -354,6 +368,18 @@ var configErrorCases = []struct {
 		doc:  "jobs:\n  - name: odd\n    queue_sise: 5\n",
 		want: []string{"config.yaml:3:", `job "odd"`, "queue_sise", `did you mean "queue_size"?`},
 		is:   &pampa.ConfigError{Job: "odd", Field: "queue_sise"},
+	},
+	{
+		name: "BadRateLimit",
+		doc:  "jobs:\n" + configJob("odd", map[string]string{"rate_limit": "60 per minute"}),
+		want: []string{"config.yaml:", `job "odd"`, `rate_limit = "60 per minute"`, "want starts/interval"},
+		is:   &pampa.ConfigError{Job: "odd", Field: "rate_limit", Value: "60 per minute"},
+	},
+	{
+		name: "PerGroupLimitWithoutGroupBy",
+		doc:  "jobs:\n" + configJob("odd", map[string]string{"max_running_per_group": "2"}),
+		want: []string{"config.yaml:", `job "odd"`, "max_running_per_group", "set group_by"},
+		is:   &pampa.ConfigError{Job: "odd", Field: "max_running_per_group", Value: "2"},
 	},
 	{
 		name: "BadRelaunchCron",

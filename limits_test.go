@@ -2,6 +2,7 @@ package pampa
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -9,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pampa-go/pampa/internal/store"
 )
 
 // pagesJob is the scraping job of docs/limits.md over the numbers table:
@@ -281,4 +284,61 @@ func TestParseRate(t *testing.T) {
 	if s := (Rate{60, time.Minute}).String(); s != "60/1m" {
 		t.Errorf("String = %q, want 60/1m", s)
 	}
+}
+
+// A dead worker's tries count against max_running until the dispatcher
+// relaunches them, and no longer: a worker that started the job's two
+// places and vanished (no heartbeat, no result) holds them while its
+// heartbeat lapses; then they run again elsewhere.
+func TestLimitsFreedWhenWorkerDies(t *testing.T) {
+	t.Parallel()
+	forEachDriver(t, func(t *testing.T, driver string) {
+		now := "now()"
+		if driver == DriverSQLite {
+			now = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+		}
+		job := oddJob()
+		job.Name, job.MaxRunning = "scrape", 2
+		job.MaxPendingTasks = 1 // local.2 is assigned beside the vanished worker
+		job.Process = func(ctx context.Context, task *Task) error {
+			key, _ := task.Int64("value")
+			_, err := task.DB().ExecContext(ctx, rebindFor(t, driver, `INSERT INTO audit (value, started_at) VALUES (?, `+now+`)`), key)
+			return err
+		}
+		e := newPagesEnv(t, driver, []domainRows{{"one.example", 12}}, job)
+		ctx := context.Background()
+		if err := e.client.store.RegisterWorker(ctx, store.WorkerInfo{ID: "local.8", Node: "local", Instance: "gone",
+			Jobs: []string{"scrape"}, Slots: 2}, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.client.store.Assign(ctx, "local.8", "", "scrape"); err != nil {
+			t.Fatal(err)
+		}
+		j := e.jobSQL("scrape")
+		e.tx(func(ctx context.Context, tx *sql.Tx) error {
+			if _, err := j.ReserveKeys(ctx, tx, "local.8", []any{int64(1), int64(2)}); err != nil {
+				return err
+			}
+			_, err := j.Claim(ctx, tx, "local.8", 2)
+			return err
+		})
+		dopts := fastDispatcher()
+		dopts.WorkerTTL = 2 * time.Second
+		wopts := fastWorker()
+		wopts.Concurrency = 2
+		r, _ := e.startIDs(&dopts, wopts, "local.2")
+		// Within the TTL, the vanished worker's tries hold both places.
+		time.Sleep(time.Second)
+		if n := e.count(`SELECT COUNT(*) FROM audit`); n != 0 {
+			t.Errorf("%d tries started while the vanished worker's two still counted", n)
+		}
+		if rep := e.report("scrape"); rep.Running != 2 || rep.Limited != 2 {
+			t.Errorf("report %+v, want the vanished worker's 2 tries running and local.2's 2 slots held back", rep)
+		}
+		e.waitJob("scrape", 12, 60*time.Second)
+		r.stop(t)
+		if n := e.count(`SELECT COUNT(*) FROM numbers WHERE odd_checking_reservation_times = 2 AND odd_checking_success = TRUE`); n != 2 {
+			t.Errorf("%d tasks succeeded on a second try, want the vanished worker's 2", n)
+		}
+	})
 }
