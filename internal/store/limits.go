@@ -302,8 +302,14 @@ func (j *JobSQL) pickGroups(ctx context.Context, tx Querier, st limitState, room
 	}
 	var open []group
 	held := map[string]int{}
+	// seen: the groups looked at this round. The walk is in the
+	// database's order of the column (its collation, which Go need not
+	// share): after wrapping, the first group seen again is where the
+	// round began; a group is never taken twice, which would count its
+	// room twice.
+	seen := map[string]bool{}
 	start := *cur
-	after, wrapped, nullSeen := start, false, false
+	after, wrapped := start, false
 	for scanned := 0; len(open) < room && scanned < maxGroupScan; {
 		ask := min(room*2+16, maxGroupScan-scanned)
 		vals, err := j.groupsAfter(ctx, tx, after, ask)
@@ -313,11 +319,12 @@ func (j *JobSQL) pickGroups(ctx context.Context, tx Querier, st limitState, room
 		scanned += len(vals)
 		stop := false
 		for _, v := range vals {
-			if wrapped && start.valid && less(start.last, v) {
-				stop = true // back past where this round began
+			scope := scopeOf(v)
+			if seen[scope] {
+				stop = true // back where this round began
 				break
 			}
-			scope := scopeOf(v)
+			seen[scope] = true
 			n, w, reason := j.groupRoom(st, scope, room)
 			if n == 0 {
 				held[reason]++
@@ -340,8 +347,8 @@ func (j *JobSQL) pickGroups(ctx context.Context, tx Querier, st limitState, room
 		}
 		// The end of the groups: the NULL group, then from the first group
 		// again, once.
-		if !nullSeen {
-			nullSeen = true
+		if !seen["null"] {
+			seen["null"] = true
 			ok, err := j.nullGroupPending(ctx, tx)
 			if err != nil {
 				return nil, why, wake, err
@@ -447,26 +454,6 @@ func heldReason(held map[string]int, why string) string {
 		parts = append(parts, why)
 	}
 	return strings.Join(parts, "; ")
-}
-
-// less orders two group values as the database does for the common
-// types (numbers, text); values of other types compare as text.
-func less(a, b any) bool {
-	switch x := a.(type) {
-	case int64:
-		if y, ok := b.(int64); ok {
-			return x < y
-		}
-	case float64:
-		if y, ok := b.(float64); ok {
-			return x < y
-		}
-	case string:
-		if y, ok := b.(string); ok {
-			return x < y
-		}
-	}
-	return fmt.Sprint(a) < fmt.Sprint(b)
 }
 
 // groupsAfter lists up to n group values that have pending rows, in
