@@ -26,7 +26,7 @@ func (c *Client) engineJob(j *jobRuntime) *engine.Job {
 	e := &engine.Job{
 		Name: j.Name, SQL: j.sql,
 		QueueSize: j.QueueSize, MaxJobDuration: j.MaxJobDuration, RetryBackoff: store.Backoff{Base: j.RetryBackoff, Max: j.RetryBackoffMax},
-		MaxAssignedWorkers: j.MaxAssignedWorkers, MaxPendingTasks: j.MaxPendingTasks,
+		MaxAssignedWorkers: j.MaxAssignedWorkers, MaxPendingTasks: j.MaxPendingTasks, MaxRunning: j.MaxRunning,
 		AcceptsWorker: j.AcceptsWorker, RelaunchSchedule: j.relaunchSchedule,
 	}
 	// The processing function is read at each try: a program may swap it

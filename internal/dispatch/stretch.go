@@ -137,11 +137,31 @@ func newPlanner(loads []jobLoad, workers []store.WorkerInfo) *planner {
 			if c := l.job.MaxAssignedWorkers; c > 0 {
 				p.want[j] = min(p.want[j], c)
 			}
+			if c := p.runningCap(j); c > 0 {
+				p.want[j] = min(p.want[j], c)
+			}
 		case l.pending == unknownLoad:
 			p.want[j] = p.held[j]
 		}
 	}
 	return p
+}
+
+// runningCap is how many workers a job with max_running can keep busy:
+// enough slots for its cap, counting the fewest slots a worker that runs
+// it has (0: no cap).
+func (p *planner) runningCap(j int) int {
+	m := p.loads[j].job.MaxRunning
+	if m == 0 {
+		return 0
+	}
+	slots := 0
+	for w, wi := range p.ws {
+		if p.can[j][w] && (slots == 0 || max(wi.Slots, 1) < slots) {
+			slots = max(wi.Slots, 1)
+		}
+	}
+	return (m + max(slots, 1) - 1) / max(slots, 1)
 }
 
 // deal hands out workers one at a time (rules 4 and 6).

@@ -438,3 +438,26 @@ func TestPendingLimit(t *testing.T) {
 		}
 	}
 }
+
+// A job with max_running asks for no more workers than its cap keeps
+// busy (by the fewest slots of a worker that runs it); the others go to
+// the jobs that want them.
+func TestPlanAssignmentsMaxRunning(t *testing.T) {
+	t.Parallel()
+	lim := planJob(t, "lim", 10, 0, ".*")
+	lim.MaxRunning = 3
+	b := planJob(t, "b", 10, 0, ".*")
+	var workers []store.WorkerInfo
+	for i := 1; i <= 6; i++ {
+		w := live(fmt.Sprintf("n.%d", i), "", "lim", "b")
+		w.Slots = 2
+		workers = append(workers, w)
+	}
+	count := map[string]int{}
+	for _, a := range planAssignments([]jobLoad{{job: lim, pending: 1000}, {job: b, pending: 1000}}, workers) {
+		count[a.to]++
+	}
+	if count["lim"] != 2 || count["b"] != 4 {
+		t.Fatalf("assigned %v, want 2 workers (2 slots each) to lim (max_running 3) and 4 to b", count)
+	}
+}

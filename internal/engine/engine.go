@@ -35,6 +35,9 @@ type Job struct {
 	RetryBackoff       store.Backoff
 	MaxAssignedWorkers int // 0: no cap
 	MaxPendingTasks    int
+	// MaxRunning caps the job's tries in flight (0: none); the store
+	// enforces it, the stretch rule assigns no more workers than it needs.
+	MaxRunning int
 
 	// RelaunchSchedule, when set, runs the relaunching hook once per due
 	// time (relaunch_cron) instead of at every maintenance pass.
