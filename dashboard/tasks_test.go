@@ -288,3 +288,28 @@ func TestOverviewScheduled(t *testing.T) {
 		t.Errorf("the overview does not show 3 pending and 2 later:\n%s", b)
 	}
 }
+
+// A job whose limits hold free slots back says so beside its running
+// count, the reason in the cell's title, escaped.
+func TestCountsShowLimited(t *testing.T) {
+	t.Parallel()
+	ts, err := parseTemplates()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	js := JobSummary{JobReport: pampa.JobReport{Job: "scrape", Running: 4, Limited: 6, LimitReason: `3 groups at max_running_per_group <b>`}}
+	if err := ts["overview"].ExecuteTemplate(&b, "counts", js); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if !strings.Contains(out, `data-field="limited"`) || !strings.Contains(out, "6 held back") ||
+		!strings.Contains(out, "3 groups at max_running_per_group &lt;b&gt;") {
+		t.Errorf("counts of a limited job:\n%s", out)
+	}
+	b.Reset()
+	js.Limited, js.LimitReason = 0, ""
+	if err := ts["overview"].ExecuteTemplate(&b, "counts", js); err != nil || strings.Contains(b.String(), "held back") {
+		t.Errorf("counts of an unlimited job: %v\n%s", err, b.String())
+	}
+}
