@@ -308,7 +308,9 @@ func TestLimitsFreedWhenWorkerDies(t *testing.T) {
 		e := newPagesEnv(t, driver, []domainRows{{"one.example", 12}}, job)
 		ctx := context.Background()
 		if err := e.client.store.RegisterWorker(ctx, store.WorkerInfo{ID: "local.8", Node: "local", Instance: "gone",
-			Jobs: []string{"scrape"}, Slots: 2}, time.Second); err != nil {
+			// One slot registered: the job's cap of 2 then wants 2 workers,
+			// and local.2 is assigned beside it.
+			Jobs: []string{"scrape"}, Slots: 1}, time.Second); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := e.client.store.Assign(ctx, "local.8", "", "scrape"); err != nil {
