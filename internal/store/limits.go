@@ -141,8 +141,10 @@ func (j *JobSQL) ReserveLimited(ctx context.Context, tx Querier, job string, sha
 			why, out.Wake = "", 0
 		}
 	}
-	if out.HeldBack == 0 {
-		why = ""
+	if out.HeldBack == 0 || why == "" {
+		// Only a limit holds tasks back; fewer handed out for want of
+		// rows is not one.
+		out.HeldBack, why = 0, ""
 	}
 	out.Reason = why
 	if _, err := j.s.exec(ctx, tx, j.s.q(`UPDATE pampa_limits SET held_back = ?, reason = ?, noted_at = `+d.Now()+` WHERE job = ?`),
