@@ -31,6 +31,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -57,6 +58,28 @@ type NoopWorker struct {
 }
 
 func (w *NoopWorker) Work(ctx context.Context, job *river.Job[NoopArgs]) error { return nil }
+
+// SleepArgs is the waiting job of the sleep scenario: its Work sleeps for
+// the run's --task-sleep, as a scrape or a payment API call waits.
+type SleepArgs struct {
+	Num int `json:"num"`
+}
+
+func (SleepArgs) Kind() string { return "bench_sleep" }
+
+type SleepWorker struct {
+	river.WorkerDefaults[SleepArgs]
+	sleep time.Duration
+}
+
+func (w *SleepWorker) Work(ctx context.Context, job *river.Job[SleepArgs]) error {
+	select {
+	case <-time.After(w.sleep):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // TrickleArgs is the latency job. InsertCalledAtNs is the wall clock just
 // before Insert was called (informational only); the measured latency uses
@@ -113,6 +136,9 @@ func (w *TrickleWorker) Work(ctx context.Context, job *river.Job[TrickleArgs]) e
 type settings struct {
 	Jobs          int
 	Workers       int
+	SleepJobs     int
+	SleepWorkers  int
+	TaskSleep     time.Duration
 	FetchPoll     time.Duration
 	FetchCooldown time.Duration
 	Trickle       time.Duration
@@ -134,16 +160,25 @@ type result struct {
 	TrickleMaxMs     float64 `json:"trickle_max_ms"`
 	TrickleP99Steady float64 `json:"trickle_p99_ms_excl_last_cooldown"`
 	TrickleInsertP50 float64 `json:"trickle_insert_call_p50_ms"`
-	Workers          int     `json:"workers"`
-	FetchPollMs      float64 `json:"fetch_poll_interval_ms"`
-	FetchCooldownMs  float64 `json:"fetch_cooldown_ms"`
-	TrickleS         float64 `json:"trickle_s"`
-	TrickleEveryMs   float64 `json:"trickle_every_ms"`
-	PoolMaxConns     int32   `json:"pool_max_conns"`
-	GoMaxProcs       int     `json:"gomaxprocs"`
-	RiverVersion     string  `json:"river_version"`
-	Driver           string  `json:"driver"`
-	InsertMethod     string  `json:"burn_insert_method"`
+	BurnCPUMsPer1000 float64 `json:"burn_cpu_ms_per_1000"`
+	// The sleep scenario: SleepJobs jobs that each wait TaskSleep, run by
+	// SleepWorkers worker goroutines; Ideal is workers / sleep.
+	SleepJobs         int     `json:"sleep_jobs"`
+	SleepWorkers      int     `json:"sleep_workers"`
+	TaskSleepMs       float64 `json:"task_sleep_ms"`
+	SleepJobsPerS     float64 `json:"sleep_jobs_per_s"`
+	SleepIdealPerS    float64 `json:"sleep_ideal_jobs_per_s"`
+	SleepCPUMsPer1000 float64 `json:"sleep_cpu_ms_per_1000"`
+	Workers           int     `json:"workers"`
+	FetchPollMs       float64 `json:"fetch_poll_interval_ms"`
+	FetchCooldownMs   float64 `json:"fetch_cooldown_ms"`
+	TrickleS          float64 `json:"trickle_s"`
+	TrickleEveryMs    float64 `json:"trickle_every_ms"`
+	PoolMaxConns      int32   `json:"pool_max_conns"`
+	GoMaxProcs        int     `json:"gomaxprocs"`
+	RiverVersion      string  `json:"river_version"`
+	Driver            string  `json:"driver"`
+	InsertMethod      string  `json:"burn_insert_method"`
 }
 
 func main() {
@@ -158,10 +193,13 @@ func main() {
 		jsonOut    = flag.Bool("json", false, "print one JSON object on stdout (the table goes to stderr)")
 		dumpPath   = flag.String("trickle-dump", "", "optional file to write per-job trickle latencies to (CSV: seq,ms_since_first_insert,latency_ms)")
 		logLevelFl = flag.String("log-level", "warn", "River log level on stderr: debug, info, warn, error")
+		sleepJobs  = flag.Int("sleep-jobs", 0, "number of waiting jobs for the sleep scenario (0 skips it)")
+		sleepWork  = flag.Int("sleep-workers", 200, "River MaxWorkers for the sleep scenario")
+		taskSleep  = flag.Duration("task-sleep", 50*time.Millisecond, "how long each job of the sleep scenario waits")
 	)
 	flag.Parse()
 
-	s := settings{Jobs: *jobs, Workers: *workers, FetchPoll: *fetchPoll, FetchCooldown: *fetchCool, Trickle: *trickle, TrickleEvery: *trickleEv, DumpPath: *dumpPath}
+	s := settings{Jobs: *jobs, Workers: *workers, SleepJobs: *sleepJobs, SleepWorkers: *sleepWork, TaskSleep: *taskSleep, FetchPoll: *fetchPoll, FetchCooldown: *fetchCool, Trickle: *trickle, TrickleEvery: *trickleEv, DumpPath: *dumpPath}
 	if s.Jobs < 1 {
 		fatalf("--jobs must be >= 1")
 	}
@@ -219,6 +257,16 @@ func main() {
 	}
 	fmt.Fprintf(progress, "burn: %d jobs completed in %.3fs = %.0f jobs/s\n", s.Jobs, res.BurnSeconds, res.BurnJobsPerS)
 
+	// ---- scenario: sleep ----
+	if s.SleepJobs > 0 {
+		fmt.Fprintf(progress, "sleep: %d jobs of %s each, %d workers...\n", s.SleepJobs, s.TaskSleep, s.SleepWorkers)
+		if err := runSleep(ctx, pool, driver, logger, s, &res); err != nil {
+			fatalf("sleep: %v", err)
+		}
+		fmt.Fprintf(progress, "sleep: %.0f jobs/s of an ideal %.0f (%.0f%%), %.0f ms CPU per 1,000 jobs\n",
+			res.SleepJobsPerS, res.SleepIdealPerS, 100*res.SleepJobsPerS/res.SleepIdealPerS, res.SleepCPUMsPer1000)
+	}
+
 	// ---- scenario 2: trickle ----
 	if s.Trickle > 0 {
 		fmt.Fprintf(progress, "trickle: one Insert every %s for %s...\n", s.TrickleEvery, s.Trickle)
@@ -244,6 +292,7 @@ func newClient(driver *riverpgxv5.Driver, logger *slog.Logger, s settings, rec *
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &NoopWorker{})
 	river.AddWorker(workers, &TrickleWorker{rec: rec})
+	river.AddWorker(workers, &SleepWorker{sleep: s.TaskSleep})
 	return river.NewClient(driver, &river.Config{
 		FetchCooldown:     s.FetchCooldown,
 		FetchPollInterval: s.FetchPoll,
@@ -274,44 +323,83 @@ func subscribe(client *river.Client[pgx.Tx], n int) (<-chan *river.Event, func()
 }
 
 func runBurn(ctx context.Context, pool *pgxpool.Pool, driver *riverpgxv5.Driver, logger *slog.Logger, s settings, res *result) error {
+	d, err := runDrain(ctx, pool, driver, logger, s, s.Jobs, func(i int) river.JobArgs { return NoopArgs{Num: i} })
+	if err != nil {
+		return err
+	}
+	res.BurnInsertSecs = d.inserted.Seconds()
+	res.BurnSeconds = d.elapsed.Seconds()
+	res.BurnJobsPerS = float64(s.Jobs) / d.elapsed.Seconds()
+	res.BurnCPUMsPer1000 = round3(ms(d.cpu) * 1000 / float64(s.Jobs))
+	return nil
+}
+
+// runSleep drains SleepJobs waiting jobs with SleepWorkers workers.
+func runSleep(ctx context.Context, pool *pgxpool.Pool, driver *riverpgxv5.Driver, logger *slog.Logger, s settings, res *result) error {
+	sl := s
+	sl.Workers = s.SleepWorkers
+	d, err := runDrain(ctx, pool, driver, logger, sl, s.SleepJobs, func(i int) river.JobArgs { return SleepArgs{Num: i} })
+	if err != nil {
+		return err
+	}
+	res.SleepJobs, res.SleepWorkers, res.TaskSleepMs = s.SleepJobs, s.SleepWorkers, ms(s.TaskSleep)
+	res.SleepJobsPerS = float64(s.SleepJobs) / d.elapsed.Seconds()
+	res.SleepIdealPerS = float64(s.SleepWorkers) / s.TaskSleep.Seconds()
+	res.SleepCPUMsPer1000 = round3(ms(d.cpu) * 1000 / float64(s.SleepJobs))
+	return nil
+}
+
+// cpuTime is the CPU this process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// runDrain inserts n jobs made by args while the client is stopped, then
+// times the client from Start until the last one completed, and returns
+// that time, the CPU the process used meanwhile, and the insert's time.
+func runDrain(ctx context.Context, pool *pgxpool.Pool, driver *riverpgxv5.Driver, logger *slog.Logger, s settings, n int, args func(int) river.JobArgs) (drained, error) {
 	if err := resetJobTable(ctx, pool); err != nil {
-		return fmt.Errorf("truncate: %w", err)
+		return drained{}, fmt.Errorf("truncate: %w", err)
 	}
 
 	client, err := newClient(driver, logger, s, newLatencyRecorder())
 	if err != nil {
-		return err
+		return drained{}, err
 	}
 
 	// Insert everything before the client starts.
 	insStart := time.Now()
 	const batch = 10_000
 	params := make([]river.InsertManyParams, 0, batch)
-	for i := 0; i < s.Jobs; i += batch {
+	for i := 0; i < n; i += batch {
 		params = params[:0]
-		for j := i; j < min(i+batch, s.Jobs); j++ {
-			params = append(params, river.InsertManyParams{Args: NoopArgs{Num: j}})
+		for j := i; j < min(i+batch, n); j++ {
+			params = append(params, river.InsertManyParams{Args: args(j)})
 		}
-		n, err := client.InsertManyFast(ctx, params)
+		got, err := client.InsertManyFast(ctx, params)
 		if err != nil {
-			return fmt.Errorf("InsertManyFast: %w", err)
+			return drained{}, fmt.Errorf("InsertManyFast: %w", err)
 		}
-		if n != len(params) {
-			return fmt.Errorf("InsertManyFast inserted %d of %d", n, len(params))
+		if got != len(params) {
+			return drained{}, fmt.Errorf("InsertManyFast inserted %d of %d", got, len(params))
 		}
 	}
-	res.BurnInsertSecs = time.Since(insStart).Seconds()
+	inserted := time.Since(insStart)
 
 	if _, err := pool.Exec(ctx, "ANALYZE river_job"); err != nil {
-		return fmt.Errorf("analyze: %w", err)
+		return drained{}, fmt.Errorf("analyze: %w", err)
 	}
 
-	events, cancelSub := subscribe(client, s.Jobs)
+	events, cancelSub := subscribe(client, n)
 	defer cancelSub()
 
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	if err := client.Start(ctx); err != nil {
-		return fmt.Errorf("start: %w", err)
+		return drained{}, fmt.Errorf("start: %w", err)
 	}
 
 	var (
@@ -321,11 +409,11 @@ func runBurn(ctx context.Context, pool *pgxpool.Pool, driver *riverpgxv5.Driver,
 	// Generous safety timeout so a stuck run ends by itself.
 	timeout := time.NewTimer(max(10*time.Minute, 5*s.FetchPoll))
 	defer timeout.Stop()
-	for completed+failed < s.Jobs {
+	for completed+failed < n {
 		select {
 		case ev := <-events:
 			if ev == nil {
-				return errors.New("subscription closed early")
+				return drained{}, errors.New("subscription closed early")
 			}
 			switch ev.Kind {
 			case river.EventKindJobCompleted:
@@ -336,36 +424,36 @@ func runBurn(ctx context.Context, pool *pgxpool.Pool, driver *riverpgxv5.Driver,
 			}
 			end = time.Now()
 		case <-timeout.C:
-			return fmt.Errorf("timed out with %d/%d jobs completed", completed, s.Jobs)
+			return drained{}, fmt.Errorf("timed out with %d/%d jobs completed", completed, n)
 		}
 	}
-	elapsed := end.Sub(start)
+	elapsed, cpu := end.Sub(start), cpuTime()-cpu0
 
 	stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := client.Stop(stopCtx); err != nil {
-		return fmt.Errorf("stop: %w", err)
+		return drained{}, fmt.Errorf("stop: %w", err)
 	}
 
 	if failed > 0 {
-		return fmt.Errorf("%d jobs did not complete", failed)
+		return drained{}, fmt.Errorf("%d jobs did not complete", failed)
 	}
 
 	// Confirm against the table itself.
 	var nCompleted, nTotal int
 	if err := pool.QueryRow(ctx,
 		"SELECT count(*) FILTER (WHERE state = 'completed'), count(*) FROM river_job WHERE kind = $1",
-		NoopArgs{}.Kind()).Scan(&nCompleted, &nTotal); err != nil {
-		return fmt.Errorf("confirm: %w", err)
+		args(0).Kind()).Scan(&nCompleted, &nTotal); err != nil {
+		return drained{}, fmt.Errorf("confirm: %w", err)
 	}
-	if nCompleted != s.Jobs || nTotal != s.Jobs {
-		return fmt.Errorf("river_job has %d completed of %d rows, want %d", nCompleted, nTotal, s.Jobs)
+	if nCompleted != n || nTotal != n {
+		return drained{}, fmt.Errorf("river_job has %d completed of %d rows, want %d", nCompleted, nTotal, n)
 	}
-
-	res.BurnSeconds = elapsed.Seconds()
-	res.BurnJobsPerS = float64(s.Jobs) / elapsed.Seconds()
-	return nil
+	return drained{elapsed: elapsed, cpu: cpu, inserted: inserted}, nil
 }
+
+// drained is what runDrain measured.
+type drained struct{ elapsed, cpu, inserted time.Duration }
 
 func runTrickle(ctx context.Context, pool *pgxpool.Pool, driver *riverpgxv5.Driver, logger *slog.Logger, s settings, res *result) error {
 	if err := resetJobTable(ctx, pool); err != nil {
@@ -527,6 +615,12 @@ func printTable(w io.Writer, s settings, r *result) {
 	fmt.Fprintf(tw, "burn\tinsert (InsertManyFast, not timed)\t%.3f s\n", r.BurnInsertSecs)
 	fmt.Fprintf(tw, "burn\tStart -> last completed\t%.3f s\n", r.BurnSeconds)
 	fmt.Fprintf(tw, "burn\tthroughput\t%.0f jobs/s\n", r.BurnJobsPerS)
+	fmt.Fprintf(tw, "burn\tCPU of this process per 1,000 jobs\t%.1f ms\n", r.BurnCPUMsPer1000)
+	if r.SleepJobs > 0 {
+		fmt.Fprintf(tw, "sleep\tjobs (each waits %s; %d workers)\t%d\n", s.TaskSleep, r.SleepWorkers, r.SleepJobs)
+		fmt.Fprintf(tw, "sleep\tthroughput (ideal %.0f)\t%.0f jobs/s (%.0f%%)\n", r.SleepIdealPerS, r.SleepJobsPerS, 100*r.SleepJobsPerS/r.SleepIdealPerS)
+		fmt.Fprintf(tw, "sleep\tCPU of this process per 1,000 jobs\t%.1f ms\n", r.SleepCPUMsPer1000)
+	}
 	if s.Trickle > 0 {
 		fmt.Fprintf(tw, "trickle\tjobs (1 per %s for %s)\t%d\n", s.TrickleEvery, s.Trickle, r.TrickleJobs)
 		fmt.Fprintf(tw, "trickle\tInsert returned -> Work started p50\t%.3f ms\n", r.TrickleP50Ms)
