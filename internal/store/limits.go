@@ -472,18 +472,25 @@ func less(a, b any) bool {
 // groupsAfter lists up to n group values that have pending rows, in
 // order, after cur's (from the first without one): a walk of the groups
 // index that reads one entry per group (a "loose index scan").
+//
+// Each step is "ORDER BY … LIMIT 1", not MIN(): PostgreSQL turns a MIN()
+// into a probe of the index's first entry only when it judges that
+// cheaper, and for the walk's first step it chose to aggregate every
+// pending row after the cursor instead (from the first group: all
+// pending rows, 100,000 of a 10,000,000-row table 1% pending). A LIMIT 1
+// over the index order reads one entry whatever the estimates.
 func (j *JobSQL) groupsAfter(ctx context.Context, tx Querier, cur GroupCursor, n int) ([]any, error) {
 	g := j.groupCol()
-	first := fmt.Sprintf(`SELECT MIN(%s) FROM %s WHERE %s IS NOT NULL AND %s`, g, j.t, g, j.pending)
+	first := fmt.Sprintf(`SELECT %[1]s FROM %[2]s WHERE %[1]s IS NOT NULL AND %[3]s ORDER BY %[1]s LIMIT 1`, g, j.t, j.pending)
 	args := []any{j.spec.MaxTryTimes}
 	if cur.valid {
-		first = fmt.Sprintf(`SELECT MIN(%s) FROM %s WHERE %s > ? AND %s`, g, j.t, g, j.pending)
+		first = fmt.Sprintf(`SELECT %[1]s FROM %[2]s WHERE %[1]s > ? AND %[3]s ORDER BY %[1]s LIMIT 1`, g, j.t, j.pending)
 		args = []any{cur.last, j.spec.MaxTryTimes}
 	}
 	query := fmt.Sprintf(`WITH RECURSIVE walk (v, depth) AS (
 			SELECT (%[1]s), 1
 			UNION ALL
-			SELECT (SELECT MIN(%[2]s) FROM %[3]s WHERE %[2]s > walk.v AND %[4]s), depth + 1 FROM walk WHERE walk.v IS NOT NULL AND depth < ?
+			SELECT (SELECT %[2]s FROM %[3]s WHERE %[2]s > walk.v AND %[4]s ORDER BY %[2]s LIMIT 1), depth + 1 FROM walk WHERE walk.v IS NOT NULL AND depth < ?
 		) SELECT v FROM walk WHERE v IS NOT NULL`, first, g, j.t, j.pending)
 	rows, err := j.s.query(ctx, tx, j.s.q(query), append(args, j.spec.MaxTryTimes, n)...)
 	if err != nil {
