@@ -372,9 +372,9 @@ var limitedStatements = []struct{ has, name string }{
 	{"DELETE FROM pampa_starts", "forget_starts"},
 	{"INSERT INTO pampa_starts", "record_starts"},
 	{"scope = ''", "window_job"},
-	{"scope <> ''", "window_groups"},
+	{"scope IN (", "window_groups"},
 	{"WITH RECURSIVE walk", "walk_groups"},
-	{") g0", "pick_rows"},
+	{"SELECT * FROM (SELECT", "pick_rows"},
 	{"GROUP BY", "inflight_by_group"},
 	{"LIMIT 1) x", "null_group"},
 	{"WITH picked AS MATERIALIZED", "reserve_shares"},
@@ -401,6 +401,9 @@ func limitedStatementName(sql string, next bool) string {
 type tee struct{ explainer }
 
 func (t *tee) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if strings.HasPrefix(query, "SET ") { // a setting, not a statement to explain
+		return t.tx.ExecContext(ctx, query, args...)
+	}
 	if err := t.explainOnce(ctx, query, args); err != nil {
 		return nil, err
 	}
