@@ -33,6 +33,9 @@ func benchCmd(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&cfg.TrickleFor, "trickle", 10*time.Second, "trickle: for how long (0 skips it)")
 	fs.IntVar(&cfg.ScaleSmall, "scale-small", 100_000, "scale: rows of the small table (0 skips it)")
 	fs.IntVar(&cfg.ScaleLarge, "scale-large", 10_000_000, "scale: rows of the large table (0 skips it)")
+	fs.IntVar(&cfg.Rounds, "rounds", 100, "scale: timed dispatcher rounds per table and setting (median and p95)")
+	fs.BoolVar(&cfg.ScaleLimits, "scale-limits", true, "scale: time the rounds again with the job's limits on (group_by, max_running, per-group\n"+
+		"limits, then rate_limit too)")
 	fs.BoolVar(&cfg.Explain, "explain", false, "scale: after timing each table, print every hot query's plan (PostgreSQL: EXPLAIN ANALYZE in a\n"+
 		"transaction rolled back; SQLite: EXPLAIN QUERY PLAN); with --json, a summary in \"plans\"")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object with the figures and settings")
@@ -93,16 +96,22 @@ func benchCmd(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(tw, "trickle p50 / p95 / p99\t%.2f / %.2f / %.2f ms\t(%d rows)\n", r.TrickleP50ms, r.TrickleP95ms, r.TrickleP99ms, r.TrickleRows)
 	}
 	for _, s := range []struct {
-		rows                  int
-		round, report, scrape float64
-		bytes                 int
-		pages                 map[string]float64
+		rows                       int
+		round, p95, report, scrape float64
+		bytes                      int
+		pages                      map[string]float64
+		limits                     *bench.LimitsFigures
 	}{
-		{r.ScaleSmall, r.RoundMsSmall, r.ReportMsSmall, r.ScrapeMsSmall, r.ScrapeBytesSmall, r.DashboardMsSmall},
-		{r.ScaleLarge, r.RoundMsLarge, r.ReportMsLarge, r.ScrapeMsLarge, r.ScrapeBytesLarge, r.DashboardMsLarge},
+		{r.ScaleSmall, r.RoundMsSmall, r.RoundP95Small, r.ReportMsSmall, r.ScrapeMsSmall, r.ScrapeBytesSmall, r.DashboardMsSmall, r.LimitsSmall},
+		{r.ScaleLarge, r.RoundMsLarge, r.RoundP95Large, r.ReportMsLarge, r.ScrapeMsLarge, r.ScrapeBytesLarge, r.DashboardMsLarge, r.LimitsLarge},
 	} {
 		if s.rows > 0 {
 			fmt.Fprintf(tw, "round / report, %d rows\t%.2f / %.2f ms\n", s.rows, s.round, s.report)
+			fmt.Fprintf(tw, "round p50 / p95, %d rows\t%.2f / %.2f ms\t(%d rounds)\n", s.rows, s.round, s.p95, r.Rounds)
+			if l := s.limits; l != nil {
+				fmt.Fprintf(tw, "round with limits p50 / p95, %d rows\t%.2f / %.2f ms\t(%.1f reserved a round)\n", s.rows, l.GroupsMs, l.GroupsP95ms, l.GroupsReserved)
+				fmt.Fprintf(tw, "round with limits and rate_limit p50 / p95, %d rows\t%.2f / %.2f ms\t(%.1f reserved a round)\n", s.rows, l.RateMs, l.RateP95ms, l.RateReserved)
+			}
 			fmt.Fprintf(tw, "dashboard, %d rows\t%s\n", s.rows, bench.FormatPages(s.pages))
 			fmt.Fprintf(tw, "/metrics scrape, %d rows\t%.2f ms\t(%d bytes)\n", s.rows, s.scrape, s.bytes)
 		}

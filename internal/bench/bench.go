@@ -19,7 +19,8 @@
 //	         GET of each of DashboardPages, served by the dashboard in
 //	         this process (the server's cost, its database reads
 //	         included), and of a /metrics scrape with the database gauges,
-//	         with the scrape's size.
+//	         with the scrape's size; with ScaleLimits, rounds again with
+//	         the job's limits on (limits.go).
 //
 // With Processes, the workers are separate OS processes (this program run
 // again, see WorkerMain), so their memory is measured apart from the
@@ -54,6 +55,8 @@ type Config struct {
 
 	TrickleEvery, TrickleFor time.Duration // default 10ms for 10s; For 0 skips
 	ScaleSmall, ScaleLarge   int           // default 100,000 and 10,000,000; 0 skips
+	Rounds                   int           // scale: timed dispatcher rounds per table and setting; default 100
+	ScaleLimits              bool          // scale: time rounds with the job's limits on too
 	Explain                  bool          // scale: print the hot queries' plans
 
 	// Exe and Args re-run this program as a bench worker (Processes).
@@ -72,6 +75,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.QueueSize == 0 {
 		c.QueueSize = 250
+	}
+	if c.Rounds == 0 {
+		c.Rounds = 100
 	}
 	if c.TrickleEvery == 0 {
 		c.TrickleEvery = 10 * time.Millisecond
@@ -99,10 +105,18 @@ type Result struct {
 	TrickleP99ms  float64 `json:"trickle_p99_ms"`
 	ScaleSmall    int     `json:"scale_small_rows"`
 	ScaleLarge    int     `json:"scale_large_rows"`
-	RoundMsSmall  float64 `json:"round_ms_small"`
+	RoundMsSmall  float64 `json:"round_ms_small"` // median
 	RoundMsLarge  float64 `json:"round_ms_large"`
-	ReportMsSmall float64 `json:"report_ms_small"`
-	ReportMsLarge float64 `json:"report_ms_large"`
+	RoundP95Small float64 `json:"round_p95_ms_small"`
+	RoundP95Large float64 `json:"round_p95_ms_large"`
+	Rounds        int     `json:"rounds"` // timed rounds per table and setting
+	// Rounds with the limits on (ScaleLimits): max_running, group_by,
+	// max_running_per_group and rate_limit_per_group, then rate_limit too.
+	// Median, 95th percentile, and rows reserved a round on average.
+	LimitsSmall   *LimitsFigures `json:"limits_small,omitempty"`
+	LimitsLarge   *LimitsFigures `json:"limits_large,omitempty"`
+	ReportMsSmall float64        `json:"report_ms_small"`
+	ReportMsLarge float64        `json:"report_ms_large"`
 	// Dashboard pages (DashboardPages) by path: a full GET, in ms.
 	DashboardMsSmall map[string]float64 `json:"dashboard_ms_small,omitempty"`
 	DashboardMsLarge map[string]float64 `json:"dashboard_ms_large,omitempty"`
@@ -116,6 +130,17 @@ type Result struct {
 
 	// Plans (Explain): by scale table size, each hot query's plan.
 	Plans map[int]map[string]PlanSummary `json:"plans,omitempty"`
+}
+
+// LimitsFigures are one table's rounds with limits on: the per-group
+// limits (Groups), and the same with the job's rate_limit (Rate).
+type LimitsFigures struct {
+	GroupsMs       float64 `json:"groups_ms"`
+	GroupsP95ms    float64 `json:"groups_p95_ms"`
+	GroupsReserved float64 `json:"groups_reserved"`
+	RateMs         float64 `json:"rate_ms"`
+	RateP95ms      float64 `json:"rate_p95_ms"`
+	RateReserved   float64 `json:"rate_reserved"`
 }
 
 // PlanSummary is one query's plan in short.
@@ -168,7 +193,7 @@ func Cluster(driver, url string, workers, queueSize int) (*pampa.Cluster, error)
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	cfg = cfg.withDefaults()
 	r := Result{Driver: cfg.Driver, Tasks: cfg.Tasks, Workers: cfg.Workers, Concurrency: cfg.Concurrency,
-		QueueSize: cfg.QueueSize, Processes: cfg.Processes, ScaleSmall: cfg.ScaleSmall, ScaleLarge: cfg.ScaleLarge}
+		QueueSize: cfg.QueueSize, Processes: cfg.Processes, ScaleSmall: cfg.ScaleSmall, ScaleLarge: cfg.ScaleLarge, Rounds: cfg.Rounds}
 	c, err := Cluster(cfg.Driver, cfg.URL, cfg.Workers, cfg.QueueSize)
 	if err != nil {
 		return r, err
@@ -198,25 +223,59 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			continue
 		}
 		say("scale: %d rows, 99%% done", size.rows)
-		f, err := scale(ctx, c, size.rows, cfg.Workers, cfg.Explain, say)
+		f, err := scale(ctx, c, size.rows, cfg.Workers, cfg.Rounds, cfg.Explain, say)
 		if err != nil {
 			return r, fmt.Errorf("scale %d: %w", size.rows, err)
 		}
 		r.setScale(size.rows, size.large, f)
-		say("scale: %d rows: round %.2f ms, report %.2f ms, scrape %.2f ms (%d bytes)",
-			size.rows, ms(f.round), ms(f.report), ms(f.scrape), f.scrapeBytes)
+		say("scale: %d rows: round %.2f ms (p95 %.2f), report %.2f ms, scrape %.2f ms (%d bytes)",
+			size.rows, ms(f.round), ms(f.roundP95), ms(f.report), ms(f.scrape), f.scrapeBytes)
 		say("scale: %d rows: dashboard %s", size.rows, FormatPages(f.pages))
+		if !cfg.ScaleLimits {
+			continue
+		}
+		groups, rate, plans, err := scaleLimited(ctx, cfg, size.rows, cfg.Explain, say)
+		if err != nil {
+			return r, fmt.Errorf("scale %d, limits: %w", size.rows, err)
+		}
+		r.setLimits(size.rows, size.large, groups, rate, plans)
+		say("scale: %d rows: round with limits %.2f ms (p95 %.2f), %.1f reserved a round; with rate_limit too %.2f ms (p95 %.2f), %.1f reserved",
+			size.rows, ms(groups.p50), ms(groups.p95), groups.reserved, ms(rate.p50), ms(rate.p95), rate.reserved)
 	}
 	return r, nil
 }
 
+// setLimits records one table size's rounds with limits on, and the
+// limited reservation's plans beside the others.
+func (r *Result) setLimits(rows int, large bool, groups, rate limitedFigures, plans map[string]PlanSummary) {
+	f := &LimitsFigures{GroupsMs: ms(groups.p50), GroupsP95ms: ms(groups.p95), GroupsReserved: groups.reserved,
+		RateMs: ms(rate.p50), RateP95ms: ms(rate.p95), RateReserved: rate.reserved}
+	if large {
+		r.LimitsLarge = f
+	} else {
+		r.LimitsSmall = f
+	}
+	if plans == nil {
+		return
+	}
+	if r.Plans == nil {
+		r.Plans = map[int]map[string]PlanSummary{}
+	}
+	if r.Plans[rows] == nil {
+		r.Plans[rows] = map[string]PlanSummary{}
+	}
+	for name, p := range plans {
+		r.Plans[rows][name] = p
+	}
+}
+
 // setScale records one table size's figures.
 func (r *Result) setScale(rows int, large bool, f scaleFigures) {
-	round, report, pages, scrape, bytes := &r.RoundMsSmall, &r.ReportMsSmall, &r.DashboardMsSmall, &r.ScrapeMsSmall, &r.ScrapeBytesSmall
+	round, p95, report, pages, scrape, bytes := &r.RoundMsSmall, &r.RoundP95Small, &r.ReportMsSmall, &r.DashboardMsSmall, &r.ScrapeMsSmall, &r.ScrapeBytesSmall
 	if large {
-		round, report, pages, scrape, bytes = &r.RoundMsLarge, &r.ReportMsLarge, &r.DashboardMsLarge, &r.ScrapeMsLarge, &r.ScrapeBytesLarge
+		round, p95, report, pages, scrape, bytes = &r.RoundMsLarge, &r.RoundP95Large, &r.ReportMsLarge, &r.DashboardMsLarge, &r.ScrapeMsLarge, &r.ScrapeBytesLarge
 	}
-	*round, *report, *pages, *scrape, *bytes = ms(f.round), ms(f.report), f.pages, ms(f.scrape), f.scrapeBytes
+	*round, *p95, *report, *pages, *scrape, *bytes = ms(f.round), ms(f.roundP95), ms(f.report), f.pages, ms(f.scrape), f.scrapeBytes
 	if f.plans != nil {
 		if r.Plans == nil {
 			r.Plans = map[int]map[string]PlanSummary{}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ func TestRunSmall(t *testing.T) {
 			defer cancel()
 			r, err := Run(ctx, Config{Driver: driver, URL: url, Tasks: 300, Workers: 3,
 				TrickleEvery: 20 * time.Millisecond, TrickleFor: 400 * time.Millisecond,
-				ScaleSmall: 1000, ScaleLarge: 2000, Explain: true, Out: &out})
+				ScaleSmall: 1000, ScaleLarge: 2000, Rounds: 20, ScaleLimits: true, Explain: true, Out: &out})
 			if err != nil {
 				t.Fatalf("Run: %v\n%s", err, out.String())
 			}
@@ -40,9 +41,11 @@ func TestRunSmall(t *testing.T) {
 			if r.TrickleRows < 10 || r.TrickleP50ms <= 0 || r.TrickleP99ms < r.TrickleP50ms {
 				t.Errorf("trickle: %d rows, p50 %.2f ms, p99 %.2f ms", r.TrickleRows, r.TrickleP50ms, r.TrickleP99ms)
 			}
-			if r.RoundMsSmall <= 0 || r.RoundMsLarge <= 0 || r.ReportMsSmall <= 0 || r.ReportMsLarge <= 0 {
+			if r.RoundMsSmall <= 0 || r.RoundMsLarge <= 0 || r.ReportMsSmall <= 0 || r.ReportMsLarge <= 0 ||
+				r.RoundP95Small < r.RoundMsSmall || r.RoundP95Large < r.RoundMsLarge || r.Rounds != 20 {
 				t.Errorf("scale: %+v", r)
 			}
+			checkLimits(t, r)
 			if r.WorkerRSSMB <= 0 || r.DispatcherRSSMB <= 0 {
 				t.Errorf("RSS: worker %.1f MB, dispatcher %.1f MB", r.WorkerRSSMB, r.DispatcherRSSMB)
 			}
@@ -68,6 +71,43 @@ func TestRunSmall(t *testing.T) {
 				t.Errorf("no progress lines:\n%s", out.String())
 			}
 		})
+	}
+}
+
+// checkLimits checks the rounds with limits on: timed, handing out rows
+// every round (3 workers with 20 slots: at most 60 free), and their
+// statements explained, none reading the whole table.
+func checkLimits(t *testing.T, r Result) {
+	t.Helper()
+	for size, l := range map[int]*LimitsFigures{1000: r.LimitsSmall, 2000: r.LimitsLarge} {
+		if l == nil {
+			t.Errorf("no rounds with limits for %d rows", size)
+			continue
+		}
+		if l.GroupsMs <= 0 || l.GroupsP95ms < l.GroupsMs || l.RateMs <= 0 || l.RateP95ms < l.RateMs {
+			t.Errorf("rounds with limits, %d rows: %+v", size, *l)
+		}
+		for _, n := range []float64{l.GroupsReserved, l.RateReserved} {
+			if n <= 0 || n > 60 {
+				t.Errorf("rounds with limits, %d rows, reserved %.1f a round: %+v", size, n, *l)
+			}
+		}
+		var names []string
+		for name, p := range r.Plans[size] {
+			if !strings.HasPrefix(name, "limits.") {
+				continue
+			}
+			names = append(names, name)
+			if p.ScansTable || name == "limits.other" {
+				t.Errorf("plans of %d rows: %s: %+v", size, name, p)
+			}
+		}
+		for _, want := range []string{"limits.lock", "limits.inflight_by_group", "limits.window_job", "limits.window_groups",
+			"limits.walk_groups", "limits.pick_rows", "limits.reserve_keys", "limits.record_starts", "limits.note"} {
+			if !slices.Contains(names, want) {
+				t.Errorf("plans of %d rows: no %s in %v", size, want, names)
+			}
+		}
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 )
 
 // prepare recreates the bench table with rows rows, of which done are
-// already finished, runs setup (with the notify trigger) and ANALYZE, so
+// already finished, each in a group (column grp, see groupExpr), runs setup (with the notify trigger) and ANALYZE, so
 // that plans are made on real statistics, not on an empty table. Of the
 // finished rows, one key in failEvery (0: none) failed for good, out of
 // tries, the rest succeeded.
@@ -29,7 +29,7 @@ func prepare(ctx context.Context, c *pampa.Cluster, rows, done, failEvery int) e
 	pg := client.Driver() != pampa.DriverSQLite
 	for _, q := range []string{
 		`DROP TABLE IF EXISTS ` + Table,
-		`CREATE TABLE ` + Table + ` (id BIGINT PRIMARY KEY, began_ns BIGINT)`,
+		`CREATE TABLE ` + Table + ` (id BIGINT PRIMARY KEY, began_ns BIGINT, grp BIGINT)`,
 		`DELETE FROM pampa_workers WHERE node = 'bench'`,
 	} {
 		if _, err := db.ExecContext(ctx, q); err != nil && !strings.HasPrefix(q, "DELETE") {
@@ -40,11 +40,11 @@ func prepare(ctx context.Context, c *pampa.Cluster, rows, done, failEvery int) e
 		return err
 	}
 	if rows > 0 {
-		insert := `INSERT INTO ` + Table + ` (id) WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < ?) SELECT g FROM s`
+		insert := `INSERT INTO ` + Table + ` (id, grp) WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < ?) SELECT g, ` + groupExpr("?") + ` FROM s`
 		if pg {
-			insert = `INSERT INTO ` + Table + ` (id) SELECT g FROM generate_series(1, $1::bigint) g`
+			insert = `INSERT INTO ` + Table + ` (id, grp) SELECT g, ` + groupExpr("$2") + ` FROM generate_series(1, $1::bigint) g`
 		}
-		if _, err := db.ExecContext(ctx, insert, rows); err != nil {
+		if _, err := db.ExecContext(ctx, insert, rows, done); err != nil {
 			return err
 		}
 	}
@@ -192,20 +192,22 @@ func latencies(ctx context.Context, db *sql.DB, committed map[int64]int64) ([]fl
 // scaleFigures are one table size's figures: medians of timed runs.
 type scaleFigures struct {
 	round, report time.Duration
+	roundP95      time.Duration
 	pages         map[string]float64 // DashboardPages: ms of a full GET
 	scrape        time.Duration      // a /metrics scrape with the database gauges
 	scrapeBytes   int
 	plans         map[string]PlanSummary // with explain
 }
 
-// Runs of each timing; the figure is their median.
+// Runs of each timing but the round's (Config.Rounds); the figure is
+// their median.
 const timedRuns = 7
 
 // scale times dispatcher rounds, reports, the dashboard's pages and a
 // metrics scrape over a table of rows rows, 99% done (one in failEvery of
 // them failed for good), with live workers holding the rest. With
 // explain, the hot queries' plans are explained after the timing.
-func scale(ctx context.Context, c *pampa.Cluster, rows, workers int, explain bool, say func(string, ...any)) (scaleFigures, error) {
+func scale(ctx context.Context, c *pampa.Cluster, rows, workers, rounds int, explain bool, say func(string, ...any)) (scaleFigures, error) {
 	var f scaleFigures
 	start := time.Now()
 	if err := prepare(ctx, c, rows, rows/100*99, failEvery); err != nil {
@@ -234,7 +236,7 @@ func scale(ctx context.Context, c *pampa.Cluster, rows, workers int, explain boo
 	// Left held, the lease would keep the next run's dispatcher (the next
 	// `pampa bench` on this database) waiting for its TTL, inside its burn.
 	defer d.Resign()
-	if f.round, f.report, err = timeRounds(ctx, d, client); err != nil {
+	if f.round, f.roundP95, f.report, err = timeRounds(ctx, d, client, rounds); err != nil {
 		return f, err
 	}
 	if f.pages, err = timeDashboard(ctx, client); err != nil {
@@ -274,23 +276,25 @@ func holdTasks(ctx context.Context, wg *sync.WaitGroup, c *pampa.Cluster, client
 	return nil
 }
 
-// timeRounds returns the median of full dispatcher rounds and of reports,
-// run in turn.
-func timeRounds(ctx context.Context, d *pampa.Dispatcher, client *pampa.Client) (round, report time.Duration, err error) {
+// timeRounds returns the median and 95th percentile of rounds full
+// dispatcher rounds, and the median of reports.
+func timeRounds(ctx context.Context, d *pampa.Dispatcher, client *pampa.Client, n int) (round, roundP95, report time.Duration, err error) {
 	var rounds, reports []time.Duration
-	for i := 0; i < timedRuns; i++ {
+	for i := 0; i < n; i++ {
 		t0 := time.Now()
 		if _, err := d.RunOnce(ctx); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		rounds = append(rounds, time.Since(t0))
-		t0 = time.Now()
+	}
+	for i := 0; i < timedRuns; i++ {
+		t0 := time.Now()
 		if _, err := client.Report(ctx); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		reports = append(reports, time.Since(t0))
 	}
-	return median(rounds), median(reports), nil
+	return durPercentile(rounds, 50), durPercentile(rounds, 95), median(reports), nil
 }
 
 // explainPlans prints the plans of the bench job's hot queries, as
@@ -302,12 +306,7 @@ func explainPlans(ctx context.Context, c *pampa.Cluster, rows int, say func(stri
 		return nil, err
 	}
 	defer s.Close()
-	jb := job(0)
-	f := jb.Fields
-	j := s.Job(store.JobSpec{Table: store.ParseIdent(jb.Table), PrimaryKey: jb.PrimaryKey,
-		ReservationID: f.ReservationID, ReservationTime: f.ReservationTime, ReservationTimes: f.ReservationTimes,
-		StartTime: f.StartTime, EndTime: f.EndTime, Success: f.Success, ErrorDescription: f.ErrorDescription,
-		MaxTryTimes: pampa.DefaultMaxTryTimes})
+	j := s.Job(jobSpec(job(0)))
 	// As a client does on SQLite: reads of pending rows pinned to their index.
 	if err := j.PinPendingIndex(ctx, Job); err != nil {
 		return nil, err
@@ -316,10 +315,24 @@ func explainPlans(ctx context.Context, c *pampa.Cluster, rows int, say func(stri
 	if err != nil {
 		return nil, err
 	}
+	out := summarize(plans)
+	printPlans(rows, out, plans, say)
+	return out, nil
+}
+
+// summarize sums plans up by name.
+func summarize(plans []store.Plan) map[string]PlanSummary {
 	out := map[string]PlanSummary{}
 	for _, p := range plans {
-		sum := PlanSummary{Indexes: p.Indexes, ScansTable: p.ScansTable, ExecMs: ms(p.Execution), JIT: p.JIT}
-		out[p.Name] = sum
+		out[p.Name] = PlanSummary{Indexes: p.Indexes, ScansTable: p.ScansTable, ExecMs: ms(p.Execution), JIT: p.JIT}
+	}
+	return out
+}
+
+// printPlans prints each plan, its summary first.
+func printPlans(rows int, sums map[string]PlanSummary, plans []store.Plan, say func(string, ...any)) {
+	for _, p := range plans {
+		sum := sums[p.Name]
 		timing := ""
 		if p.Execution > 0 {
 			timing = fmt.Sprintf(", %.3f ms", sum.ExecMs)
@@ -332,7 +345,6 @@ func explainPlans(ctx context.Context, c *pampa.Cluster, rows int, say func(stri
 			say("    %s", l)
 		}
 	}
-	return out, nil
 }
 
 func median(ds []time.Duration) time.Duration {

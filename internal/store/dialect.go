@@ -77,6 +77,10 @@ type Dialect interface {
 	// IndexHint is what follows a table in FROM to make the planner read
 	// it through the named index, or "" when the engine takes no hint.
 	IndexHint(name string) string
+	// SortOff is a statement that makes the rest of the transaction's
+	// plans read rows in an index's order rather than sort them, or ""
+	// where the engine needs no such nudge (see JobSQL.pickGroups).
+	SortOff() string
 	// Unindexed wraps a column reference of a condition so that the
 	// planner does not choose an index for it (the column as it is where
 	// the planner needs no such nudge).

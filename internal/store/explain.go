@@ -301,7 +301,7 @@ func (j *JobSQL) readSQLitePlan(p *Plan) {
 // isSetupIndex reports whether name is one of the partial indexes that
 // Indexes makes, which hold only the rows hot statements look for.
 func isSetupIndex(name string) bool {
-	for _, s := range []string{"_pending", "_inflight", "_failed", "_created"} {
+	for _, s := range []string{"_pending", "_inflight", "_failed", "_created", "_groups"} {
 		if strings.HasPrefix(name, "pampa_") && strings.HasSuffix(name, s) {
 			return true
 		}
@@ -311,4 +311,135 @@ func isSetupIndex(name string) bool {
 
 func unquote(s string) string {
 	return strings.ReplaceAll(strings.Trim(s, `"`), `""`, `"`)
+}
+
+// ExplainLimited returns the plans of a limited job's reservation
+// (ReserveLimited) into shares, from the first group, and then of the
+// walk of the groups from the last group it served, as the next round
+// would start. Unlike Explain, the reservation really runs, so that each
+// statement sees what the ones before it returned (the groups walked, the
+// rows picked), in a transaction rolled back at the end: each statement
+// is explained first, with its real arguments (on PostgreSQL EXPLAIN
+// ANALYZE inside a savepoint rolled back at once, so that it takes effect
+// once), then run. The plans are named limits.<statement> (see
+// limitedStatements); what the reservation did is returned too.
+func (j *JobSQL) ExplainLimited(ctx context.Context, job string, shares []Share) ([]Plan, Limited, error) {
+	if err := j.LoadColumnTypes(ctx); err != nil {
+		return nil, Limited{}, err
+	}
+	tx, err := j.s.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, Limited{}, err
+	}
+	defer tx.Rollback()
+	t := &tee{explainer{j: j, tx: tx}}
+	var cur GroupCursor
+	out, err := j.ReserveLimited(ctx, t, job, shares, &cur)
+	if err == nil && t.err == nil && cur.valid {
+		_, err = j.groupsAfter(ctx, t, cur, 2*handed(out)+16)
+	}
+	if err == nil {
+		err = t.err
+	}
+	if err != nil {
+		return nil, out, fmt.Errorf("explain the limited reservation: %w", err)
+	}
+	seen := map[string]int{}
+	for i := range t.plans {
+		name := limitedStatementName(t.plans[i].SQL, cur.valid && i == len(t.plans)-1)
+		if seen[name]++; seen[name] > 1 {
+			name += "." + strconv.Itoa(seen[name])
+		}
+		t.plans[i].Name = name
+	}
+	return t.plans, out, nil
+}
+
+// handed counts the keys a limited reservation handed out.
+func handed(out Limited) int {
+	n := 0
+	for _, k := range out.Keys {
+		n += len(k)
+	}
+	return n
+}
+
+// limitedStatements names the statements of ReserveLimited by a piece of
+// their SQL, the first that matches.
+var limitedStatements = []struct{ has, name string }{
+	{"INSERT INTO pampa_limits", "lock"},
+	{"UPDATE pampa_limits", "note"},
+	{"DELETE FROM pampa_starts", "forget_starts"},
+	{"INSERT INTO pampa_starts", "record_starts"},
+	{"scope = ''", "window_job"},
+	{"scope IN (", "window_groups"},
+	{"WITH RECURSIVE walk", "walk_groups"},
+	{"SELECT * FROM (SELECT", "pick_rows"},
+	{"GROUP BY", "inflight_by_group"},
+	{"LIMIT 1) x", "null_group"},
+	{"WITH picked AS MATERIALIZED", "reserve_shares"},
+	{"RETURNING", "reserve_keys"},
+	{"SELECT COUNT(*) FROM (SELECT 1 FROM", "count_pending"},
+	{"COUNT(*)", "inflight"},
+}
+
+// limitedStatementName names one statement of ExplainLimited; next marks
+// the walk from the last group served.
+func limitedStatementName(sql string, next bool) string {
+	if next {
+		return "limits.walk_groups_next"
+	}
+	for _, s := range limitedStatements {
+		if strings.Contains(sql, s.has) {
+			return "limits." + s.name
+		}
+	}
+	return "limits.other"
+}
+
+// tee explains each statement, then runs it in the transaction.
+type tee struct{ explainer }
+
+func (t *tee) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if strings.HasPrefix(query, "SET ") { // a setting, not a statement to explain
+		return t.tx.ExecContext(ctx, query, args...)
+	}
+	if err := t.explainOnce(ctx, query, args); err != nil {
+		return nil, err
+	}
+	return t.tx.ExecContext(ctx, query, args...)
+}
+
+func (t *tee) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if err := t.explainOnce(ctx, query, args); err != nil {
+		return nil, err
+	}
+	return t.tx.QueryContext(ctx, query, args...)
+}
+
+func (t *tee) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if err := t.explainOnce(ctx, query, args); err != nil && t.err == nil {
+		t.err = err
+	}
+	return t.tx.QueryRowContext(ctx, query, args...)
+}
+
+// explainOnce explains a statement; where EXPLAIN runs it (ANALYZE), its
+// effects are undone at once, so that the run that follows is the only
+// one that counts.
+func (t *tee) explainOnce(ctx context.Context, query string, args []any) error {
+	if !t.j.s.Dialect.ExplainAnalyze() {
+		return t.explain(ctx, query, args)
+	}
+	if _, err := t.tx.ExecContext(ctx, "SAVEPOINT pampa_explain"); err != nil {
+		return err
+	}
+	err := t.explain(ctx, query, args)
+	if _, rerr := t.tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT pampa_explain"); rerr != nil && err == nil {
+		err = rerr
+	}
+	if _, rerr := t.tx.ExecContext(ctx, "RELEASE SAVEPOINT pampa_explain"); rerr != nil && err == nil {
+		err = rerr
+	}
+	return err
 }

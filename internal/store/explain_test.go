@@ -1,6 +1,8 @@
 package store
 
 import (
+	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -156,6 +158,103 @@ func TestExplainSeesScans(t *testing.T) {
 		for _, name := range []string{"count_pending", "reserve_shares", "queue_lengths", "relaunch_failed"} {
 			if !scans[name] {
 				t.Errorf("%s reads no whole table without the indexes: %v", name, scans)
+			}
+		}
+	})
+}
+
+// pgGroupsProbe matches a read of a groups index in an EXPLAIN ANALYZE
+// line, with the rows it returned per loop.
+var pgGroupsProbe = regexp.MustCompile(`Index (?:Only )?Scan using \S+_groups on .* rows=(\d+) loops=`)
+
+// TestExplainLimited: the limited reservation's statements, on a
+// mostly-done table whose pending rows are in groups (a hot group at its
+// max_running_per_group, holding half of them), read no whole table;
+// the reservation really ran once (on PostgreSQL, each statement's
+// EXPLAIN ANALYZE was undone before it ran), and nothing is kept.
+func TestExplainLimited(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, s *Store) {
+		// 20,000 rows: on 5,000, PostgreSQL walked the groups index even
+		// without the columns that make the walk index-only (see Indexes);
+		// from 20,000 it read and sorted every pending row instead.
+		const n = 20000
+		j := explainTable(t, s, "tasks", n, false)
+		// Pending: keys 19,801–20,000; even ones in the hot group, odd
+		// ones in five others. Two hot rows run, for worker w9.
+		mustExec(t, s, `UPDATE `+j.t+` SET payload = CASE WHEN id % 2 = 0 THEN 'hot' ELSE 'g' || CAST(id % 10 AS TEXT) END WHERE id > ?`, n*99/100)
+		mustExec(t, s, `UPDATE `+j.t+` SET rid = 'w9', rtime = `+s.Dialect.Now()+`, rtimes = 1, started = `+s.Dialect.Now()+` WHERE id IN (?, ?)`, n*99/100+2, n*99/100+4)
+		spec := j.Spec()
+		spec.Limits = Limits{MaxRunning: 1000, Rate: Rate{600, time.Minute}, GroupBy: "payload",
+			MaxRunningPerGroup: 2, RatePerGroup: Rate{60, time.Minute}}
+		j = s.Job(spec)
+		for _, ix := range j.Indexes("tasks") {
+			mustExec(t, s, ix.DDL)
+		}
+		if err := j.PinPendingIndex(t.Context(), "tasks"); err != nil {
+			t.Fatal(err)
+		}
+		analyzeTable(t, s, j.t)
+		before := tableText(t, j)
+		plans, out, err := j.ExplainLimited(t.Context(), "explain_limited", []Share{{"w1", 4}, {"w2", 4}, {"w3", 4}})
+		if err != nil {
+			t.Fatalf("ExplainLimited: %v", err)
+		}
+		if after := tableText(t, j); after != before {
+			t.Fatal("ExplainLimited changed rows of the table")
+		}
+		var starts int
+		if err := s.DB.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM pampa_starts WHERE job = 'explain_limited'`).Scan(&starts); err != nil || starts != 0 {
+			t.Errorf("pampa_starts kept %d rows (%v)", starts, err)
+		}
+		// Five groups have pending rows the limits let go (g1, g3, …,
+		// g9): each gets its two, one row each in turn, and is then at
+		// its cap, as the hot one was already.
+		if got := handed(out); got != 10 || !strings.Contains(out.Reason, "6 groups at max_running_per_group") {
+			t.Errorf("the reservation handed out %d rows (want 10), reason %q: %v", got, out.Reason, out.Keys)
+		}
+		names := map[string]Plan{}
+		for _, p := range plans {
+			names[p.Name] = p
+			text := p.Name + ":\n  " + strings.Join(p.Lines, "\n  ")
+			if p.ScansTable {
+				t.Errorf("%s scans the table:\n%s", p.Name, text)
+			}
+			if p.SQL == "" || p.Name == "limits.other" {
+				t.Errorf("%s: unnamed or no SQL:\n%s\n%s", p.Name, p.SQL, text)
+			}
+			t.Logf("%s %v\n%s", p.Name, p.Indexes, text)
+		}
+		for _, want := range []string{"lock", "inflight_by_group", "forget_starts", "window_job", "window_groups",
+			"walk_groups", "null_group", "pick_rows", "reserve_keys", "record_starts", "count_pending", "note", "walk_groups_next"} {
+			if _, ok := names["limits."+want]; !ok {
+				t.Errorf("no plan for limits.%s; got %v", want, slices.Sorted(maps.Keys(names)))
+			}
+		}
+		for _, name := range []string{"limits.walk_groups", "limits.walk_groups_next", "limits.pick_rows", "limits.null_group"} {
+			if p := names[name]; !slices.ContainsFunc(p.Indexes, func(ix string) bool { return strings.HasSuffix(ix, "_groups") }) {
+				t.Errorf("%s does not read the groups index: %v", name, p.Indexes)
+			}
+		}
+		if s.Dialect.Name() == "postgres" {
+			// Each step of the walk reads one entry of the groups index,
+			// the next group's first, never the pending rows after it.
+			// (Not for the crdb dialect: it runs here on PostgreSQL, whose
+			// planner is not CockroachDB's.)
+			for _, name := range []string{"limits.walk_groups", "limits.walk_groups_next"} {
+				steps := 0
+				for _, l := range names[name].Lines {
+					m := pgGroupsProbe.FindStringSubmatch(l)
+					if m == nil {
+						continue
+					}
+					if steps++; m[1] != "0" && m[1] != "1" {
+						t.Errorf("%s: a step read %s entries of the groups index:\n%s", name, m[1], strings.Join(names[name].Lines, "\n"))
+					}
+				}
+				if steps != 2 {
+					t.Errorf("%s: %d probes of the groups index, want the first step and the recursive one:\n%s", name, steps, strings.Join(names[name].Lines, "\n"))
+				}
 			}
 		}
 	})

@@ -48,14 +48,6 @@ func reserveLimited(t *testing.T, j *JobSQL, cur *GroupCursor, shares ...Share) 
 	return out
 }
 
-func handed(out Limited) int {
-	n := 0
-	for _, k := range out.Keys {
-		n += len(k)
-	}
-	return n
-}
-
 // groupsHeld counts the rows reserved or running by group (payload).
 func groupsHeld(t *testing.T, j *JobSQL) map[string]int {
 	t.Helper()

@@ -152,6 +152,9 @@ func (Postgres) IndexHint(string) string { return "" }
 // Unindexed implements Dialect.
 func (Postgres) Unindexed(col string) string { return col }
 
+// SortOff implements Dialect, for the transaction (SET LOCAL).
+func (Postgres) SortOff() string { return "SET LOCAL enable_sort = off" }
+
 // SingleWriter implements Dialect: writers lock rows, not the database.
 func (Postgres) SingleWriter() bool { return false }
 
@@ -255,6 +258,9 @@ func (Cockroach) Open(raw string) (*sql.DB, error) {
 
 // SkipLocked implements Dialect.
 func (Cockroach) SkipLocked() string { return "" }
+
+// SortOff implements Dialect: CockroachDB has no enable_sort.
+func (Cockroach) SortOff() string { return "" }
 
 // SupportsNotify implements Dialect: CockroachDB has no LISTEN/NOTIFY.
 func (Cockroach) SupportsNotify() bool { return false }

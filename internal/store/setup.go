@@ -45,8 +45,21 @@ func (j *JobSQL) Indexes(job string) []Index {
 	}
 	if g := j.spec.Limits.GroupBy; g != "" {
 		// The walk of the groups with pending rows, and each group's first
-		// pending rows (ReserveLimited).
-		ixs = append(ixs, mk("groups", Quote(g)+", "+j.pk, j.pendingIndexPredicate()))
+		// pending rows (ReserveLimited). It holds the other columns the
+		// pending condition reads (tries, and run-at) so that those reads
+		// are index-only: PostgreSQL multiplies the selectivities of "not
+		// reserved" and "not started" as if independent, so it expects a
+		// handful of pending rows where there are thousands; with a filter
+		// left to the table it then preferred reading every pending row of
+		// the range and sorting them to taking the index's first entry
+		// (each step of the walk read all the pending rows after its
+		// group). Read from the index alone, the first entry is by far the
+		// cheaper plan.
+		cols := Quote(g) + ", " + j.pk + ", " + j.reservationTimes
+		if j.runAt != "" {
+			cols += ", " + j.runAt
+		}
+		ixs = append(ixs, mk("groups", cols, j.pendingIndexPredicate()))
 	}
 	return ixs
 }

@@ -207,6 +207,9 @@ func (SQLite) IndexHint(name string) string { return " INDEXED BY " + Quote(name
 // expression, which SQLite's planner does not look up in an index.
 func (SQLite) Unindexed(col string) string { return "+" + col }
 
+// SortOff implements Dialect: SQLite walks the groups index as it is.
+func (SQLite) SortOff() string { return "" }
+
 // SingleWriter implements Dialect.
 func (SQLite) SingleWriter() bool { return true }
 
