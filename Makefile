@@ -42,7 +42,7 @@ dashboard: ## The dashboard over the quick start's database, on http://127.0.0.1
 bench: ## pampa bench on PostgreSQL (throwaway, fsync on) and SQLite: burn, trickle, scale, memory
 	bash scripts/bench.sh
 
-bench-river: ## Pampa and River side by side on one throwaway PostgreSQL: burn and trickle
+bench-river: ## Pampa and River side by side on one throwaway PostgreSQL: burn, trickle and waiting tasks
 	bash scripts/bench-river.sh
 
 .PHONY: chaos

@@ -29,6 +29,7 @@ func benchCmd(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&cfg.Concurrency, "concurrency", 1, "tasks each worker runs at once")
 	fs.IntVar(&cfg.QueueSize, "queue-size", 250, "the job's queue_size (tasks handed to a worker at a time)")
 	fs.BoolVar(&cfg.Processes, "processes", false, "run the burn's workers as separate OS processes")
+	fs.DurationVar(&cfg.TaskSleep, "task-sleep", 0, "burn: each task waits this long, as real work waits (0: a no-op)")
 	fs.DurationVar(&cfg.TrickleEvery, "trickle-every", 10*time.Millisecond, "trickle: one insert every")
 	fs.DurationVar(&cfg.TrickleFor, "trickle", 10*time.Second, "trickle: for how long (0 skips it)")
 	fs.IntVar(&cfg.ScaleSmall, "scale-small", 100_000, "scale: rows of the small table (0 skips it)")
@@ -90,7 +91,10 @@ func benchCmd(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(tw, "\ndatabase\t%s\n", r.Driver)
 	fmt.Fprintf(tw, "settings\t%d tasks, %d workers, concurrency %d, queue_size %d, processes %v\n", r.Tasks, r.Workers, r.Concurrency, r.QueueSize, r.Processes)
 	if r.Tasks > 0 {
-		fmt.Fprintf(tw, "burn\t%.0f tasks/s\t(%.1fs)\n", r.BurnTasksPerS, r.BurnSeconds)
+		fmt.Fprintf(tw, "burn\t%.0f tasks/s\t(%.1fs, %.0f ms CPU per 1,000 tasks)\n", r.BurnTasksPerS, r.BurnSeconds, r.BurnCPUMsPer1000)
+		if r.BurnIdealPerS > 0 {
+			fmt.Fprintf(tw, "burn of tasks waiting %.0f ms\t%.0f%% of the ideal %.0f tasks/s\n", r.TaskSleepMs, 100*r.BurnTasksPerS/r.BurnIdealPerS, r.BurnIdealPerS)
+		}
 	}
 	if r.TrickleRows > 0 {
 		fmt.Fprintf(tw, "trickle p50 / p95 / p99\t%.2f / %.2f / %.2f ms\t(%d rows)\n", r.TrickleP50ms, r.TrickleP95ms, r.TrickleP99ms, r.TrickleRows)
@@ -133,10 +137,12 @@ func benchWorkerCmd(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&workers, "workers", 1, "workers of the bench node")
 	fs.IntVar(&queue, "queue-size", 5, "queue_size")
 	fs.IntVar(&concurrency, "concurrency", 1, "concurrency")
+	var sleep time.Duration
+	fs.DurationVar(&sleep, "task-sleep", 0, "each task waits")
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
-	c, err := bench.Cluster(driver, url, workers, queue)
+	c, err := bench.Cluster(driver, url, workers, queue, sleep)
 	if err != nil {
 		return err
 	}

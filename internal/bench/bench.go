@@ -38,6 +38,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pampa-go/pampa"
@@ -52,6 +53,9 @@ type Config struct {
 	Concurrency int  // tasks per worker at once; default 1
 	QueueSize   int  // the job's queue_size; default 250 (a no-op task takes microseconds)
 	Processes   bool // workers as separate OS processes
+	// TaskSleep makes each burn task wait this long, as real work waits
+	// (a scrape, a payment API); 0: a no-op.
+	TaskSleep time.Duration
 
 	TrickleEvery, TrickleFor time.Duration // default 10ms for 10s; For 0 skips
 	ScaleSmall, ScaleLarge   int           // default 100,000 and 10,000,000; 0 skips
@@ -99,17 +103,24 @@ type Result struct {
 	Processes     bool    `json:"processes"`
 	BurnSeconds   float64 `json:"burn_s"`
 	BurnTasksPerS float64 `json:"burn_tasks_per_s"`
-	TrickleRows   int     `json:"trickle_rows"`
-	TrickleP50ms  float64 `json:"trickle_p50_ms"`
-	TrickleP95ms  float64 `json:"trickle_p95_ms"`
-	TrickleP99ms  float64 `json:"trickle_p99_ms"`
-	ScaleSmall    int     `json:"scale_small_rows"`
-	ScaleLarge    int     `json:"scale_large_rows"`
-	RoundMsSmall  float64 `json:"round_ms_small"` // median
-	RoundMsLarge  float64 `json:"round_ms_large"`
-	RoundP95Small float64 `json:"round_p95_ms_small"`
-	RoundP95Large float64 `json:"round_p95_ms_large"`
-	Rounds        int     `json:"rounds"` // timed rounds per table and setting
+	// With TaskSleep: the ideal rate (workers × concurrency / sleep).
+	TaskSleepMs   float64 `json:"task_sleep_ms,omitempty"`
+	BurnIdealPerS float64 `json:"burn_ideal_tasks_per_s,omitempty"`
+	// BurnCPUMsPer1000 is the CPU (user and system) of this process and
+	// of its worker processes during the burn, per 1,000 tasks; the
+	// database server's is not counted.
+	BurnCPUMsPer1000 float64 `json:"burn_cpu_ms_per_1000"`
+	TrickleRows      int     `json:"trickle_rows"`
+	TrickleP50ms     float64 `json:"trickle_p50_ms"`
+	TrickleP95ms     float64 `json:"trickle_p95_ms"`
+	TrickleP99ms     float64 `json:"trickle_p99_ms"`
+	ScaleSmall       int     `json:"scale_small_rows"`
+	ScaleLarge       int     `json:"scale_large_rows"`
+	RoundMsSmall     float64 `json:"round_ms_small"` // median
+	RoundMsLarge     float64 `json:"round_ms_large"`
+	RoundP95Small    float64 `json:"round_p95_ms_small"`
+	RoundP95Large    float64 `json:"round_p95_ms_large"`
+	Rounds           int     `json:"rounds"` // timed rounds per table and setting
 	// Rounds with the limits on (ScaleLimits): max_running, group_by,
 	// max_running_per_group and rate_limit_per_group, then rate_limit too.
 	// Median, 95th percentile, and rows reserved a round on average.
@@ -158,7 +169,19 @@ const (
 )
 
 // job is the bench job over Table: a no-op that records when it started.
-func job(queueSize int) pampa.Job {
+func job(queueSize int, sleep time.Duration) pampa.Job {
+	process := Process
+	if sleep > 0 {
+		process = func(ctx context.Context, t *pampa.Task) error {
+			t.Set("began_ns", time.Now().UnixNano())
+			select {
+			case <-time.After(sleep):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
 	return pampa.Job{
 		Name: Job, Table: Table, PrimaryKey: "id",
 		Fields: pampa.TrackingFields{
@@ -166,7 +189,7 @@ func job(queueSize int) pampa.Job {
 			StartTime: "started", EndTime: "ended", Success: "ok", ErrorDescription: "why",
 		},
 		QueueSize: queueSize, MaxPendingTasks: 1, MaxJobDuration: time.Minute,
-		Process: Process,
+		Process: process,
 	}
 }
 
@@ -177,13 +200,14 @@ func Process(ctx context.Context, t *pampa.Task) error {
 	return nil
 }
 
-// Cluster defines the bench cluster: node "bench" with the workers.
-func Cluster(driver, url string, workers, queueSize int) (*pampa.Cluster, error) {
+// Cluster defines the bench cluster: node "bench" with the workers; each
+// task waits sleep (0: none).
+func Cluster(driver, url string, workers, queueSize int, sleep time.Duration) (*pampa.Cluster, error) {
 	c := &pampa.Cluster{Database: pampa.Database{Driver: driver, URL: url}}
 	if err := c.AddNode(pampa.Node{Name: "bench", MaxWorkers: workers}); err != nil {
 		return nil, err
 	}
-	if err := c.AddJob(job(queueSize)); err != nil {
+	if err := c.AddJob(job(queueSize, sleep)); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -194,7 +218,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	cfg = cfg.withDefaults()
 	r := Result{Driver: cfg.Driver, Tasks: cfg.Tasks, Workers: cfg.Workers, Concurrency: cfg.Concurrency,
 		QueueSize: cfg.QueueSize, Processes: cfg.Processes, ScaleSmall: cfg.ScaleSmall, ScaleLarge: cfg.ScaleLarge, Rounds: cfg.Rounds}
-	c, err := Cluster(cfg.Driver, cfg.URL, cfg.Workers, cfg.QueueSize)
+	c, err := Cluster(cfg.Driver, cfg.URL, cfg.Workers, cfg.QueueSize, cfg.TaskSleep)
 	if err != nil {
 		return r, err
 	}
@@ -300,17 +324,34 @@ func runBurn(ctx context.Context, c *pampa.Cluster, cfg Config, r *Result, say f
 	if err := prepare(ctx, c, cfg.Tasks, 0, 0); err != nil {
 		return fmt.Errorf("burn: prepare: %w", err)
 	}
+	cpu0 := cpuTime()
 	dur, rss, drss, err := burn(ctx, c, cfg, say)
 	if err != nil {
 		return fmt.Errorf("burn: %w", err)
 	}
+	r.BurnCPUMsPer1000 = ms(cpuTime()-cpu0) * 1000 / float64(cfg.Tasks)
 	r.BurnSeconds, r.BurnTasksPerS = dur.Seconds(), float64(cfg.Tasks)/dur.Seconds()
 	r.WorkerRSSMB, r.DispatcherRSSMB = rss, drss
-	say("burn: %.0f tasks/s (%.1fs)", r.BurnTasksPerS, r.BurnSeconds)
+	say("burn: %.0f tasks/s (%.1fs), %.0f ms CPU per 1,000 tasks", r.BurnTasksPerS, r.BurnSeconds, r.BurnCPUMsPer1000)
+	if cfg.TaskSleep > 0 {
+		r.TaskSleepMs = ms(cfg.TaskSleep)
+		r.BurnIdealPerS = float64(cfg.Workers*cfg.Concurrency) / cfg.TaskSleep.Seconds()
+		say("burn: tasks of %s: %.0f%% of the ideal %.0f tasks/s", cfg.TaskSleep, 100*r.BurnTasksPerS/r.BurnIdealPerS, r.BurnIdealPerS)
+	}
 	return nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// cpuTime is the CPU used by this process and by its children that have
+// ended (the worker processes, once stopped), user and system.
+func cpuTime() time.Duration {
+	var self, children syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &self) != nil || syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children) != nil {
+		return 0
+	}
+	return time.Duration(self.Utime.Nano() + self.Stime.Nano() + children.Utime.Nano() + children.Stime.Nano())
+}
 
 // burn runs a dispatcher here and the workers here or in processes, until
 // every task succeeded; it returns the time and the peak RSS of a worker
@@ -361,7 +402,7 @@ func (b *burnRun) startWorkers(ctx context.Context, wg *sync.WaitGroup, log *slo
 			cmd := exec.CommandContext(ctx, cfg.Exe, append(append([]string{}, cfg.Args...),
 				"--db", cfg.Driver, "--database-url", cfg.URL, "--id", id,
 				"--workers", strconv.Itoa(cfg.Workers), "--queue-size", strconv.Itoa(cfg.QueueSize),
-				"--concurrency", strconv.Itoa(cfg.Concurrency))...)
+				"--concurrency", strconv.Itoa(cfg.Concurrency), "--task-sleep", cfg.TaskSleep.String())...)
 			cmd.Stderr = os.Stderr
 			if err := cmd.Start(); err != nil {
 				return fmt.Errorf("start worker process: %w", err)

@@ -116,7 +116,7 @@ func checkLimits(t *testing.T, r Result) {
 // good, and no other row failed.
 func checkFailed(t *testing.T, ctx context.Context, driver, url string) {
 	t.Helper()
-	c, err := Cluster(driver, url, 3, 250)
+	c, err := Cluster(driver, url, 3, 250, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,5 +150,25 @@ func TestPercentile(t *testing.T) {
 	}
 	if percentile(nil, 50) != 0 {
 		t.Error("percentile of nothing")
+	}
+}
+
+// A burn of waiting tasks reports its ideal rate, which it cannot beat,
+// and the CPU it took.
+func TestRunTaskSleep(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := Run(ctx, Config{Driver: pampa.DriverSQLite, URL: testdb.SQLitePath(t), Tasks: 200, Workers: 2, Concurrency: 5,
+		QueueSize: 5, TaskSleep: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 2 workers × 5 slots / 20 ms = 500 tasks/s at best.
+	if r.BurnIdealPerS != 500 || r.BurnTasksPerS > r.BurnIdealPerS || r.BurnTasksPerS <= 0 || r.TaskSleepMs != 20 {
+		t.Errorf("burn of 20ms tasks: %.0f tasks/s of an ideal %.0f (sleep %.0f ms)", r.BurnTasksPerS, r.BurnIdealPerS, r.TaskSleepMs)
+	}
+	if r.BurnCPUMsPer1000 <= 0 {
+		t.Errorf("CPU per 1,000 tasks: %.1f ms", r.BurnCPUMsPer1000)
 	}
 }
