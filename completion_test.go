@@ -1,0 +1,192 @@
+package pampa
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pampa-go/pampa/internal/store"
+)
+
+// Tests of the completion hooks (docs/completion.md): each hook writes a
+// row per call into the side table fired, which the tests read.
+
+// createFired makes the side table the hooks write to.
+func (e *testEnv) createFired() {
+	e.t.Helper()
+	e.exec(`CREATE TABLE fired (id TEXT, kind TEXT, grp TEXT, run INTEGER, succeeded INTEGER, failed INTEGER)`)
+}
+
+// firedRow is one call of a hook, as the hook wrote it.
+type firedRow struct {
+	ID, Kind, Group      string
+	Run, Succeeded, Fail int64
+}
+
+// fired reads the hooks' calls, in the order they wrote them.
+func (e *testEnv) fired() []firedRow {
+	e.t.Helper()
+	rows, err := e.client.DB().Query(`SELECT id, kind, COALESCE(grp, ''), run, succeeded, failed FROM fired`)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []firedRow
+	for rows.Next() {
+		var r firedRow
+		if err := rows.Scan(&r.ID, &r.Kind, &r.Group, &r.Run, &r.Succeeded, &r.Fail); err != nil {
+			e.t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// waitFired waits until the hooks were called n times in all.
+func (e *testEnv) waitFired(n int, job string) []firedRow {
+	e.t.Helper()
+	e.waitState(15*time.Second, fmt.Sprintf("%d hook calls", n), job, func() bool { return len(e.fired()) >= n })
+	return e.fired()
+}
+
+// checkOncePerID fails the test if a hook was called twice for one event.
+func (e *testEnv) checkOncePerID() {
+	e.t.Helper()
+	seen := map[string]int{}
+	for _, r := range e.fired() {
+		if seen[r.ID]++; seen[r.ID] == 2 {
+			e.t.Errorf("event %s fired twice", r.ID)
+		}
+	}
+}
+
+// recordGo is a Go hook's write of an event into fired.
+func recordGo(ctx context.Context, db Querier, driver, id, kind string, group any, run, ok, failed int64) error {
+	var g any
+	if group != nil {
+		g = fmt.Sprint(group)
+	}
+	d, err := store.ByName(driver)
+	if err != nil {
+		return err
+	}
+	_, err = db.ExecContext(ctx, d.Rebind(`INSERT INTO fired (id, kind, grp, run, succeeded, failed) VALUES (?, ?, ?, ?, ?, ?)`),
+		id, kind, g, run, ok, failed)
+	return err
+}
+
+// onDrainedHook sets the job's on_drained hook, in Go or SQL, to record
+// into fired.
+func onDrainedHook(j *Job, driver string, sqlHook bool) {
+	if sqlHook {
+		j.Hooks.OnDrainedSQL = `INSERT INTO fired (id, kind, run, succeeded, failed) VALUES (@event_id, 'drained', @run, @succeeded, @failed)`
+		return
+	}
+	j.Hooks.OnDrained = func(ctx context.Context, db Querier, e DrainedEvent) error {
+		if e.Job != j.Name || e.StartedAt.After(e.EndedAt) || e.EndedAt.IsZero() || e.Attempt != 1 {
+			return fmt.Errorf("bad event %+v", e)
+		}
+		return recordGo(ctx, db, driver, e.ID, "drained", nil, e.Run, e.Succeeded, e.Failed)
+	}
+}
+
+// failMultiplesOf5 fails for good the tasks whose value is a multiple of 5.
+func failMultiplesOf5(ctx context.Context, t *Task) error {
+	v, err := t.Int64("value")
+	if err != nil {
+		return err
+	}
+	if v%5 == 0 {
+		return Final(fmt.Errorf("%d: multiple of 5", v))
+	}
+	return nil
+}
+
+func insertNumbers(e *testEnv, from, to int) {
+	e.t.Helper()
+	var vals []string
+	for v := from; v <= to; v++ {
+		vals = append(vals, fmt.Sprintf("(%d)", v))
+	}
+	e.exec(`INSERT INTO numbers (value) VALUES ` + strings.Join(vals, ", "))
+}
+
+// A drain fires once, with the counts of its run; new rows make a new
+// run, which fires again when it drains, with its own counts.
+func TestOnDrainedFiresOncePerDrain(t *testing.T) {
+	t.Parallel()
+	variants(t, func(t *testing.T, driver string, sqlHook bool) {
+		j := withProcess(failMultiplesOf5)
+		j.MaxTryTimes = 2
+		onDrainedHook(&j, driver, sqlHook)
+		e := newEnv(t, driver, 20, j)
+		e.createFired()
+		r := e.start(2)
+		got := e.waitFired(1, j.Name)
+		want := firedRow{ID: "drained/search_odd_numbers/1", Kind: "drained", Run: 1, Succeeded: 16, Fail: 4}
+		if got[0] != want {
+			t.Fatalf("first drain = %+v, want %+v", got[0], want)
+		}
+		insertNumbers(e, 21, 30)
+		got = e.waitFired(2, j.Name)
+		want = firedRow{ID: "drained/search_odd_numbers/2", Kind: "drained", Run: 2, Succeeded: 8, Fail: 2}
+		if got[1] != want {
+			t.Fatalf("second drain = %+v, want %+v", got[1], want)
+		}
+		// Idle, the job drains no more: ten more passes fire nothing.
+		time.Sleep(10 * fastDispatcher().MaintenanceEvery)
+		r.stop(t)
+		if n := len(e.fired()); n != 2 {
+			t.Errorf("%d hook calls, want 2: %+v", n, e.fired())
+		}
+		if n := e.count(`SELECT COUNT(*) FROM pampa_runs WHERE job = ? AND run = 2 AND busy_since IS NULL`, j.Name); n != 1 {
+			t.Errorf("the job's run row is not idle after run 2")
+		}
+		e.checkOncePerID()
+		evs, err := e.client.store.Events(t.Context(), j.Name)
+		if err != nil || len(evs) != 2 || evs[0].State != store.EventFired || evs[1].State != store.EventFired {
+			t.Errorf("events = %+v, %v; want 2 fired", evs, err)
+		}
+	})
+}
+
+// A task that failed with tries left holds the drain until its retry
+// ends.
+func TestOnDrainedWaitsForRetries(t *testing.T) {
+	t.Parallel()
+	forEachDriver(t, func(t *testing.T, driver string) {
+		j := withProcess(func(ctx context.Context, task *Task) error {
+			if v, _ := task.Int64("value"); v == 3 && task.Try() == 1 {
+				return fmt.Errorf("first try of 3 fails")
+			}
+			return nil
+		})
+		j.RetryBackoff = 1500 * time.Millisecond
+		onDrainedHook(&j, driver, false)
+		e := newEnv(t, driver, 10, j)
+		e.createFired()
+		r := e.start(2)
+		// Every other task done, 3 waits for its retry.
+		retrying := func() bool {
+			return e.count(`SELECT COUNT(*) FROM numbers WHERE odd_checking_success = FALSE AND value = 3`) == 1 &&
+				e.count(`SELECT COUNT(*) FROM numbers WHERE odd_checking_success = TRUE`) == 9
+		}
+		e.waitState(10*time.Second, "task 3 to retry", j.Name, retrying)
+		for retrying() {
+			if n := len(e.fired()); n != 0 {
+				t.Fatalf("drained while task 3 retries: %+v", e.fired())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		got := e.waitFired(1, j.Name)
+		r.stop(t)
+		if got[0].Succeeded != 10 || got[0].Fail != 0 || len(got) != 1 {
+			t.Errorf("drains = %+v, want one with 10 succeeded", got)
+		}
+		if n := e.count(`SELECT COUNT(*) FROM numbers WHERE value = 3 AND odd_checking_reservation_times = 2`); n != 1 {
+			t.Errorf("task 3 ran %d times twice; want its retry before the drain", n)
+		}
+	})
+}
