@@ -190,3 +190,138 @@ func TestOnDrainedWaitsForRetries(t *testing.T) {
 		}
 	})
 }
+
+// pagesJob is a job over `pages`, its tasks grouped by site.
+func pagesJob(process ProcessFunc) Job {
+	return Job{
+		Name: "scrape", Table: "pages", PrimaryKey: "id", GroupBy: "site",
+		Fields: TrackingFields{ReservationID: "rid", ReservationTime: "rtime", ReservationTimes: "rtimes",
+			StartTime: "stime", EndTime: "etime", Success: "ok", ErrorDescription: "err"},
+		QueueSize: 5, MaxPendingTasks: 10, MaxAssignedWorkers: 4, Process: process,
+	}
+}
+
+// newPagesEnv creates `pages` (id, site) with sites by id, and a cluster
+// with the job over it, set up and opened. A "" site is NULL.
+func newPagesEnv(t *testing.T, driver string, j Job, sites map[int]string) *testEnv {
+	t.Helper()
+	c := &Cluster{Database: databaseFor(t, driver)}
+	if err := c.AddNode(Node{Name: "local", Host: "127.0.0.1", MaxWorkers: 8}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddJob(j); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := connect(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.DB().Exec(`CREATE TABLE pages (id integer PRIMARY KEY, site text)`); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+	if _, err := Setup(context.Background(), c, SetupOptions{}); err != nil {
+		t.Fatalf("setup: %v", err)
+	}
+	cl, err = Open(context.Background(), c)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	e := &testEnv{t: t, cluster: c, client: cl}
+	e.addPages(sites)
+	return e
+}
+
+// addPages inserts pages by id and site ("" for NULL).
+func (e *testEnv) addPages(sites map[int]string) {
+	e.t.Helper()
+	for id, site := range sites {
+		var v any = site
+		if site == "" {
+			v = nil
+		}
+		e.exec(`INSERT INTO pages (id, site) VALUES (?, ?)`, id, v)
+	}
+}
+
+// onGroupDoneHook sets the job's on_group_done hook, in Go or SQL, to
+// record into fired.
+func onGroupDoneHook(j *Job, driver string, sqlHook bool) {
+	if sqlHook {
+		j.Hooks.OnGroupDoneSQL = `INSERT INTO fired (id, kind, grp, run, succeeded, failed) VALUES (@event_id, 'group', @group, @run, @succeeded, @failed)`
+		return
+	}
+	j.Hooks.OnGroupDone = func(ctx context.Context, db Querier, e GroupDoneEvent) error {
+		if e.Job != j.Name || e.StartedAt.After(e.EndedAt) {
+			return fmt.Errorf("bad event %+v", e)
+		}
+		return recordGo(ctx, db, driver, e.ID, "group", e.Group, e.Run, e.Succeeded, e.Failed)
+	}
+}
+
+// byGroup indexes hook calls by group and run.
+func byGroup(rows []firedRow) map[string]firedRow {
+	out := map[string]firedRow{}
+	for _, r := range rows {
+		out[fmt.Sprintf("%s/%d", r.Group, r.Run)] = r
+	}
+	return out
+}
+
+// Each group fires once its every task ended, with its own counts (a
+// task failed for good included), not while one of its tasks retries;
+// a group given new rows fires again.
+func TestOnGroupDoneFiresOncePerGroup(t *testing.T) {
+	t.Parallel()
+	variants(t, func(t *testing.T, driver string, sqlHook bool) {
+		j := pagesJob(func(ctx context.Context, task *Task) error {
+			id, _ := task.Int64("id")
+			switch {
+			case id == 7:
+				return Final(fmt.Errorf("page 7 is gone"))
+			case id == 9 && task.Try() == 1:
+				return fmt.Errorf("page 9: try again")
+			}
+			return nil
+		})
+		j.RetryBackoff = 1200 * time.Millisecond
+		onGroupDoneHook(&j, driver, sqlHook)
+		e := newPagesEnv(t, driver, j, map[int]string{1: "a", 2: "a", 3: "a", 4: "a", 5: "a", 6: "b", 7: "b", 8: "b", 9: "c", 10: "c", 11: ""})
+		e.createFired()
+		r := e.start(3)
+		retrying := func() bool {
+			return e.count(`SELECT COUNT(*) FROM pages WHERE id = 9 AND ok = FALSE`) == 1
+		}
+		e.waitState(10*time.Second, "page 9 to retry", j.Name, retrying)
+		for retrying() {
+			if c, ok := byGroup(e.fired())["c/1"]; ok {
+				t.Fatalf("group c done while page 9 retries: %+v", c)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		got := byGroup(e.waitFired(4, j.Name))
+		want := map[string]firedRow{
+			"a/1": {ID: "group_done/scrape/1/s:a", Kind: "group", Group: "a", Run: 1, Succeeded: 5},
+			"b/1": {ID: "group_done/scrape/1/s:b", Kind: "group", Group: "b", Run: 1, Succeeded: 2, Fail: 1},
+			"c/1": {ID: "group_done/scrape/1/s:c", Kind: "group", Group: "c", Run: 1, Succeeded: 2},
+			"/1":  {ID: "group_done/scrape/1/null", Kind: "group", Run: 1, Succeeded: 1},
+		}
+		for k, w := range want {
+			if got[k] != w {
+				t.Errorf("group %s: %+v, want %+v", k, got[k], w)
+			}
+		}
+		e.addPages(map[int]string{12: "a", 13: "a"})
+		got = byGroup(e.waitFired(5, j.Name))
+		if w := (firedRow{ID: "group_done/scrape/2/s:a", Kind: "group", Group: "a", Run: 2, Succeeded: 2}); got["a/2"] != w {
+			t.Errorf("group a, run 2: %+v, want %+v", got["a/2"], w)
+		}
+		time.Sleep(10 * fastDispatcher().MaintenanceEvery)
+		r.stop(t)
+		if n := len(e.fired()); n != 5 {
+			t.Errorf("%d hook calls, want 5: %+v", n, e.fired())
+		}
+		e.checkOncePerID()
+	})
+}
