@@ -2,7 +2,11 @@ package pampa
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -323,5 +327,117 @@ func TestOnGroupDoneFiresOncePerGroup(t *testing.T) {
 			t.Errorf("%d hook calls, want 5: %+v", n, e.fired())
 		}
 		e.checkOncePerID()
+	})
+}
+
+// hookScript records each call in calls.log (the event kind, its id, the
+// group, the JSON it read), in the directory it runs from; with
+// FAIL_FIRST set, the first call of each event fails.
+const hookScript = `line=$(cat)
+mark="marks/$(printf %s "$PAMPA_EVENT_ID" | tr '/:' '__')"
+if [ -n "$FAIL_FIRST" ] && [ ! -e "$mark" ]; then
+	mkdir -p marks && : > "$mark"
+	echo "first call of $PAMPA_EVENT_ID fails" >&2
+	exit 3
+fi
+printf '%s\t%s\t%s\t%s\n' "$PAMPA_EVENT" "$PAMPA_EVENT_ID" "${PAMPA_GROUP-}" "$line" >> calls.log
+`
+
+// hookCall is a line of calls.log.
+type hookCall struct {
+	kind, id, group string
+	event           struct {
+		Event, ID, Job    string
+		Group             any
+		Run               int64
+		Succeeded, Failed int64
+		Attempt           int
+		StartedAt         time.Time `json:"started_at"`
+		EndedAt           time.Time `json:"ended_at"`
+	}
+}
+
+func readCalls(t *testing.T, path string) []hookCall {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []hookCall
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		f := strings.SplitN(line, "\t", 4)
+		if len(f) != 4 {
+			t.Fatalf("bad line %q", line)
+		}
+		c := hookCall{kind: f[0], id: f[1], group: f[2]}
+		if err := json.Unmarshal([]byte(f[3]), &c.event); err != nil {
+			t.Fatalf("stdin of %s: %v (%q)", c.id, err, f[3])
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// Commands: run from their directory with the event as JSON on stdin and
+// PAMPA_* variables; a non-zero exit is a failed call, called again.
+func TestCompletionCommands(t *testing.T) {
+	t.Parallel()
+	forEachDriver(t, func(t *testing.T, driver string) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "hook.sh"), []byte(hookScript), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		j := pagesJob(func(ctx context.Context, task *Task) error {
+			if id, _ := task.Int64("id"); id == 3 {
+				return Final(errors.New("page 3 is gone"))
+			}
+			return nil
+		})
+		j.Hooks.OnDrainedExec = &HookCommand{Command: []string{"sh", "hook.sh"}, Dir: dir}
+		j.Hooks.OnGroupDoneExec = &HookCommand{Command: []string{"sh", "./hook.sh"}, Dir: dir, Env: map[string]string{"FAIL_FIRST": "1"}}
+		e := newPagesEnv(t, driver, j, map[int]string{1: "a", 2: "a", 3: "b"})
+		r := e.start(2)
+		log := filepath.Join(dir, "calls.log")
+		e.waitState(15*time.Second, "three hook calls", j.Name, func() bool { return len(readCalls(t, log)) >= 3 })
+		r.stop(t)
+		calls := readCalls(t, log)
+		if len(calls) != 3 {
+			t.Fatalf("calls = %+v, want 3", calls)
+		}
+		by := map[string]hookCall{}
+		for _, c := range calls {
+			if c.kind != c.event.Event || c.id != c.event.ID || c.event.Job != "scrape" || c.event.Run != 1 || c.event.StartedAt.After(c.event.EndedAt) {
+				t.Errorf("call %+v: environment and stdin disagree", c)
+			}
+			by[c.id] = c
+		}
+		check := func(id, group string, ok, failed int64, attempt int) {
+			t.Helper()
+			c, found := by[id]
+			switch {
+			case !found:
+				t.Errorf("no call of %s: %+v", id, calls)
+			case c.group != group || c.event.Succeeded != ok || c.event.Failed != failed || c.event.Attempt != attempt:
+				t.Errorf("%s: %+v, want group %q, %d succeeded, %d failed, attempt %d", id, c, group, ok, failed, attempt)
+			}
+		}
+		check("drained/scrape/1", "", 2, 1, 1)
+		check("group_done/scrape/1/s:a", "a", 2, 0, 2)
+		check("group_done/scrape/1/s:b", "b", 0, 1, 2)
+		if g := by["group_done/scrape/1/s:a"].event.Group; g != "a" {
+			t.Errorf("stdin group = %v, want a", g)
+		}
+		evs, err := e.client.store.Events(t.Context(), "scrape")
+		if err != nil || len(evs) != 3 {
+			t.Fatalf("events = %+v, %v", evs, err)
+		}
+		for _, ev := range evs {
+			if ev.State != store.EventFired || ev.LastError != "" {
+				t.Errorf("event %s: state %s, error %q; want fired, the error cleared", ev.ID, ev.State, ev.LastError)
+			}
+		}
 	})
 }
