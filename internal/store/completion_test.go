@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"testing"
 	"time"
 )
@@ -391,5 +392,33 @@ func nextMilli(t *testing.T, s *Store, ms int64) {
 			t.Fatalf("the database clock stays at %d", now)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// The completion indexes come with the hooks that read them, not before.
+func TestCompletionIndexes(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, "sqlite")
+	spec := JobSpec{Table: ParseIdent("t"), PrimaryKey: "id", ReservationID: "rid", ReservationTime: "rtime", ReservationTimes: "rtimes",
+		StartTime: "started", EndTime: "ended", Success: "ok", ErrorDescription: "why", MaxTryTimes: 3, Limits: Limits{GroupBy: "site"}}
+	names := func(spec JobSpec) map[string]bool {
+		out := map[string]bool{}
+		for _, ix := range s.Job(spec).Indexes("j") {
+			out[strings.TrimPrefix(ix.Name, indexBase("j")+"_")] = true
+		}
+		return out
+	}
+	plain := names(spec)
+	for _, n := range []string{"succeeded", "groups_inflight", "groups_failed", "groups_succeeded"} {
+		if plain[n] {
+			t.Errorf("index %s without a completion hook", n)
+		}
+	}
+	spec.Drains, spec.GroupsDone = true, true
+	all := names(spec)
+	for _, n := range []string{"succeeded", "groups_inflight", "groups_failed", "groups_succeeded", "groups", "pending"} {
+		if !all[n] {
+			t.Errorf("index %s missing with both hooks: %v", n, all)
+		}
 	}
 }
