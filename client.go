@@ -122,6 +122,7 @@ func specOf(j *Job) store.JobSpec {
 		ReservationID: f.ReservationID, ReservationTime: f.ReservationTime, ReservationTimes: f.ReservationTimes,
 		StartTime: f.StartTime, EndTime: f.EndTime, Success: f.Success, ErrorDescription: f.ErrorDescription,
 		CreatedAt: j.CreatedAt, RunAt: j.RunAt, MaxTryTimes: j.MaxTryTimes, Limits: j.storeLimits(),
+		Drains: j.Hooks.hasOnDrained(), GroupsDone: j.GroupBy != "" && j.Hooks.hasOnGroupDone(),
 	}
 }
 

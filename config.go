@@ -72,6 +72,9 @@ func LoadConfig(path string) (*Cluster, error) {
 //	    group_by: domain               # optional: fair share and limits per value
 //	    max_running_per_group: 2       # needs group_by
 //	    rate_limit_per_group: 10/1m    # needs group_by
+//	    on_drained_sql: |              # optional: once per drain, see docs/completion.md
+//	      INSERT INTO summaries (job, run, ok, failed) VALUES (@job, @run, @succeeded, @failed)
+//	    on_group_done_exec: [sh, report.sh]   # or on_group_done_sql; needs group_by
 //	    exec: [python3, odd.py]        # optional: the processing function as a command
 //	    dir: scripts                   # default: the config file's directory
 //	    env: {API_TOKEN: "${TOKEN}"}   # added to the worker's environment
@@ -79,7 +82,10 @@ func LoadConfig(path string) (*Cluster, error) {
 //
 // A job takes the fields of [Job], [TrackingFields] and the SQL hooks of
 // [Hooks] (selecting_sql, relaunching_sql, occupied_sql, allowing_sql,
-// total_sql, completed_sql, pending_sql, failed_sql), and those of
+// total_sql, completed_sql, pending_sql, failed_sql, on_drained_sql,
+// on_group_done_sql), the completion commands (on_drained_exec,
+// on_group_done_exec: a list, run from the config file's directory; see
+// [HookCommand]), and those of
 // [ExecSpec] (exec, shell, dir, env, mode); a node takes the fields of
 // [Node]. A processing function in Go, and Go hooks, cannot live in a
 // file: register them with [Cluster.Handle] or on the returned jobs; a
@@ -271,6 +277,10 @@ type configJobFile struct {
 	RateLimitPerGroup     string         `yaml:"rate_limit_per_group"`
 	Files                 []string       `yaml:"files"`
 
+	// The completion hooks as commands (see HookCommand).
+	OnDrainedExec   *config.StringList `yaml:"on_drained_exec"`
+	OnGroupDoneExec *config.StringList `yaml:"on_group_done_exec"`
+
 	// The processing function outside the worker's process: a command
 	// (exec, with shell, dir, env and mode; see ExecSpec), or a URL
 	// (http, with http_secret_env, http_timeout and http_headers; see
@@ -296,6 +306,12 @@ func (b *configBuilder) job() (config.Fields, func(*config.Mapping) (string, err
 		}
 		if cerr == nil {
 			j.HTTP, cerr = f.httpSpec()
+		}
+		if cerr == nil {
+			j.Hooks.OnDrainedExec, cerr = b.hookCommand(&f, "on_drained_exec", f.OnDrainedExec)
+		}
+		if cerr == nil {
+			j.Hooks.OnGroupDoneExec, cerr = b.hookCommand(&f, "on_group_done_exec", f.OnGroupDoneExec)
 		}
 		if cerr != nil {
 			key, _, _ := strings.Cut(cerr.Field, ".") // env.NAME is on env's line
@@ -350,6 +366,20 @@ func (b *configBuilder) execSpec(f *configJobFile) (*ExecSpec, *ConfigError) {
 		}
 	}
 	return x, nil
+}
+
+// hookCommand reads a completion hook's command: a list, run from the
+// config file's directory. Job.Validate checks the rest.
+func (b *configBuilder) hookCommand(f *configJobFile, key string, l *config.StringList) (*HookCommand, *ConfigError) {
+	if l == nil {
+		return nil, nil
+	}
+	h := &HookCommand{Command: l.Items, Dir: b.dir}
+	if l.Scalar {
+		return nil, &ConfigError{Job: f.Name, Field: key, Value: h.text(),
+			Reason: "write the command as a list, such as [sh, report.sh]; for a shell, [sh, -c, \"...\"]"}
+	}
+	return h, nil
 }
 
 // httpSpec reads a job's http keys; Job.Validate checks them.

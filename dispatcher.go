@@ -11,6 +11,7 @@ import (
 
 	"github.com/pampa-go/pampa/internal/dispatcher"
 	"github.com/pampa-go/pampa/internal/engine"
+	"github.com/pampa-go/pampa/internal/maintenance"
 )
 
 // DispatcherOptions tune a dispatcher. Zero values take the defaults given.
@@ -44,10 +45,21 @@ type DispatcherOptions struct {
 	ID string
 	// Logger receives the dispatcher's log. Default: discard.
 	Logger *slog.Logger
+	// HookTimeout bounds each call of a completion hook (on_drained,
+	// on_group_done; docs/completion.md): its context ends then, and a
+	// command is stopped. An event claimed by a dispatcher that died is
+	// called again by the leader twice this long after the claim.
+	// Stopping a dispatcher waits for the call in progress, up to this
+	// long. Default 5 minutes.
+	HookTimeout time.Duration
 	// Metrics, if set, receive the dispatcher's figures: rounds,
 	// reservations, relaunches, whether it leads (docs/metrics.md). The
 	// database gauges are added apart, with Metrics.CollectDatabase.
 	Metrics *Metrics
+
+	// holdEvents, for tests, makes the dispatcher write completion events
+	// and fire none.
+	holdEvents bool
 }
 
 func (o DispatcherOptions) withDefaults() DispatcherOptions {
@@ -74,6 +86,9 @@ func (o DispatcherOptions) withDefaults() DispatcherOptions {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.HookTimeout == 0 {
+		o.HookTimeout = maintenance.DefaultHookTimeout
 	}
 	return o
 }
@@ -102,10 +117,14 @@ func (c *Client) NewDispatcher(opts DispatcherOptions) *Dispatcher {
 	}
 	opts = opts.withDefaults()
 	c.startNotifier(opts.Logger)
+	jobs := c.engineJobs(c.jobs)
+	for i, j := range c.jobs {
+		c.completionHooks(j, &jobs[i].Hooks, opts.Logger)
+	}
 	loop := dispatcher.New(dispatcher.Options{
-		Store: c.store, Bus: c.bus, Jobs: opts.Metrics.observe(c.engineJobs(c.jobs), engine.DispatcherRole), Log: opts.Logger, ID: opts.ID,
+		Store: c.store, Bus: c.bus, Jobs: opts.Metrics.observe(jobs, engine.DispatcherRole), Log: opts.Logger, ID: opts.ID,
 		Delay: opts.Delay, MaintenanceEvery: opts.MaintenanceEvery, LeaseTTL: opts.LeaseTTL,
-		WorkerTTL: opts.WorkerTTL, ReleaseAfter: opts.ReleaseAfter, ExpiryGrace: opts.ExpiryGrace,
+		WorkerTTL: opts.WorkerTTL, ReleaseAfter: opts.ReleaseAfter, ExpiryGrace: opts.ExpiryGrace, HookTimeout: opts.HookTimeout, HoldEvents: opts.holdEvents,
 		Retryable: c.retryable, Observer: opts.Metrics.observer(),
 	})
 	return &Dispatcher{c: c, opts: opts, loop: loop}

@@ -160,6 +160,32 @@ type Hooks struct {
 	CompletedSQL string `yaml:"completed_sql"`
 	PendingSQL   string `yaml:"pending_sql"`
 	FailedSQL    string `yaml:"failed_sql"`
+
+	// Completion hooks (docs/completion.md), called by the leading
+	// dispatcher once per event; set one form of each. OnDrained is
+	// called each time the job's backlog goes from non-empty to empty
+	// with nothing reserved, running or retrying. A Go function or a
+	// command is called at least once (twice only if a dispatcher died
+	// during its call: DrainedEvent.ID deduplicates); a failed call is
+	// retried with a backoff, up to 10 calls. :on_drained (new).
+	OnDrained func(ctx context.Context, db Querier, e DrainedEvent) error `yaml:"-"`
+	// OnDrainedSQL is OnDrained as a statement, run in the transaction
+	// that marks the event fired, so exactly once; it may use @job,
+	// @event_id, @run, @started_at, @ended_at, @succeeded, @failed and
+	// @attempt.
+	OnDrainedSQL string `yaml:"on_drained_sql"`
+	// OnDrainedExec is OnDrained as a command, given the event as JSON on
+	// stdin (on_drained_exec: [program, args...]).
+	OnDrainedExec *HookCommand `yaml:"-"`
+	// OnGroupDone is called when every task of a group (GroupBy) has
+	// ended, none pending, reserved, running or retrying; again for a
+	// group given new rows after it. Needs GroupBy. :on_group_done (new).
+	OnGroupDone func(ctx context.Context, db Querier, e GroupDoneEvent) error `yaml:"-"`
+	// OnGroupDoneSQL is OnGroupDone as a statement, as OnDrainedSQL,
+	// with @group bound too.
+	OnGroupDoneSQL string `yaml:"on_group_done_sql"`
+	// OnGroupDoneExec is OnGroupDone as a command (on_group_done_exec).
+	OnGroupDoneExec *HookCommand `yaml:"-"`
 }
 
 // Job is a kind of work: a function run over the rows of one table.
@@ -387,6 +413,9 @@ func (j *Job) Validate() error {
 		return err
 	}
 	if err := j.checkLimits(bad); err != nil {
+		return err
+	}
+	if err := j.checkCompletion(bad); err != nil {
 		return err
 	}
 	h := j.Hooks

@@ -27,6 +27,10 @@ type Options struct {
 	// ReleaseAfter is how long a job must have had nothing pending before
 	// its workers are released.
 	ReleaseAfter time.Duration
+	// Runs are the drain runs the leader knows open: a hand-out of a job
+	// with an on_drained hook whose run is not known open opens it, in
+	// the hand-out's transaction.
+	Runs *engine.OpenRuns
 }
 
 // Result says what the service did.

@@ -27,11 +27,18 @@ func (s *Service) reserveLimited(ctx context.Context, j *engine.Job, mine []stor
 		s.cursors[j.Name] = cur
 	}
 	var out store.Limited
+	opened := false
 	err = s.opts.Store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		c := *cur // a retried transaction starts from the same group
 		var err error
-		out, err = j.SQL.ReserveLimited(ctx, tx, j.Name, wants, &c)
-		if err == nil {
+		if out, err = j.SQL.ReserveLimited(ctx, tx, j.Name, wants, &c); err != nil {
+			return err
+		}
+		n := 0
+		for _, k := range out.Keys {
+			n += len(k)
+		}
+		if opened, err = s.openRun(ctx, tx, j, n); err == nil {
 			*cur = c
 		}
 		return err
@@ -39,6 +46,7 @@ func (s *Service) reserveLimited(ctx context.Context, j *engine.Job, mine []stor
 	if err != nil {
 		return fmt.Errorf("reserve through the limits: %w", err)
 	}
+	s.ranOpen(j, opened)
 	got := make([]int, len(wants))
 	for i := range out.Keys {
 		got[i] = len(out.Keys[i])

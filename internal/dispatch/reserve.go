@@ -131,17 +131,48 @@ func (s *Service) queueLengths(ctx context.Context, j *engine.Job, ws []store.Wo
 // commit a round.
 func (s *Service) reserveShares(ctx context.Context, j *engine.Job, wants []store.Share) ([]int, error) {
 	got := make([]int, len(wants))
+	opened := false
 	err := s.opts.Store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		keys, err := j.SQL.ReserveShares(ctx, tx, wants)
+		n := 0
 		for i := range keys {
 			got[i] = len(keys[i])
+			n += got[i]
 		}
+		if err != nil {
+			return err
+		}
+		opened, err = s.openRun(ctx, tx, j, n)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reserve: %w", err)
 	}
+	s.ranOpen(j, opened)
 	return got, nil
+}
+
+// openRun opens, in the transaction that handed out n rows of the job,
+// its drain run, if it has an on_drained hook and the run is not known
+// open; it reports whether it ran the statement. Opening it here, and not
+// at the next maintenance pass, is what counts a run that starts and
+// drains between two passes.
+func (s *Service) openRun(ctx context.Context, tx *sql.Tx, j *engine.Job, n int) (bool, error) {
+	if n == 0 || j.Hooks.OnDrained == nil || s.opts.Runs.Open(j.Name) {
+		return false, nil
+	}
+	if _, err := s.opts.Store.OpenRun(ctx, tx, j.Name); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// ranOpen notes, once its transaction committed, that openRun left the
+// job's run open.
+func (s *Service) ranOpen(j *engine.Job, opened bool) {
+	if opened {
+		s.opts.Runs.Set(j.Name, true)
+	}
 }
 
 // reserveSelected reserves, worker by worker, the rows the job's
@@ -157,14 +188,19 @@ func (s *Service) reserveSelected(ctx context.Context, j *engine.Job, wants []st
 			return got, err
 		}
 		var keys []any
+		opened := false
 		err = s.opts.Store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			var err error
-			keys, err = j.SQL.ReserveKeys(ctx, tx, w.Worker, custom)
+			if keys, err = j.SQL.ReserveKeys(ctx, tx, w.Worker, custom); err != nil {
+				return err
+			}
+			opened, err = s.openRun(ctx, tx, j, len(keys))
 			return err
 		})
 		if err != nil {
 			return got, fmt.Errorf("reserve for %s: %w", w.Worker, err)
 		}
+		s.ranOpen(j, opened)
 		if got[i] = len(keys); got[i] < w.N {
 			break // the backlog is empty
 		}

@@ -9,6 +9,13 @@
 //	reserve     → top each assigned worker's queue up to queue_size
 //	              (internal/dispatch)
 //
+// With completion hooks, the maintenance pass also closes the drain runs
+// and groups' runs that ended, writing their events (internal/maintenance,
+// completion.go), and Run calls the events' hooks on a goroutine of its
+// own, one event at a time, so that a slow hook holds up no round. A
+// stopping dispatcher waits for the hook call in progress to return and
+// records its outcome before it resigns the lease.
+//
 // maintenance and stretch run at most every MaintenanceEvery; reserve
 // runs every round. A round runs every Delay, or sooner when a worker
 // running low wakes the dispatcher, or when a scheduled task falls due
@@ -20,6 +27,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pampa-go/pampa/internal/dispatch"
@@ -48,6 +57,11 @@ type Options struct {
 	WorkerTTL        time.Duration
 	ReleaseAfter     time.Duration
 	ExpiryGrace      time.Duration
+	// HookTimeout bounds each completion hook call (0: the default).
+	HookTimeout time.Duration
+	// HoldEvents writes completion events but fires none: for tests of a
+	// leader that stops between detecting an event and firing it.
+	HoldEvents bool
 
 	// Retryable reports passing database conditions.
 	Retryable func(error) bool
@@ -68,7 +82,18 @@ type Loop struct {
 	opts     Options
 	elector  *leadership.Elector
 	maintain *maintenance.Service
+	complete *maintenance.Completion
 	dispatch *dispatch.Service
+	runs     *engine.OpenRuns
+
+	// leading mirrors the elector's state for the goroutine that fires
+	// completion events; firing is set while it runs.
+	leading atomic.Bool
+	firing  atomic.Bool
+	fireWG  sync.WaitGroup
+	// async is set under Run: events are fired on their own goroutine
+	// (RunOnce alone fires them before it returns).
+	async bool
 
 	lastMaintenance time.Time
 	// dbTrouble is when a round last failed to reach the database. For a
@@ -79,13 +104,17 @@ type Loop struct {
 
 // New returns a loop.
 func New(opts Options) *Loop {
+	runs := &engine.OpenRuns{}
 	return &Loop{
 		opts:    opts,
+		runs:    runs,
 		elector: leadership.New(leadership.Options{Store: opts.Store, Name: LeaseName, ID: opts.ID, TTL: opts.LeaseTTL, Log: opts.Log}),
 		maintain: maintenance.New(maintenance.Options{Store: opts.Store, Jobs: opts.Jobs, Log: opts.Log,
 			WorkerTTL: opts.WorkerTTL, ExpiryGrace: opts.ExpiryGrace}),
+		complete: maintenance.NewCompletion(maintenance.CompletionOptions{Store: opts.Store, Jobs: opts.Jobs, Log: opts.Log,
+			ID: opts.ID, Runs: runs, HookTimeout: opts.HookTimeout}),
 		dispatch: dispatch.New(dispatch.Options{Store: opts.Store, Bus: opts.Bus, Jobs: opts.Jobs, Log: opts.Log,
-			WorkerTTL: opts.WorkerTTL, ReleaseAfter: opts.ReleaseAfter}),
+			WorkerTTL: opts.WorkerTTL, ReleaseAfter: opts.ReleaseAfter, Runs: runs}),
 	}
 }
 
@@ -94,6 +123,7 @@ func (l *Loop) Leading() bool { return l.elector.Leading() }
 
 // Resign gives up the lease if held.
 func (l *Loop) Resign() {
+	l.leading.Store(false)
 	l.elector.Resign()
 	if l.opts.Observer != nil {
 		l.opts.Observer.Resigned()
@@ -106,6 +136,8 @@ func (l *Loop) Run(ctx context.Context) error {
 	defer unsubscribe()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	l.async = true
+	defer func() { l.async = false }()
 	for {
 		if _, err := l.RunOnce(ctx); err != nil && ctx.Err() == nil {
 			l.logFailure(err)
@@ -114,6 +146,9 @@ func (l *Loop) Run(ctx context.Context) error {
 		engine.ResetTimer(timer, sleep)
 		select {
 		case <-ctx.Done():
+			// The hook call in progress, if any, ends and is recorded
+			// before the lease goes.
+			l.fireWG.Wait()
 			l.Resign()
 			l.opts.Log.Info("dispatcher stopped")
 			return nil
@@ -181,11 +216,13 @@ func (l *Loop) RunOnce(ctx context.Context) (Stats, error) {
 func (l *Loop) round(ctx context.Context) (Stats, error) {
 	var st Stats
 	gained, err := l.elector.Elect(ctx)
+	l.leading.Store(l.elector.Leading())
 	if err != nil {
 		return st, err
 	}
 	if gained {
 		l.lastMaintenance = time.Time{}
+		l.runs.Reset() // what another leader did meanwhile is unknown
 	}
 	st.Leading = l.elector.Leading()
 	if !st.Leading {
@@ -195,10 +232,37 @@ func (l *Loop) round(ctx context.Context) (Stats, error) {
 	if time.Since(l.lastMaintenance) >= l.opts.MaintenanceEvery {
 		// A failed maintenance step (a lock held by a frozen process, a
 		// broken hook) does not hold up dispatching.
-		merr = l.maintainAndStretch(ctx, &st)
+		merr = errors.Join(l.maintainAndStretch(ctx, &st), l.completion(ctx))
 		l.lastMaintenance = time.Now()
 	}
 	return st, errors.Join(merr, l.dispatch.Reserve(ctx, &st.Dispatch))
+}
+
+// completion closes the runs that ended, then fires the events due: on
+// a goroutine of its own under Run (unless one is at it already), at once
+// otherwise.
+func (l *Loop) completion(ctx context.Context) error {
+	if !l.complete.Active() {
+		return nil
+	}
+	err := l.complete.Detect(ctx)
+	if l.opts.HoldEvents {
+		return err
+	}
+	if !l.async {
+		return errors.Join(err, l.complete.Fire(ctx, l.leading.Load))
+	}
+	if l.firing.CompareAndSwap(false, true) {
+		l.fireWG.Add(1)
+		go func() {
+			defer l.fireWG.Done()
+			defer l.firing.Store(false)
+			if err := l.complete.Fire(ctx, l.leading.Load); err != nil && ctx.Err() == nil {
+				l.opts.Log.Warn("completion events not fired", "err", err)
+			}
+		}()
+	}
+	return err
 }
 
 // maintainAndStretch runs the maintenance pass, then the stretch rule on

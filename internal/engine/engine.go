@@ -75,6 +75,10 @@ type Hooks struct {
 	Occupied func(ctx context.Context, worker string) (int, error)
 	// Allowing says whether a worker may get more tasks now.
 	Allowing func(ctx context.Context, worker string) (bool, error)
+	// OnDrained is called once per drain of the job (on_drained).
+	OnDrained *CompletionHook
+	// OnGroupDone is called once per end of a group's run (on_group_done).
+	OnGroupDone *CompletionHook
 }
 
 // RunsOn reports whether a registered worker may be assigned to the job:

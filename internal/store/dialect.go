@@ -49,6 +49,10 @@ type Dialect interface {
 	// Later is an SQL expression for a timestamp column plus a number of
 	// seconds, itself SQL.
 	Later(column, seconds string) string
+	// UnixMillis is an SQL expression for a timestamp as whole
+	// milliseconds since the Unix epoch (a BIGINT), so that a time read
+	// back needs no parsing of the engine's text form.
+	UnixMillis(expr string) string
 	// Random is an SQL expression drawn uniformly in [0, 1), per row.
 	Random() string
 	// SkipLocked is appended to a row-locking sub-select ("" when the

@@ -33,6 +33,13 @@ type JobSpec struct {
 	MaxTryTimes int
 	// Limits, when set, make the job's rows go out through ReserveLimited.
 	Limits Limits
+	// Drains is set for a job with an on_drained hook: Indexes adds the
+	// one its drain counts read.
+	Drains bool
+	// GroupsDone is set for a job with group_by and an on_group_done
+	// hook: ReserveLimited records each group it serves as a candidate
+	// for completion, and Indexes adds those the checks read.
+	GroupsDone bool
 }
 
 // JobSQL holds a job's statements, generated once with quoted identifiers.

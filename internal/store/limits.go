@@ -119,6 +119,9 @@ func (j *JobSQL) ReserveLimited(ctx context.Context, tx Querier, job string, sha
 			return out, err
 		}
 		got, err = j.reserveGroupRows(ctx, tx, shares, picked, out.Keys)
+		if err == nil && j.spec.GroupsDone {
+			err = j.markGroups(ctx, tx, job, picked, got)
+		}
 	} else if room > 0 {
 		got, err = j.reservePlain(ctx, tx, shares, room, out.Keys)
 	}
@@ -317,6 +320,7 @@ func (j *JobSQL) groupRoom(st limitState, scope string, room int) (n int, wait t
 type groupRow struct {
 	key   any
 	scope string
+	value any // the group's value
 }
 
 // pickGroups walks the groups with pending rows from the one after cur's,
@@ -473,7 +477,7 @@ func (j *JobSQL) pickGroups(ctx context.Context, tx Querier, job string, st limi
 		more := false
 		for i := range open {
 			if level < len(avail[i]) && len(picked) < room {
-				picked = append(picked, groupRow{avail[i][level], open[i].scope})
+				picked = append(picked, groupRow{avail[i][level], open[i].scope, open[i].value})
 				given[i]++
 				*cur = GroupCursor{last: open[i].value, valid: open[i].value != nil}
 				more = true

@@ -91,6 +91,11 @@ func (Postgres) SecondsSince(col string) string {
 	return "EXTRACT(EPOCH FROM (now() - " + col + "))::float8"
 }
 
+// UnixMillis implements Dialect.
+func (Postgres) UnixMillis(expr string) string {
+	return "CAST(ROUND(EXTRACT(EPOCH FROM " + expr + ") * 1000) AS BIGINT)"
+}
+
 // Later implements Dialect.
 func (Postgres) Later(col, seconds string) string {
 	return "(" + col + " + make_interval(secs => " + seconds + "))"

@@ -23,7 +23,13 @@ type Index struct {
 //   - created:  with a created-at column only, pending rows by it (the
 //     age of the oldest, see OldestPending);
 //   - scheduled: with a run-at column only, pending rows that have one,
-//     by it (the next due time is its first entry).
+//     by it (the next due time is its first entry);
+//   - succeeded: with an on_drained hook only, succeeded rows by end
+//     time (a drain counts those that ended during its run);
+//   - groups_inflight, groups_failed, groups_succeeded: with an
+//     on_group_done hook only, by group: the rows in flight and the
+//     failed ones (the completion check of a group), and the failed and
+//     succeeded ones by end time (its counts).
 func (j *JobSQL) Indexes(job string) []Index {
 	base := indexBase(job)
 	mk := func(suffix, cols, where string) Index {
@@ -60,6 +66,15 @@ func (j *JobSQL) Indexes(job string) []Index {
 			cols += ", " + j.runAt
 		}
 		ixs = append(ixs, mk("groups", cols, j.pendingIndexPredicate()))
+	}
+	if j.spec.Drains {
+		ixs = append(ixs, mk("succeeded", j.endTime, j.success+" = TRUE"))
+	}
+	if g := j.spec.Limits.GroupBy; g != "" && j.spec.GroupsDone {
+		ixs = append(ixs,
+			mk("groups_inflight", Quote(g), fmt.Sprintf("%s IS NOT NULL AND %s IS NULL", j.reservationID, j.endTime)),
+			mk("groups_failed", Quote(g)+", "+j.endTime, j.success+" = FALSE"),
+			mk("groups_succeeded", Quote(g)+", "+j.endTime, j.success+" = TRUE"))
 	}
 	return ixs
 }

@@ -129,6 +129,11 @@ func (d SQLite) SecondsSince(col string) string {
 	return fmt.Sprintf("((julianday(%s) - julianday(%s)) * 86400.0)", d.now(), col)
 }
 
+// UnixMillis implements Dialect: julianday 2440587.5 is the epoch.
+func (SQLite) UnixMillis(expr string) string {
+	return "CAST(ROUND((julianday(" + expr + ") - 2440587.5) * 86400000.0) AS INTEGER)"
+}
+
 // Later implements Dialect, in the stored form of timestamps.
 func (SQLite) Later(col, seconds string) string {
 	return `strftime('%Y-%m-%d %H:%M:%f', ` + col + `, printf('%+.3f seconds', ` + seconds + `))`

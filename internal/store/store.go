@@ -292,6 +292,50 @@ func (s *Store) migrations() []string {
 			n ` + t.Int + ` NOT NULL
 		)`,
 		`CREATE INDEX IF NOT EXISTS pampa_starts_scope ON pampa_starts (job, scope, at)`,
+		// The drain runs of jobs with an on_drained hook, a row per job:
+		// busy_since is the open run's start (NULL while the job is idle),
+		// counted_after the last end the previous drain counted (see
+		// JobSQL.CloseRun).
+		`CREATE TABLE IF NOT EXISTS pampa_runs (
+			job ` + t.Text + ` PRIMARY KEY,
+			run ` + t.Int + ` NOT NULL DEFAULT 0,
+			busy_since ` + t.Time + `,
+			counted_after ` + t.Time + `
+		)`,
+		// The groups of jobs with an on_group_done hook, a row per group
+		// ever handed out (grp is GroupKey's form): since is set while the
+		// group is a candidate for completion (see JobSQL.CloseGroup).
+		`CREATE TABLE IF NOT EXISTS pampa_groups (
+			job ` + t.Text + ` NOT NULL,
+			grp ` + t.Text + ` NOT NULL,
+			run ` + t.Int + ` NOT NULL DEFAULT 0,
+			since ` + t.Time + `,
+			counted_after ` + t.Time + `,
+			PRIMARY KEY (job, grp)
+		)`,
+		`CREATE INDEX IF NOT EXISTS pampa_groups_open ON pampa_groups (job, grp) WHERE since IS NOT NULL`,
+		// The outbox of completion events: written in the transaction that
+		// detects them, fired by the leader (see Store.DueEvents).
+		`CREATE TABLE IF NOT EXISTS pampa_events (
+			id ` + t.Text + ` PRIMARY KEY,
+			job ` + t.Text + ` NOT NULL,
+			kind ` + t.Text + ` NOT NULL,
+			grp ` + t.Text + `,
+			run ` + t.Int + ` NOT NULL,
+			started_ms BIGINT NOT NULL,
+			ended_ms BIGINT NOT NULL,
+			succeeded BIGINT NOT NULL,
+			failed BIGINT NOT NULL,
+			last_end ` + t.Time + `,
+			state ` + t.Text + ` NOT NULL,
+			attempts ` + t.Int + ` NOT NULL DEFAULT 0,
+			due_at ` + t.Time + ` NOT NULL,
+			claimed_by ` + t.Text + `,
+			last_error ` + t.Text + `,
+			created_at ` + t.Time + ` NOT NULL,
+			fired_at ` + t.Time + `
+		)`,
+		`CREATE INDEX IF NOT EXISTS pampa_events_due ON pampa_events (state, due_at)`,
 	}
 }
 

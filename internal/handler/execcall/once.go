@@ -48,3 +48,26 @@ func (c *Caller) once(ctx context.Context, line []byte, in handler.Input) handle
 func stopped(ctx context.Context, p *process, how string) error {
 	return errors.New(p.withStderr(fmt.Sprintf("%s when its try ended (%v)", how, context.Cause(ctx))))
 }
+
+// Run runs the command once with input on stdin, then stdin closed, for
+// a hook rather than a try: exit status 0 is success and stdout is not
+// read; any other end is an error that quotes the end of stderr. The end
+// of ctx stops the process as it stops a try's.
+func (c *Caller) Run(ctx context.Context, input []byte) error {
+	p, err := c.start(&cappedBuffer{})
+	if err != nil {
+		return err
+	}
+	go p.send(input, true)
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		if how := p.terminate(c.opts.KillGrace); how != "" {
+			return errors.New(p.withStderr(fmt.Sprintf("%s when its deadline passed (%v)", how, context.Cause(ctx))))
+		}
+	}
+	if code := p.exitCode(); code != 0 {
+		return errors.New(p.withStderr(p.status()))
+	}
+	return nil
+}
