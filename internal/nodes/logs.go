@@ -52,7 +52,11 @@ func (c *Conn) Tail(ctx context.Context, name string, n int, follow bool, w io.W
 			return nil
 		case <-tick.C:
 		}
-		err := c.bounded(ctx, "follow "+name, func(context.Context) error {
+		// Ending a follow is the normal way out, not a fault: a cancel
+		// that reached bounded would close the connection under every
+		// other user of it. Each read stays bounded by the timeout, and
+		// the cancel is seen at the next tick.
+		err := c.bounded(context.WithoutCancel(ctx), "follow "+name, func(context.Context) error {
 			st, err := sc.Stat(name)
 			if err != nil {
 				if isNotExist(err) {
@@ -70,9 +74,6 @@ func (c *Conn) Tail(ctx context.Context, name string, n int, follow bool, w io.W
 			return err
 		})
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
 			return err
 		}
 	}

@@ -92,9 +92,7 @@ func TestDrainRunCountsAndCloses(t *testing.T) {
 			t.Fatalf("closed while row 2 retries: %+v", e)
 		}
 		// The relaunch of the failed try, then its last try fails too.
-		if _, err := j.RelaunchFailed(t.Context(), s.DB, Backoff{}); err != nil {
-			t.Fatal(err)
-		}
+		relaunchNow(t, s, j)
 		got, _ := j.ReserveKeys(t.Context(), s.DB, "w1", []any{2})
 		if len(got) != 1 {
 			t.Fatal("reserve 2 again")
@@ -229,9 +227,7 @@ func TestGroupRunsCloseWhenEveryTaskEnded(t *testing.T) {
 		}
 		// Group a: its retry is handed out again (no new run: it is a
 		// candidate still), then succeeds.
-		if _, err := j.RelaunchFailed(t.Context(), s.DB, Backoff{}); err != nil {
-			t.Fatal(err)
-		}
+		relaunchNow(t, s, j)
 		if out := reserveLimited(t, j, cur, Share{Worker: "w", N: 10}); handed(out) != 1 {
 			t.Fatalf("handed %d, want row 2", handed(out))
 		}
@@ -377,6 +373,21 @@ func countRows(t *testing.T, s *Store, query string) int64 {
 
 // nextMilli waits until the database's clock is past the Unix
 // millisecond ms.
+// relaunchNow relaunches the failed tries without a backoff. Such a try
+// is due once its end is in the past, which on SQLite's millisecond clock
+// is not yet so in the millisecond it ended: wait for the next one first.
+func relaunchNow(t *testing.T, s *Store, j *JobSQL) {
+	t.Helper()
+	var now int64
+	if err := s.DB.QueryRowContext(t.Context(), "SELECT "+s.Dialect.UnixMillis(s.Dialect.Now())).Scan(&now); err != nil {
+		t.Fatal(err)
+	}
+	nextMilli(t, s, now)
+	if _, err := j.RelaunchFailed(t.Context(), s.DB, Backoff{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func nextMilli(t *testing.T, s *Store, ms int64) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
