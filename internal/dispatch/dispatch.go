@@ -1,6 +1,7 @@
 // Package dispatch is the leader's hand-out: it assigns workers to jobs
 // (the stretch rule, stretch.go) and tops each assigned worker's queue up
-// to its job's queue_size, reserving every worker's share of a job in one
+// (to its job's queue_size, or more for a worker of short tasks: the
+// queue rule, queue.go), reserving every worker's share of a job in one
 // statement (reserve.go).
 package dispatch
 
@@ -31,6 +32,10 @@ type Options struct {
 	// with an on_drained hook whose run is not known open opens it, in
 	// the hand-out's transaction.
 	Runs *engine.OpenRuns
+	// QueueHorizon is the time of work a worker's queue holds beyond its
+	// job's queue_size when its tasks are short (queue.go); 0 for
+	// engine.QueueHorizon.
+	QueueHorizon time.Duration
 }
 
 // Result says what the service did.
@@ -56,16 +61,22 @@ type Service struct {
 	cursors map[string]*store.GroupCursor
 	// wake is when a rate limit makes room for a task it held back.
 	wake time.Time
+	// queues follow each worker's queue for the queue rule, on the clock
+	// now (time.Now; a test's own).
+	queues map[queueKey]*queueGauge
+	now    func() time.Time
 }
 
 // New returns the service.
 func New(opts Options) *Service {
-	return &Service{opts: opts, idleSince: map[string]time.Time{}, cursors: map[string]*store.GroupCursor{}}
+	return &Service{opts: opts, idleSince: map[string]time.Time{}, cursors: map[string]*store.GroupCursor{},
+		queues: map[queueKey]*queueGauge{}, now: time.Now}
 }
 
 // Stretch applies the elastic assignment rule to the registry as the
 // maintenance pass judged it.
 func (s *Service) Stretch(ctx context.Context, workers []store.WorkerInfo, res *Result) error {
+	s.forgetQueues(s.now())
 	live := 0
 	for _, w := range workers {
 		if w.Dispatchable() {

@@ -78,6 +78,7 @@ func (s *Service) handedOut(j *engine.Job, wants []store.Share, got []int, res *
 	for i, w := range wants {
 		if got[i] > 0 {
 			total += got[i]
+			s.handed(j.Name, w.Worker, got[i])
 			s.opts.Bus.Notify(notify.WorkerTopic(w.Worker))
 			delete(s.idleSince, j.Name) // busy: a trickle keeps its workers
 		}
@@ -86,16 +87,17 @@ func (s *Service) handedOut(j *engine.Job, wants []store.Share, got []int, res *
 	j.Observe().Reserved(total)
 }
 
-// wants is how many rows each worker's queue lacks, for the workers the
-// allowing hook lets have more.
+// wants is how many rows each worker's queue lacks (queue.go), for the
+// workers the allowing hook lets have more.
 func (s *Service) wants(ctx context.Context, j *engine.Job, mine []store.WorkerInfo) ([]store.Share, error) {
 	queues, err := s.queueLengths(ctx, j, mine)
 	if err != nil {
 		return nil, fmt.Errorf("queue lengths: %w", err)
 	}
 	var wants []store.Share
+	now := s.now()
 	for _, w := range mine {
-		free := j.QueueSize - queues[w.ID]
+		free := s.target(j, w.ID, queues[w.ID], now) - queues[w.ID]
 		if free <= 0 {
 			continue
 		}

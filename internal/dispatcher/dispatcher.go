@@ -114,8 +114,18 @@ func New(opts Options) *Loop {
 		complete: maintenance.NewCompletion(maintenance.CompletionOptions{Store: opts.Store, Jobs: opts.Jobs, Log: opts.Log,
 			ID: opts.ID, Runs: runs, HookTimeout: opts.HookTimeout}),
 		dispatch: dispatch.New(dispatch.Options{Store: opts.Store, Bus: opts.Bus, Jobs: opts.Jobs, Log: opts.Log,
-			WorkerTTL: opts.WorkerTTL, ReleaseAfter: opts.ReleaseAfter, Runs: runs}),
+			WorkerTTL: opts.WorkerTTL, ReleaseAfter: opts.ReleaseAfter, Runs: runs, QueueHorizon: queueHorizon(opts)}),
 	}
+}
+
+// queueHorizon is the time of work the queue rule keeps queued: longer
+// than a worker's round trip to its refill, which, where the database
+// cannot carry a wake-up, may take up to a poll.
+func queueHorizon(opts Options) time.Duration {
+	if opts.Store.Dialect.SupportsNotify() {
+		return engine.QueueHorizon
+	}
+	return max(engine.QueueHorizon, 2*opts.Delay)
 }
 
 // Leading reports whether the dispatcher held the lease at its last round.

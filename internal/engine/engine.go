@@ -30,7 +30,10 @@ type Job struct {
 	Name string
 	SQL  *store.JobSQL
 
-	QueueSize          int
+	QueueSize int
+	// QueueSizeMax bounds what the dispatcher's queue rule hands a worker
+	// whose tasks are short; 0 keeps every queue at QueueSize.
+	QueueSizeMax       int
 	MaxJobDuration     time.Duration
 	RetryBackoff       store.Backoff
 	MaxAssignedWorkers int // 0: no cap
@@ -52,6 +55,17 @@ type Job struct {
 	// nothing. Read it through Observe.
 	Observer JobObserver
 }
+
+// QueueHorizon is the time of work, at a worker's measured pace, that a
+// worker of short tasks is given beyond its job's queue_size: by the
+// dispatcher into its queue, and by itself out of it, ahead of its free
+// slots. It is longer than a round trip from a worker running low to its
+// refill (the dispatcher widens it where that may take a poll), and
+// short enough that the end of a job waits on no queue for long.
+const QueueHorizon = 100 * time.Millisecond
+
+// QueueMax is the longest queue the dispatcher keeps for one worker.
+func (j *Job) QueueMax() int { return max(j.QueueSize, j.QueueSizeMax) }
 
 // Hooks are the job's callbacks, each nil when the job has none (the
 // default then applies). Hooks given as SQL by the user arrive here

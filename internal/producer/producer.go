@@ -36,7 +36,8 @@ type Options struct {
 // Producer is used by one goroutine, but Observe may be called from any.
 type Producer struct {
 	opts     Options
-	maxQueue int           // largest queue_size of the worker's jobs
+	minQueue int           // largest queue_size of the worker's jobs
+	maxQueue int           // longest queue the worker's jobs may be given
 	shortest time.Duration // shortest max duration of the worker's jobs
 
 	buffer    []*engine.Attempt // taken ahead, in claim order
@@ -51,7 +52,8 @@ type Producer struct {
 func New(opts Options) *Producer {
 	p := &Producer{opts: opts}
 	for _, j := range opts.Jobs {
-		p.maxQueue = max(p.maxQueue, j.QueueSize)
+		p.minQueue = max(p.minQueue, j.QueueSize)
+		p.maxQueue = max(p.maxQueue, j.QueueMax())
 		if p.shortest == 0 || j.MaxJobDuration < p.shortest {
 			p.shortest = j.MaxJobDuration
 		}
@@ -59,7 +61,8 @@ func New(opts Options) *Producer {
 	return p
 }
 
-// MaxQueue is the largest queue_size of the worker's jobs.
+// MaxQueue is the longest queue the dispatcher may give the worker for
+// one of its jobs (their queue_size_max).
 func (p *Producer) MaxQueue() int { return p.maxQueue }
 
 // Buffered is how many tasks taken ahead wait to run.
@@ -119,17 +122,21 @@ func (p *Producer) Observe(d time.Duration) {
 	p.durEWMA.Store(old + (int64(d)-old)/8)
 }
 
-// Ahead is how many tasks the worker may claim beyond its free slots: a
-// queue's worth while tasks are short (a queue of them takes under a
-// twentieth of the shortest max duration), none otherwise.
+// Ahead is how many tasks the worker may claim beyond its free slots.
+// While tasks are short (a queue_size of them takes under a twentieth of
+// the shortest max duration), a queue_size's worth, or as many as a slot
+// runs in engine.QueueHorizon, up to the longest queue the worker may be
+// given; none otherwise. Bounding it by time keeps tasks of tens of
+// milliseconds spread over the workers.
 func (p *Producer) Ahead() int {
 	if p.observed.Load() < 3 {
 		return 0
 	}
-	if time.Duration(p.durEWMA.Load())*time.Duration(p.maxQueue) > p.shortest/20 {
+	d := max(time.Duration(p.durEWMA.Load()), time.Microsecond)
+	if d*time.Duration(p.minQueue) > p.shortest/20 {
 		return 0
 	}
-	return p.maxQueue
+	return min(p.maxQueue, max(p.minQueue, int(engine.QueueHorizon/d)))
 }
 
 // GiveBackIn un-starts, within tx, the tasks given back. The list is

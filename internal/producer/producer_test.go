@@ -158,6 +158,26 @@ func TestAhead(t *testing.T) {
 			t.Fatalf("Ahead = %d for 500ms tasks, want 5", q.Ahead())
 		}
 	})
+	t.Run("AHorizonOfShortTasks", func(t *testing.T) {
+		// With room for a queue of 250, a worker takes ahead what a slot
+		// runs in engine.QueueHorizon (100 ms), at least queue_size.
+		grown := &engine.Job{Name: "g", QueueSize: 5, QueueSizeMax: 250, MaxJobDuration: time.Minute}
+		for _, c := range []struct {
+			task time.Duration
+			want int
+		}{{10 * time.Microsecond, 250}, {time.Millisecond, 100}, {4 * time.Millisecond, 25}, {30 * time.Millisecond, 5}, {500 * time.Millisecond, 5}, {time.Second, 0}} {
+			p := New(Options{Jobs: []*engine.Job{grown, other}})
+			if p.MaxQueue() != 250 {
+				t.Fatalf("MaxQueue = %d, want queue_size_max 250", p.MaxQueue())
+			}
+			for range 3 {
+				p.Observe(c.task)
+			}
+			if p.Ahead() != c.want {
+				t.Errorf("Ahead = %d for %s tasks, want %d", p.Ahead(), c.task, c.want)
+			}
+		}
+	})
 	t.Run("RecentAverage", func(t *testing.T) {
 		p := New(Options{Jobs: []*engine.Job{job}})
 		for range 3 {
