@@ -54,6 +54,7 @@ func LoadConfig(path string) (*Cluster, error) {
 //	    field_created_at: created_at   # optional; see Job.CreatedAt
 //	    field_run_at: run_at           # optional; see Job.RunAt
 //	    queue_size: 5                  # default 5
+//	    queue_size_max: 250            # default 50 × queue_size, at most 1,000
 //	    max_job_duration_minutes: 15   # or max_job_duration: 15m; default 15m
 //	    max_try_times: 3               # default 3
 //	    retry_backoff: 10s             # default 0
@@ -259,6 +260,7 @@ type configJobFile struct {
 	CreatedAt             string         `yaml:"field_created_at"`
 	RunAt                 string         `yaml:"field_run_at"`
 	QueueSize             *int           `yaml:"queue_size"`
+	QueueSizeMax          *int           `yaml:"queue_size_max"`
 	MaxJobDuration        *time.Duration `yaml:"max_job_duration"`
 	MaxJobDurationMinutes *float64       `yaml:"max_job_duration_minutes"`
 	MaxTryTimes           *int           `yaml:"max_try_times"`
@@ -442,6 +444,12 @@ func (f *configJobFile) job() (Job, *ConfigError) {
 			return j, bad(opt.field, *opt.v, fmt.Sprintf("must be at least 1; leave it out for the default (%d)", opt.def))
 		}
 		*opt.dst = *opt.v
+	}
+	if f.QueueSizeMax != nil {
+		if *f.QueueSizeMax < 1 {
+			return j, bad("queue_size_max", *f.QueueSizeMax, "must be at least 1; leave it out for the default (50 × queue_size, at most 1,000)")
+		}
+		j.QueueSizeMax = *f.QueueSizeMax
 	}
 	for _, r := range []struct {
 		field, text string

@@ -53,6 +53,7 @@ jobs:
     field_created_at: created_at
     field_run_at: run_at
     queue_size: 7
+    queue_size_max: 70
     max_job_duration_minutes: 1.5
     max_try_times: 4
     retry_backoff: 10s
@@ -102,6 +103,7 @@ type configJobView struct {
 	RelaunchTimeZone        string
 	RunAt                   string
 	QueueSize               int
+	QueueSizeMax            int
 	MaxJobDuration          time.Duration
 	MaxTryTimes             int
 	RetryBackoff            time.Duration
@@ -125,7 +127,7 @@ func configViewOf(j *pampa.Job) configJobView {
 	return configJobView{
 		Name: j.Name, Table: j.Table, PrimaryKey: j.PrimaryKey, Fields: j.Fields, CreatedAt: j.CreatedAt, RunAt: j.RunAt,
 		RelaunchCron: j.RelaunchCron, RelaunchTimeZone: j.RelaunchTimeZone,
-		QueueSize: j.QueueSize, MaxJobDuration: j.MaxJobDuration, MaxTryTimes: j.MaxTryTimes,
+		QueueSize: j.QueueSize, QueueSizeMax: j.QueueSizeMax, MaxJobDuration: j.MaxJobDuration, MaxTryTimes: j.MaxTryTimes,
 		RetryBackoff: j.RetryBackoff, RetryBackoffMax: j.RetryBackoffMax, FilterWorkerID: j.FilterWorkerID,
 		MaxAssignedWorkers: j.MaxAssignedWorkers, MaxPendingTasks: j.MaxPendingTasks,
 		Files:      strings.Join(j.Files, "|"),
@@ -184,7 +186,7 @@ func TestParseConfigFull(t *testing.T) {
 			Name: "search_odd_numbers", Table: "public.numbers", PrimaryKey: "value",
 			Fields: configTrackingFields("odd_checking"), CreatedAt: "created_at", RunAt: "run_at",
 			RelaunchCron: "*/5 * * * *", RelaunchTimeZone: "Europe/Paris",
-			QueueSize: 7, MaxJobDuration: 90 * time.Second, MaxTryTimes: 4, RetryBackoff: 10 * time.Second, RetryBackoffMax: 10 * time.Minute,
+			QueueSize: 7, QueueSizeMax: 70, MaxJobDuration: 90 * time.Second, MaxTryTimes: 4, RetryBackoff: 10 * time.Second, RetryBackoffMax: 10 * time.Minute,
 			FilterWorkerID: `\.1$`, MaxAssignedWorkers: 5, MaxPendingTasks: 500,
 			Files: "odd.py|lib",
 			SQL: [8]string{
@@ -200,7 +202,7 @@ func TestParseConfigFull(t *testing.T) {
 			// Defaults filled in.
 			Name: "submit_odd_numbers", Table: "numbers", PrimaryKey: "value",
 			Fields:    configTrackingFields("submit_odd"),
-			QueueSize: pampa.DefaultQueueSize, MaxJobDuration: 90 * time.Second,
+			QueueSize: pampa.DefaultQueueSize, QueueSizeMax: pampa.DefaultQueueSizeMax(pampa.DefaultQueueSize), MaxJobDuration: 90 * time.Second,
 			MaxTryTimes: pampa.DefaultMaxTryTimes, FilterWorkerID: pampa.DefaultFilterWorkerID,
 			MaxPendingTasks: pampa.DefaultMaxPendingTasks,
 			MaxRunning:      20, RateLimit: pampa.Rate{N: 600, Per: time.Minute}, GroupBy: "domain",
@@ -449,6 +451,18 @@ var configErrorCases = []struct {
 		doc:  "jobs:\n" + configJob("odd", map[string]string{"queue_size": "0"}),
 		want: []string{"config.yaml:", `job "odd"`, `queue_size = "0"`, "at least 1", "default (5)"},
 		is:   &pampa.ConfigError{Job: "odd", Field: "queue_size", Value: "0"},
+	},
+	{
+		name: "QueueSizeMaxZero",
+		doc:  "jobs:\n" + configJob("odd", map[string]string{"queue_size_max": "0"}),
+		want: []string{`job "odd"`, `queue_size_max = "0"`, "at least 1", "50 × queue_size"},
+		is:   &pampa.ConfigError{Job: "odd", Field: "queue_size_max", Value: "0"},
+	},
+	{
+		name: "QueueSizeMaxUnderQueueSize",
+		doc:  "jobs:\n" + configJob("odd", map[string]string{"queue_size": "10", "queue_size_max": "9"}),
+		want: []string{`job "odd"`, `queue_size_max = "9"`, "at least queue_size (10)", "default (500)"},
+		is:   &pampa.ConfigError{Job: "odd", Field: "queue_size_max", Value: "9"},
 	},
 	{
 		name: "MaxTryTimesNegative",

@@ -218,8 +218,16 @@ type Job struct {
 	RunAt string
 
 	// QueueSize is how many unstarted tasks the dispatcher keeps reserved
-	// for each assigned worker. Default 5.
+	// for each assigned worker, at least. Default 5.
 	QueueSize int
+	// QueueSizeMax bounds the queue a worker is given when its tasks are
+	// short: beyond QueueSize, the dispatcher keeps in a worker's queue
+	// what it runs in 100 ms at its measured rate, up to this (see
+	// docs/performance.md, "The queue rule"). Equal to QueueSize, every
+	// queue stays at QueueSize, as in the original. Default 50 ×
+	// QueueSize, at most 1,000 (and never under QueueSize).
+	// :queue_size_max (new).
+	QueueSizeMax int
 	// MaxJobDuration is how long one try may run; its context is cancelled
 	// then and the try fails. Default 15 minutes.
 	MaxJobDuration time.Duration
@@ -299,10 +307,19 @@ type Job struct {
 	relaunchSchedule cronexpr.Schedule
 }
 
+// DefaultQueueSizeMax is QueueSizeMax when it is left out: 50 ×
+// queueSize, at most 1,000, and never under queueSize. At the default
+// queue_size of 5 that is 250, the queue at which a worker of no-op tasks
+// stops waiting on its refills.
+func DefaultQueueSizeMax(queueSize int) int { return min(50*queueSize, max(queueSize, 1000)) }
+
 // WithDefaults returns a copy of j with defaults filled in for unset fields.
 func (j Job) WithDefaults() Job {
 	if j.QueueSize == 0 {
 		j.QueueSize = DefaultQueueSize
+	}
+	if j.QueueSizeMax == 0 && j.QueueSize > 0 {
+		j.QueueSizeMax = DefaultQueueSizeMax(j.QueueSize)
 	}
 	if j.MaxJobDuration == 0 {
 		j.MaxJobDuration = DefaultMaxJobDuration
@@ -363,6 +380,9 @@ func (j *Job) Validate() error {
 	}
 	if j.QueueSize < 1 {
 		return bad("queue_size", j.QueueSize, "must be at least 1")
+	}
+	if j.QueueSizeMax < j.QueueSize {
+		return bad("queue_size_max", j.QueueSizeMax, fmt.Sprintf("must be at least queue_size (%d); leave it out for the default (%d)", j.QueueSize, DefaultQueueSizeMax(j.QueueSize)))
 	}
 	if j.MaxJobDuration <= 0 {
 		return bad("max_job_duration", j.MaxJobDuration, "must be positive")

@@ -25,7 +25,7 @@ func (c *Client) engineJobs(jobs []*jobRuntime) []*engine.Job {
 func (c *Client) engineJob(j *jobRuntime) *engine.Job {
 	e := &engine.Job{
 		Name: j.Name, SQL: j.sql,
-		QueueSize: j.QueueSize, MaxJobDuration: j.MaxJobDuration, RetryBackoff: store.Backoff{Base: j.RetryBackoff, Max: j.RetryBackoffMax},
+		QueueSize: j.QueueSize, QueueSizeMax: j.QueueSizeMax, MaxJobDuration: j.MaxJobDuration, RetryBackoff: store.Backoff{Base: j.RetryBackoff, Max: j.RetryBackoffMax},
 		MaxAssignedWorkers: j.MaxAssignedWorkers, MaxPendingTasks: j.MaxPendingTasks, MaxRunning: j.MaxRunning,
 		AcceptsWorker: j.AcceptsWorker, RelaunchSchedule: j.relaunchSchedule,
 	}

@@ -48,6 +48,8 @@ func TestJobValidation(t *testing.T) {
 	}{
 		{"BadRegexp", func(j *Job) { j.FilterWorkerID = `local.(1` }, "filter_worker_id", `local.(1`},
 		{"NegativeQueueSize", func(j *Job) { j.QueueSize = -1 }, "queue_size", "-1"},
+		{"QueueSizeMaxUnderQueueSize", func(j *Job) { j.QueueSize, j.QueueSizeMax = 20, 19 }, "queue_size_max", "19"},
+		{"NegativeQueueSizeMax", func(j *Job) { j.QueueSizeMax = -1 }, "queue_size_max", "-1"},
 		{"NegativeMaxTryTimes", func(j *Job) { j.MaxTryTimes = -2 }, "max_try_times", "-2"},
 		{"NegativeMaxPendingTasks", func(j *Job) { j.MaxPendingTasks = -3 }, "max_pending_tasks", "-3"},
 		{"NegativeMaxAssignedWorkers", func(j *Job) { j.MaxAssignedWorkers = -1 }, "max_assigned_workers", "-1"},
