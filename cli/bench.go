@@ -27,7 +27,9 @@ func benchCmd(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&cfg.Tasks, "tasks", 100_000, "burn: tasks (0 skips the burn and the memory figures)")
 	fs.IntVar(&cfg.Workers, "workers", 10, "workers")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 1, "tasks each worker runs at once")
-	fs.IntVar(&cfg.QueueSize, "queue-size", 250, "the job's queue_size (tasks handed to a worker at a time)")
+	fs.IntVar(&cfg.QueueSize, "queue-size", 250, "the job's queue_size (tasks kept queued for a worker, at least)")
+	fs.IntVar(&cfg.QueueSizeMax, "queue-size-max", 0, "the job's queue_size_max (0: its default, 50 × queue_size up to 1,000; equal to\n"+
+		"--queue-size: queues stay at queue_size)")
 	fs.BoolVar(&cfg.Processes, "processes", false, "run the burn's workers as separate OS processes")
 	fs.DurationVar(&cfg.TaskSleep, "task-sleep", 0, "burn: each task waits this long, as real work waits (0: a no-op)")
 	fs.DurationVar(&cfg.TrickleEvery, "trickle-every", 10*time.Millisecond, "trickle: one insert every")
@@ -142,7 +144,7 @@ func benchWorkerCmd(ctx context.Context, e *env, args []string) error {
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
-	c, err := bench.Cluster(driver, url, workers, queue, sleep)
+	c, err := bench.Cluster(driver, url, workers, bench.JobSettings{QueueSize: queue, TaskSleep: sleep})
 	if err != nil {
 		return err
 	}

@@ -48,11 +48,13 @@ import (
 type Config struct {
 	Driver, URL string // the database; its table bench_tasks is recreated
 
-	Tasks       int  // burn: rows; 0 skips it (and the memory figures)
-	Workers     int  // workers; default 10
-	Concurrency int  // tasks per worker at once; default 1
-	QueueSize   int  // the job's queue_size; default 250 (a no-op task takes microseconds)
-	Processes   bool // workers as separate OS processes
+	Tasks       int // burn: rows; 0 skips it (and the memory figures)
+	Workers     int // workers; default 10
+	Concurrency int // tasks per worker at once; default 1
+	QueueSize   int // the job's queue_size; default 250 (a no-op task takes microseconds)
+	// QueueSizeMax is the job's queue_size_max; 0 for its default.
+	QueueSizeMax int
+	Processes    bool // workers as separate OS processes
 	// TaskSleep makes each burn task wait this long, as real work waits
 	// (a scrape, a payment API); 0: a no-op.
 	TaskSleep time.Duration
@@ -168,10 +170,17 @@ const (
 	Job   = "bench"
 )
 
+// JobSettings are what the bench job is given.
+type JobSettings struct {
+	QueueSize, QueueSizeMax int
+	// TaskSleep makes each task wait this long (0: none).
+	TaskSleep time.Duration
+}
+
 // job is the bench job over Table: a no-op that records when it started.
-func job(queueSize int, sleep time.Duration) pampa.Job {
+func job(js JobSettings) pampa.Job {
 	process := Process
-	if sleep > 0 {
+	if sleep := js.TaskSleep; sleep > 0 {
 		process = func(ctx context.Context, t *pampa.Task) error {
 			t.Set("began_ns", time.Now().UnixNano())
 			select {
@@ -188,7 +197,7 @@ func job(queueSize int, sleep time.Duration) pampa.Job {
 			ReservationID: "rid", ReservationTime: "rtime", ReservationTimes: "rtimes",
 			StartTime: "started", EndTime: "ended", Success: "ok", ErrorDescription: "why",
 		},
-		QueueSize: queueSize, MaxPendingTasks: 1, MaxJobDuration: time.Minute,
+		QueueSize: js.QueueSize, QueueSizeMax: js.QueueSizeMax, MaxPendingTasks: 1, MaxJobDuration: time.Minute,
 		Process: process,
 	}
 }
@@ -200,14 +209,14 @@ func Process(ctx context.Context, t *pampa.Task) error {
 	return nil
 }
 
-// Cluster defines the bench cluster: node "bench" with the workers; each
-// task waits sleep (0: none).
-func Cluster(driver, url string, workers, queueSize int, sleep time.Duration) (*pampa.Cluster, error) {
+// Cluster defines the bench cluster: node "bench" with the workers, and
+// the bench job.
+func Cluster(driver, url string, workers int, js JobSettings) (*pampa.Cluster, error) {
 	c := &pampa.Cluster{Database: pampa.Database{Driver: driver, URL: url}}
 	if err := c.AddNode(pampa.Node{Name: "bench", MaxWorkers: workers}); err != nil {
 		return nil, err
 	}
-	if err := c.AddJob(job(queueSize, sleep)); err != nil {
+	if err := c.AddJob(job(js)); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -218,7 +227,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	cfg = cfg.withDefaults()
 	r := Result{Driver: cfg.Driver, Tasks: cfg.Tasks, Workers: cfg.Workers, Concurrency: cfg.Concurrency,
 		QueueSize: cfg.QueueSize, Processes: cfg.Processes, ScaleSmall: cfg.ScaleSmall, ScaleLarge: cfg.ScaleLarge, Rounds: cfg.Rounds}
-	c, err := Cluster(cfg.Driver, cfg.URL, cfg.Workers, cfg.QueueSize, cfg.TaskSleep)
+	c, err := Cluster(cfg.Driver, cfg.URL, cfg.Workers, JobSettings{QueueSize: cfg.QueueSize, QueueSizeMax: cfg.QueueSizeMax, TaskSleep: cfg.TaskSleep})
 	if err != nil {
 		return r, err
 	}

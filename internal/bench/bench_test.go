@@ -117,7 +117,7 @@ func checkLimits(t *testing.T, r Result) {
 // good, and no other row failed.
 func checkFailed(t *testing.T, ctx context.Context, driver, url string) {
 	t.Helper()
-	c, err := Cluster(driver, url, 3, 250, 0)
+	c, err := Cluster(driver, url, 3, JobSettings{QueueSize: 250})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,7 +64,7 @@ func groupExpr(param string) string {
 // limitedJob is the bench job with the limits on; withRate adds
 // rate_limit.
 func limitedJob(withRate bool) pampa.Job {
-	j := job(250, 0)
+	j := job(JobSettings{QueueSize: 250})
 	j.MaxRunning, j.GroupBy = limitMaxRunning, "grp"
 	j.MaxRunningPerGroup, j.RateLimitPerGroup = limitPerGroup, limitGroupRate
 	if withRate {

@@ -306,7 +306,7 @@ func explainPlans(ctx context.Context, c *pampa.Cluster, rows int, say func(stri
 		return nil, err
 	}
 	defer s.Close()
-	j := s.Job(jobSpec(job(0, 0)))
+	j := s.Job(jobSpec(job(JobSettings{})))
 	// As a client does on SQLite: reads of pending rows pinned to their index.
 	if err := j.PinPendingIndex(ctx, Job); err != nil {
 		return nil, err
