@@ -35,8 +35,13 @@ func (s *Service) reserveLimited(ctx context.Context, j *engine.Job, mine []stor
 			return err
 		}
 		n := 0
-		for _, k := range out.Keys {
+		got := make([]int, len(wants))
+		for i, k := range out.Keys {
 			n += len(k)
+			got[i] = len(k)
+		}
+		if err := s.wakeInTx(ctx, tx, wants, got); err != nil {
+			return err
 		}
 		if opened, err = s.openRun(ctx, tx, j, n); err == nil {
 			*cur = c

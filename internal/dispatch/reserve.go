@@ -72,19 +72,46 @@ func (s *Service) reserveJob(ctx context.Context, j *engine.Job, workers []store
 	return nil
 }
 
-// handedOut wakes the workers that got rows, and counts them.
+// handedOut wakes the workers that got rows (in this process: wakeInTx
+// signalled the others), and counts them.
 func (s *Service) handedOut(j *engine.Job, wants []store.Share, got []int, res *Result) {
 	total := 0
 	for i, w := range wants {
 		if got[i] > 0 {
 			total += got[i]
 			s.handed(j.Name, w.Worker, got[i])
-			s.opts.Bus.Notify(notify.WorkerTopic(w.Worker))
+			if s.signalsInTx() {
+				s.opts.Bus.NotifyLocal(notify.WorkerTopic(w.Worker))
+			} else {
+				s.opts.Bus.Notify(notify.WorkerTopic(w.Worker))
+			}
 			delete(s.idleSince, j.Name) // busy: a trickle keeps its workers
 		}
 	}
 	res.Reserved += total
 	j.Observe().Reserved(total)
+}
+
+// signalsInTx reports whether the hand-out's transaction carries the
+// workers' wake-ups to other processes (PostgreSQL's NOTIFY).
+func (s *Service) signalsInTx() bool {
+	return s.opts.Bus != nil && s.opts.Store.Dialect.SupportsNotify()
+}
+
+// wakeInTx signals, within the hand-out's transaction, the workers that
+// got rows: they wake as it commits, when their rows can be seen, and the
+// signals cost no commit (a disk flush) of their own.
+func (s *Service) wakeInTx(ctx context.Context, tx *sql.Tx, wants []store.Share, got []int) error {
+	if !s.signalsInTx() {
+		return nil
+	}
+	var topics []string
+	for i, w := range wants {
+		if got[i] > 0 {
+			topics = append(topics, notify.WorkerTopic(w.Worker))
+		}
+	}
+	return notify.SendInTx(ctx, tx, s.opts.Bus.Origin(), topics)
 }
 
 // wants is how many rows each worker's queue lacks (queue.go), for the
@@ -144,6 +171,9 @@ func (s *Service) reserveShares(ctx context.Context, j *engine.Job, wants []stor
 		if err != nil {
 			return err
 		}
+		if err := s.wakeInTx(ctx, tx, wants, got); err != nil {
+			return err
+		}
 		opened, err = s.openRun(ctx, tx, j, n)
 		return err
 	})
@@ -194,6 +224,9 @@ func (s *Service) reserveSelected(ctx context.Context, j *engine.Job, wants []st
 		err = s.opts.Store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			var err error
 			if keys, err = j.SQL.ReserveKeys(ctx, tx, w.Worker, custom); err != nil {
+				return err
+			}
+			if err := s.wakeInTx(ctx, tx, wants[i:i+1], []int{len(keys)}); err != nil {
 				return err
 			}
 			opened, err = s.openRun(ctx, tx, j, len(keys))

@@ -293,3 +293,35 @@ func TestStretchKeepsWorkersWhenBacklogUnknown(t *testing.T) {
 		t.Fatalf("assignments = %v (changed %d), want n.1 kept and n.2 left free", got, res.Assigned)
 	}
 }
+
+// On PostgreSQL the reservation's own transaction wakes the workers of
+// other processes: the dispatcher's bus here sends nothing itself.
+func TestReserveWakesOtherProcessesInItsTransaction(t *testing.T) {
+	t.Parallel()
+	url := testdb.PostgresURL(t)
+	s := enginetest.OpenURL(t, "postgres", url)
+	j := enginetest.NewJob(t, s, "tasks", 10, 3)
+	register(t, s, "n.1", "tasks", 0)
+	// The worker's process: a bus that listens.
+	remote := notify.NewBus()
+	l := notify.NewListener(url, remote, enginetest.Discard())
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go l.Run(ctx)
+	remote.Connect(func(string) {}, l.Listen)
+	wake, unsub := remote.Subscribe(notify.WorkerTopic("n.1"))
+	defer unsub()
+	waitWake := func(what string) {
+		t.Helper()
+		select {
+		case <-wake:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no wake-up: %s", what)
+		}
+	}
+	waitWake("the listener's first look")
+	if res := reserve(t, newService(s, notify.NewBus(), j)); res.Reserved != 5 {
+		t.Fatalf("reserved %d, want 5", res.Reserved)
+	}
+	waitWake("the reservation's")
+}

@@ -155,3 +155,57 @@ func TestChannelNames(t *testing.T) {
 		t.Error("two long topics share a channel")
 	}
 }
+
+// Signals sent within a transaction arrive when it commits, not before,
+// and never when it rolls back; several topics go in one statement.
+func TestSendInTx(t *testing.T) {
+	t.Parallel()
+	url := testdb.PostgresURL(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b, _ := connected(t, ctx, url)
+	one, unsubOne := b.Subscribe(WorkerTopic("in-tx.1"))
+	defer unsubOne()
+	two, unsubTwo := b.Subscribe(WorkerTopic("in-tx.2"))
+	defer unsubTwo()
+	waitSignal(t, one, "the listener's first look")
+	waitSignal(t, two, "the listener's first look")
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	topics := []string{WorkerTopic("in-tx.1"), WorkerTopic("in-tx.2")}
+	send := func() *sql.Tx {
+		t.Helper()
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := SendInTx(ctx, tx, NewBus().Origin(), topics); err != nil {
+			t.Fatal(err)
+		}
+		return tx
+	}
+	quiet := func(what string) {
+		t.Helper()
+		select {
+		case <-one:
+			t.Fatalf("a signal %s", what)
+		case <-two:
+			t.Fatalf("a signal %s", what)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	tx := send()
+	quiet("before the commit")
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	waitSignal(t, one, "the first topic, at the commit")
+	waitSignal(t, two, "the second topic, at the commit")
+	if err := send().Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	quiet("from a rolled-back transaction")
+}

@@ -175,17 +175,43 @@ func (s *Sender) Run(ctx context.Context) {
 		case <-s.kick:
 		}
 		s.mu.Lock()
-		batch := s.pending
+		batch := make([]string, 0, len(s.pending))
+		for topic := range s.pending {
+			batch = append(batch, topic)
+		}
 		s.pending = map[string]bool{}
 		s.mu.Unlock()
-		for topic := range batch {
-			sendCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := s.db.ExecContext(sendCtx, "SELECT pg_notify($1, $2)", Channel(topic), s.origin)
-			cancel()
-			if err != nil && ctx.Err() == nil {
-				// Polling covers a lost signal; say so once per failure.
-				s.log.Debug("pg_notify failed", "topic", topic, "err", err)
-			}
+		// One statement for the batch: a NOTIFY is a commit, on a durable
+		// server a disk flush.
+		sendCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := s.db.ExecContext(sendCtx, sendSQL, channels(batch), s.origin)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			// Polling covers a lost signal; say so once per failure.
+			s.log.Debug("pg_notify failed", "topics", batch, "err", err)
 		}
 	}
+}
+
+// sendSQL notifies each channel of $1 with the payload $2.
+const sendSQL = "SELECT pg_notify(c, $2) FROM unnest($1::text[]) AS c"
+
+func channels(topics []string) []string {
+	out := make([]string, len(topics))
+	for i, t := range topics {
+		out[i] = Channel(t)
+	}
+	return out
+}
+
+// SendInTx signals each topic from origin (a Bus's Origin) within tx: the
+// signals reach other processes when tx commits, which is when what they
+// announce can be seen, and cost no commit of their own. The dispatcher
+// wakes the workers it reserved rows for this way.
+func SendInTx(ctx context.Context, tx *sql.Tx, origin string, topics []string) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, sendSQL, channels(topics), origin)
+	return err
 }
