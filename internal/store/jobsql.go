@@ -243,7 +243,49 @@ func (r Row) Get(col string) (any, bool) {
 // sets the start time, counts the try and clears the last outcome. It
 // returns the rows as they are after the update.
 func (j *JobSQL) Claim(ctx context.Context, q Querier, worker string, n int) ([]Row, error) {
-	rows, err := j.s.query(ctx, q, j.claim, worker, n, worker)
+	return j.readRows(ctx, q, j.claim, worker, n, worker)
+}
+
+// Started reads the rows started under worker and not ended, oldest start
+// first: the tries it runs, and those a dispatcher started for it in the
+// hand-out itself (one hop), which it adopts with this read.
+func (j *JobSQL) Started(ctx context.Context, q Querier, worker string) ([]Row, error) {
+	query := j.s.q(fmt.Sprintf(`SELECT * FROM %s WHERE %s = ? AND %s IS NOT NULL AND %s IS NULL ORDER BY %s, %s`,
+		j.t, j.reservationID, j.startTime, j.endTime, j.startTime, j.pk))
+	return j.readRows(ctx, q, query, worker)
+}
+
+// Holding returns which of workers hold a row of the job, reserved or
+// running.
+func (j *JobSQL) Holding(ctx context.Context, q Querier, workers []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if len(workers) == 0 {
+		return out, nil
+	}
+	query := j.s.q(fmt.Sprintf(`SELECT DISTINCT %[2]s FROM %[1]s WHERE %[2]s IN (%[4]s) AND %[3]s IS NULL`,
+		j.t, j.reservationID, j.endTime, strings.TrimSuffix(strings.Repeat("?, ", len(workers)), ", ")))
+	args := make([]any, len(workers))
+	for i, w := range workers {
+		args[i] = w
+	}
+	rows, err := j.s.query(ctx, q, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out[id] = true
+	}
+	return out, rows.Err()
+}
+
+// readRows runs a statement that returns whole rows of the table.
+func (j *JobSQL) readRows(ctx context.Context, q Querier, query string, args ...any) ([]Row, error) {
+	rows, err := j.s.query(ctx, q, query, args...)
 	if err != nil {
 		return nil, err
 	}
