@@ -176,6 +176,9 @@ func (Postgres) LockTimeoutSQL(d time.Duration) string {
 // SupportsNotify implements Dialect.
 func (Postgres) SupportsNotify() bool { return true }
 
+// LocalFile implements Dialect: a server's database has no file here.
+func (Postgres) LocalFile(string) (string, bool) { return "", true }
+
 // EstimatesRowCount implements Dialect.
 func (Postgres) EstimatesRowCount() bool { return true }
 

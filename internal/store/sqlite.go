@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -231,6 +232,24 @@ func (SQLite) PlanEachCall(args []any) []any { return args }
 
 // SupportsNotify implements Dialect.
 func (SQLite) SupportsNotify() bool { return false }
+
+// LocalFile implements Dialect: the database file, its path made absolute
+// and its symbolic links resolved as SQLite resolves them, so that
+// processes started from other directories, or through another link,
+// name the same file; an in-memory database is no process's but its own.
+func (SQLite) LocalFile(raw string) (string, bool) {
+	path, ok := sqliteFilePath(raw)
+	if !ok {
+		return "", false
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	return path, true
+}
 
 // EstimatesRowCount implements Dialect.
 func (SQLite) EstimatesRowCount() bool { return false }
