@@ -288,8 +288,8 @@ func checkGroupBy(j *Job, types map[string]string) error {
 }
 
 // defaultDelay is how often loops poll when nothing wakes them: the
-// dialect's poll interval (short where no notifications carry hand-offs
-// between processes; an idle poll is a read).
+// dialect's poll interval (short where no notification carries inserts,
+// or hand-offs between machines; an idle poll is a read).
 func (c *Client) defaultDelay() time.Duration { return c.store.Dialect.PollInterval() }
 
 // querier returns the database as hooks see it.

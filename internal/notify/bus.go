@@ -5,6 +5,10 @@
 // when rows were reserved for it. Signals coalesce (a waiting loop is woken
 // once however many arrive) and may be lost; every loop still polls, so a
 // lost signal costs one poll interval, never a task.
+//
+// Between processes, signals go through PostgreSQL's LISTEN/NOTIFY
+// (Sender, Listener) or, where the engine has none, through Unix sockets
+// between the processes of one machine (Local).
 package notify
 
 import (

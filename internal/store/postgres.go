@@ -280,7 +280,8 @@ func (Cockroach) EstimatesRowCount() bool { return false }
 // BatchesFinishes implements Dialect: finishes are written row by row.
 func (Cockroach) BatchesFinishes() bool { return false }
 
-// PollInterval implements Dialect: no notifications, so loops poll more
+// PollInterval implements Dialect: no notifications, only wake-ups
+// between the processes of one machine (notify.Local), so loops poll more
 // often than on PostgreSQL.
 func (Cockroach) PollInterval() time.Duration { return 250 * time.Millisecond }
 

@@ -269,8 +269,9 @@ func (SQLite) TypedValues() bool { return false }
 // ExplainAnalyze implements Dialect.
 func (SQLite) ExplainAnalyze() bool { return false }
 
-// PollInterval implements Dialect: processes sharing a file have no
-// notifications, so they poll often (an idle poll is a read).
+// PollInterval implements Dialect: processes sharing a file wake each
+// other over Unix sockets (notify.Local), but no trigger can wake them
+// when rows are inserted, so they poll often (an idle poll is a read).
 func (SQLite) PollInterval() time.Duration { return 50 * time.Millisecond }
 
 // Columns implements Dialect.
