@@ -49,23 +49,31 @@ func TestWakeUpsBetweenProcesses(t *testing.T) {
 			e.waitFor(20*time.Second, "every task done by wake-ups, the processes polling once a minute", func() bool {
 				return e.count(`SELECT COUNT(*) FROM numbers WHERE odd_checking_success = TRUE`) == rows
 			})
-			w.stop(t)
-			d.stop(t)
-			e.checkOutcome(rows)
-
-			// Where the processes met, each removed its socket on its way
-			// out; PostgreSQL's needed no such place.
-			dirs, _ := filepath.Glob(filepath.Join(tmp, "pampa-signals-*"))
-			beside, _ := filepath.Glob(filepath.Join(e.dir, "*.pampa-signals"))
-			dirs = append(dirs, beside...)
+			// The two processes meet in one directory: beside the SQLite
+			// file, in the temporary directory for CockroachDB; PostgreSQL
+			// needs none.
+			signalDirs := func() []string {
+				dirs, _ := filepath.Glob(filepath.Join(tmp, "pampa-signals-*"))
+				beside, _ := filepath.Glob(filepath.Join(e.dir, "*.pampa-signals"))
+				return append(dirs, beside...)
+			}
+			dirs := signalDirs()
 			want := map[string]int{pampa.DriverSQLite: 1, pampa.DriverCockroach: 1, pampa.DriverPostgres: 0}[driver]
 			if len(dirs) != want {
 				t.Fatalf("signals directories %v, want %d", dirs, want)
 			}
 			for _, dir := range dirs {
-				if left, err := os.ReadDir(dir); err != nil || len(left) != 0 {
-					t.Errorf("signals directory %s after the processes stopped: %v, %v", dir, left, err)
+				if socks, err := os.ReadDir(dir); err != nil || len(socks) != 2 {
+					t.Errorf("signals directory %s: %v, %v; want the two processes' sockets", dir, socks, err)
 				}
+			}
+			w.stop(t)
+			d.stop(t)
+			e.checkOutcome(rows)
+			// Each removed its socket on its way out, the last one the
+			// directory.
+			if dirs := signalDirs(); len(dirs) != 0 {
+				t.Errorf("signals directories left after the processes stopped: %v", dirs)
 			}
 		})
 	}

@@ -26,51 +26,12 @@ import (
 )
 
 // Local carries a bus's signals between the processes of one machine that
-// share a database whose engine has no LISTEN/NOTIFY: SQLite, whose
-// processes always share a machine, and CockroachDB where they happen to.
-//
-// The processes meet in a directory: "<database file>.pampa-signals" beside
-// an SQLite file, or, for a database with no file here, one under the
-// temporary directory named from a hash of its URL. Each process binds one
-// Unix datagram socket there, named
-//
-//	<id>.<h1>.<h2>…     or     <id>.all
-//
-// where id is random and each h is a short hash of a topic the process
-// listens to (".all" once it listens to more than maxTopics). A process
-// that listens to one more topic renames its socket, which the kernel does
-// atomically while the socket stays bound. To signal a topic, a process
-// lists the directory and writes the topic as one datagram to each socket
-// whose name carries the topic's hash, its own excepted: its bus has
-// already woken its own loops, so its signals are never delivered to it
-// twice. The name is the whole registry: no file to keep in step with the
-// socket, nothing left half-written by a crash. A receiver still checks
-// the topic it reads, since short hashes may collide.
-//
-// Writes never wait: the socket is non-blocking, and a datagram that does
-// not fit a receiver's queue is dropped (a receiver with a full queue has
-// wake-ups enough to read). A write refused because no process holds the
-// socket any more (it died without removing it) removes the file; so does
-// the sweep each process makes of the directory when it starts.
-//
-// Why by hand: no library carries wake-ups between unrelated local
-// processes without a server. Unix datagram sockets do it with the net
-// package and x/sys/unix alone: one message per write and no connection to
-// keep, kernel-buffered, never touching the disk after the bind, and a dead
-// receiver shows itself to its senders. File watching (inotify) would
-// write the file system on every signal and wake every watcher; named
-// pipes block until both ends are open.
-//
-// The directory lets in whoever may write the database (the owner, and the
-// group and others when the file lets them write it), as they run
-// dispatchers and workers too. A directory under the temporary directory
-// is private to the user, as anyone may create names there: processes of
-// other users, or a directory made by someone else, get no wake-ups and
-// poll.
+// share a database whose engine has no LISTEN/NOTIFY, over Unix datagram
+// sockets in one directory (see the package doc for the scheme, and why by
+// hand). Sends never wait; own signals are never sent back to oneself.
 type Local struct {
 	dir  string
 	id   string
-	perm fs.FileMode // of the socket
 	bus  *Bus
 	log  *slog.Logger
 	conn *net.UnixConn
@@ -160,19 +121,28 @@ func OpenLocal(opts LocalOptions) (*Local, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := makeDir(dir, dirPerm, private); err != nil {
-		return nil, err
-	}
-	l := &Local{dir: dir, perm: sockPerm, bus: opts.Bus, log: opts.Log, topics: map[string]bool{}}
-	l.sweep()
+	l := &Local{dir: dir, bus: opts.Bus, log: opts.Log, topics: map[string]bool{}}
 	var id [idLen / 2]byte
 	_, _ = rand.Read(id[:])
 	l.id = hex.EncodeToString(id[:])
 	l.name = l.id
 	path := filepath.Join(dir, l.name)
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		return nil, fmt.Errorf("signals directory %s: bind a socket: %w", dir, err)
+	var conn *net.UnixConn
+	// The last process out removes the directory (see Close): one that
+	// does so between our making it and our bind makes us try again.
+	for try := 0; ; try++ {
+		if err := makeDir(dir, dirPerm, private); err != nil {
+			return nil, err
+		}
+		l.sweep()
+		var err error
+		conn, err = net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) || try == 2 {
+			return nil, fmt.Errorf("signals directory %s: bind a socket: %w", dir, err)
+		}
 	}
 	if err := os.Chmod(path, sockPerm); err != nil {
 		conn.Close()
@@ -474,8 +444,9 @@ func (l *Local) Run(ctx context.Context) {
 	}
 }
 
-// Close removes this process's socket; further signals are neither sent
-// nor received. It is idempotent.
+// Close removes this process's socket, and the directory if no other
+// process is in it; further signals are neither sent nor received. It is
+// idempotent.
 func (l *Local) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -488,5 +459,8 @@ func (l *Local) Close() error {
 	if rmErr := os.Remove(filepath.Join(l.dir, l.name)); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
 		err = errors.Join(err, rmErr)
 	}
+	// Fails, as it should, while other processes' sockets (or anything
+	// else) are in it.
+	_ = os.Remove(l.dir)
 	return err
 }

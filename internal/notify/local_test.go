@@ -292,6 +292,21 @@ func TestLocalClosedListener(t *testing.T) {
 	waitSignal(t, late, "the first look after listening")
 	s.a.Send(Dispatch)
 	waitSignal(t, late, "a signal to the new process")
+
+	// The last one out removes the directory; not before.
+	s.a.Close()
+	if _, err := os.Stat(c.Dir()); err != nil {
+		t.Fatalf("directory gone with a process still in it: %v", err)
+	}
+	c.Close()
+	if _, err := os.Stat(c.Dir()); !os.IsNotExist(err) {
+		t.Fatalf("directory still there after the last process closed (%v)", err)
+	}
+	// A process that starts makes it again.
+	d := openLocal(t, LocalOptions{File: s.file})
+	if _, err := os.Stat(d.Dir()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestLocalSendNeverWaits: a receiver that reads nothing fills its queue;
