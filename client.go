@@ -50,7 +50,7 @@ func Open(ctx context.Context, c *Cluster) (*Client, error) {
 			cl.Close()
 			return nil, err
 		}
-		if err := j.sql.PinPendingIndex(ctx, j.Name); err != nil {
+		if err := j.sql.PinIndexes(ctx, j.Name); err != nil {
 			cl.Close()
 			return nil, fmt.Errorf("job %q: look for its pending index: %w", j.Name, err)
 		}

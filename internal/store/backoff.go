@@ -57,19 +57,21 @@ func (j *JobSQL) delaySQL(b Backoff) (string, []any) {
 // scheduled, they are due when the backoff ends.
 func (j *JobSQL) RelaunchFailed(ctx context.Context, q Querier, b Backoff) ([]any, error) {
 	d := j.s.Dialect
-	failed := fmt.Sprintf("%s = FALSE AND COALESCE(%s, 0) < ? AND %s IS NOT NULL", j.success, j.reservationTimes, j.endTime)
+	// A failed try has its start counted: its try count is never NULL,
+	// and compared bare it bounds a range of the retry index.
+	failed := fmt.Sprintf("%s = FALSE AND %s < ? AND %s IS NOT NULL", j.success, j.reservationTimes, j.endTime)
 	if j.runAt == "" && b.Max <= 0 {
-		query := fmt.Sprintf(`UPDATE %s SET %s WHERE %s AND %s < %s RETURNING %s`, j.t, j.reset, failed, j.endTime, d.Ago(), j.pk)
+		query := fmt.Sprintf(`UPDATE %s SET %s WHERE %s AND %s < %s RETURNING %s`, j.retryFrom, j.reset, failed, j.endTime, d.Ago(), j.pk)
 		return j.s.queryKeys(ctx, q, j.s.q(query), j.spec.MaxTryTimes, d.AgoArg(b.Base))
 	}
 	delay, args := j.delaySQL(b)
 	if j.runAt == "" {
-		query := fmt.Sprintf(`UPDATE %s SET %s WHERE %s AND %s <= %s RETURNING %s`, j.t, j.reset, failed, d.Later(j.endTime, delay), d.Now(), j.pk)
+		query := fmt.Sprintf(`UPDATE %s SET %s WHERE %s AND %s <= %s RETURNING %s`, j.retryFrom, j.reset, failed, d.Later(j.endTime, delay), d.Now(), j.pk)
 		return j.s.queryKeys(ctx, q, j.s.q(query), append([]any{j.spec.MaxTryTimes}, args...)...)
 	}
 	if b.Max > 0 {
 		delay = fmt.Sprintf("%s * (%v + %v * %s)", delay, 1-Jitter, 2*Jitter, d.Random())
 	}
-	query := fmt.Sprintf(`UPDATE %s SET %s, %s = %s WHERE %s RETURNING %s`, j.t, j.reset, j.runAt, d.Later(j.endTime, delay), failed, j.pk)
+	query := fmt.Sprintf(`UPDATE %s SET %s, %s = %s WHERE %s RETURNING %s`, j.retryFrom, j.reset, j.runAt, d.Later(j.endTime, delay), failed, j.pk)
 	return j.s.queryKeys(ctx, q, j.s.q(query), append(args, j.spec.MaxTryTimes)...)
 }

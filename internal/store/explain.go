@@ -301,7 +301,7 @@ func (j *JobSQL) readSQLitePlan(p *Plan) {
 // isSetupIndex reports whether name is one of the partial indexes that
 // Indexes makes, which hold only the rows hot statements look for.
 func isSetupIndex(name string) bool {
-	for _, s := range []string{"_pending", "_inflight", "_failed", "_created", "_groups"} {
+	for _, s := range []string{"_pending", "_inflight", "_failed", "_retry", "_created", "_groups"} {
 		if strings.HasPrefix(name, "pampa_") && strings.HasSuffix(name, s) {
 			return true
 		}
