@@ -301,13 +301,17 @@ func (j *JobSQL) readSQLitePlan(p *Plan) {
 // isSetupIndex reports whether name is one of the partial indexes that
 // Indexes makes, which hold only the rows hot statements look for.
 func isSetupIndex(name string) bool {
-	for _, s := range []string{"_pending", "_inflight", "_failed", "_retry", "_created", "_groups"} {
+	for _, s := range []string{"_pending", "_inflight", "_failed", "_created", "_groups"} {
 		if strings.HasPrefix(name, "pampa_") && strings.HasSuffix(name, s) {
 			return true
 		}
 	}
-	return false
+	return strings.HasPrefix(name, "pampa_") && retryIndexName.MatchString(name)
 }
+
+// retryIndexName matches the name of a retry index, which ends in its
+// max_try_times.
+var retryIndexName = regexp.MustCompile(`_retry[0-9]+$`)
 
 func unquote(s string) string {
 	return strings.ReplaceAll(strings.Trim(s, `"`), `""`, `"`)

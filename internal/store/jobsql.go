@@ -134,7 +134,7 @@ func (j *JobSQL) PinIndexes(ctx context.Context, job string) error {
 		return err
 	}
 	j.pickStatements()
-	j.retryFrom, err = pin("_retry")
+	j.retryFrom, err = pin(j.retryIndex())
 	return err
 }
 
