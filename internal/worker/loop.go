@@ -128,6 +128,16 @@ func (l *loop) startBuffered() {
 	}
 }
 
+// idle reports that the worker holds nothing: no try runs, none is taken
+// ahead, no outcome waits to be recorded. Only then may the dispatcher
+// have started rows for it (it starts rows only for a worker none of
+// whose rows is still unended in the table), so only then is the read
+// for them worth its cost: a busy worker's read would return its own
+// unrecorded tries, a batch of rows for nothing.
+func (l *loop) idle() bool {
+	return l.inflight == 0 && l.r.prod.Buffered() == 0 && l.r.comp.Len() == 0
+}
+
 // adoptStarted takes on the tries the dispatcher started for this worker
 // as it handed them out, while the worker was idle: one hop, the
 // hand-out's commit, instead of a reservation and then a claim of ours.
@@ -247,10 +257,10 @@ func (l *loop) wait(ctx context.Context) {
 		l.collect(o)
 	case <-l.wake:
 		l.look = true
-		l.adopt = l.inflight == 0
+		l.adopt = l.idle()
 	case <-l.timer.C:
 		l.polled = true
-		l.adopt = l.inflight == 0
+		l.adopt = l.idle()
 	case <-l.hbDone:
 		l.fatal = errHeartbeatStopped
 	}

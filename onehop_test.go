@@ -1,0 +1,41 @@
+package pampa
+
+import (
+	"testing"
+	"time"
+)
+
+// One hop: a row inserted while its worker holds nothing is started by
+// the hand-out's own transaction, and the worker runs it once. On
+// PostgreSQL a transaction's now() is its start: a row started in the
+// transaction that reserved it has equal reservation and start times,
+// while one the worker claimed in a transaction of its own does not.
+func TestOneHopForAnIdleWorker(t *testing.T) {
+	t.Parallel()
+	var log execLog
+	j := withProcess(log.wrap(isOdd))
+	e := newEnv(t, "postgres", 0, j)
+	wopts := steadyWorker()
+	e.startIDs(steadyDispatcher(), wopts, "local.1")
+	hops := func() int {
+		return int(e.count(`SELECT COUNT(*) FROM numbers WHERE odd_checking_start_time = odd_checking_reservation_time AND odd_checking_success`))
+	}
+	for i := 1; i <= 5; i++ {
+		// Idle again: its last outcome recorded, a heartbeat beaten since
+		// it registered.
+		e.waitFor(30*time.Second, "the worker to hold nothing", func() bool {
+			return e.count(`SELECT COUNT(*) FROM numbers WHERE odd_checking_reservation_id IS NOT NULL AND odd_checking_end_time IS NULL`) == 0
+		})
+		time.Sleep(2 * wopts.HeartbeatInterval)
+		e.exec(`INSERT INTO numbers (value) VALUES (?)`, i)
+		e.waitJob(j.Name, int64(i), 30*time.Second)
+	}
+	if n := hops(); n != 5 {
+		t.Errorf("%d of 5 rows started in the transaction that reserved them, want all:\n%s", n, e.dump(j.Name))
+	}
+	for k, n := range log.perKey() {
+		if n != 1 {
+			t.Errorf("task %d ran %d times", k, n)
+		}
+	}
+}
