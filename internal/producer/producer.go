@@ -27,6 +27,8 @@ type Options struct {
 	Worker string
 	Jobs   []*engine.Job
 	Log    *slog.Logger
+	// Slots is how many tries the worker runs at once (default 1).
+	Slots int
 	// Assigned returns the job the dispatcher assigned the worker to.
 	Assigned func() string
 	// NewAttempt builds the attempt of a claimed row.
@@ -124,10 +126,10 @@ func (p *Producer) Observe(d time.Duration) {
 
 // Ahead is how many tasks the worker may claim beyond its free slots.
 // While tasks are short (a queue_size of them takes under a twentieth of
-// the shortest max duration), a queue_size's worth, or as many as a slot
-// runs in engine.QueueHorizon, up to the longest queue the worker may be
-// given; none otherwise. Bounding it by time keeps tasks of tens of
-// milliseconds spread over the workers.
+// the shortest max duration), a queue_size's worth, or as many as its
+// slots run in engine.QueueHorizon, up to the longest queue the worker
+// may be given; none otherwise. Bounding it by time keeps tasks of tens
+// of milliseconds spread over the workers.
 func (p *Producer) Ahead() int {
 	if p.observed.Load() < 3 {
 		return 0
@@ -136,7 +138,7 @@ func (p *Producer) Ahead() int {
 	if d*time.Duration(p.minQueue) > p.shortest/20 {
 		return 0
 	}
-	return min(p.maxQueue, max(p.minQueue, int(engine.QueueHorizon/d)))
+	return min(p.maxQueue, max(p.minQueue, max(p.opts.Slots, 1)*int(engine.QueueHorizon/d)))
 }
 
 // GiveBackIn un-starts, within tx, the tasks given back. The list is

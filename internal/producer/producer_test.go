@@ -178,6 +178,17 @@ func TestAhead(t *testing.T) {
 			}
 		}
 	})
+	t.Run("AHorizonOfItsSlots", func(t *testing.T) {
+		// 20 slots of 50 ms tasks run 40 in 100 ms.
+		grown := &engine.Job{Name: "g", QueueSize: 5, QueueSizeMax: 250, MaxJobDuration: time.Minute}
+		p := New(Options{Jobs: []*engine.Job{grown}, Slots: 20})
+		for range 3 {
+			p.Observe(50 * time.Millisecond)
+		}
+		if p.Ahead() != 40 {
+			t.Errorf("Ahead = %d for 20 slots of 50 ms tasks, want 40", p.Ahead())
+		}
+	})
 	t.Run("RecentAverage", func(t *testing.T) {
 		p := New(Options{Jobs: []*engine.Job{job}})
 		for range 3 {

@@ -87,7 +87,7 @@ func New(opts Options) *Runtime {
 		Interval: opts.HeartbeatInterval, TTL: opts.HeartbeatTTL, OnLost: r.cancelRunning, OnCancel: r.cancelTries,
 	})
 	r.prod = producer.New(producer.Options{
-		Store: opts.Store, Worker: opts.Info.ID, Jobs: opts.Jobs, Log: opts.Log,
+		Store: opts.Store, Worker: opts.Info.ID, Jobs: opts.Jobs, Log: opts.Log, Slots: opts.Concurrency,
 		Assigned: r.hb.Assigned, NewAttempt: r.newAttempt,
 	})
 	r.exec = executor.New(executor.Options{OverrunGrace: opts.OverrunGrace, Store: opts.Store, Hard: r.hardCtx})
