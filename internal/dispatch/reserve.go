@@ -124,7 +124,7 @@ func (s *Service) wants(ctx context.Context, j *engine.Job, mine []store.WorkerI
 	var wants []store.Share
 	now := s.now()
 	for _, w := range mine {
-		free := s.target(j, w.ID, queues[w.ID], now) - queues[w.ID]
+		free := s.target(j, w, queues[w.ID], now) - queues[w.ID]
 		if free <= 0 {
 			continue
 		}

@@ -336,6 +336,10 @@ func (s *Store) migrations() []string {
 			fired_at ` + t.Time + `
 		)`,
 		`CREATE INDEX IF NOT EXISTS pampa_events_due ON pampa_events (state, due_at)`,
+		// Two levels of dispatch (see Store.StartFor): a node dispatcher's
+		// workers name it in via; its own entry counts its members.
+		`ALTER TABLE pampa_workers ADD COLUMN via ` + t.Text,
+		`ALTER TABLE pampa_workers ADD COLUMN members ` + t.Int + ` NOT NULL DEFAULT 0`,
 	}
 }
 
