@@ -187,3 +187,18 @@ func (s *Store) CancelsOf(ctx context.Context, workers []string) ([]CancelledTry
 	}
 	return out, nil
 }
+
+// UnstartFor undoes a start a node dispatcher's worker never acted on (a
+// try taken ahead that waited too long, or that must not run now): the
+// row is reserved for the node again, unstarted, and the try is not
+// counted. Fenced by the try, as Unstart.
+func (j *JobSQL) UnstartFor(ctx context.Context, q Querier, node string, f Fence) (bool, error) {
+	query := j.s.q(fmt.Sprintf(`UPDATE %s SET %s = ?, %s = NULL, %s = %s - 1 WHERE %s = ? AND %s = ? AND %s = ? AND %s IS NOT NULL AND %s IS NULL`,
+		j.t, j.reservationID, j.startTime, j.reservationTimes, j.reservationTimes, j.pk, j.reservationID, j.reservationTimes, j.startTime, j.endTime))
+	res, err := j.s.exec(ctx, q, query, node, f.Key, f.Worker, f.Try)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}

@@ -188,6 +188,15 @@ func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx)
 		if err != nil {
 			return err
 		}
+		// A panic out of fn (a user hook's) must not leave the
+		// transaction open: on SQLite it would hold the database's write
+		// lock for as long as the process lives.
+		defer func() {
+			if p := recover(); p != nil {
+				_ = tx.Rollback()
+				panic(p)
+			}
+		}()
 		if err := fn(ctx, tx); err != nil {
 			_ = tx.Rollback()
 			return err
