@@ -33,4 +33,11 @@ for db in postgres sqlite; do
 	# tasks per worker per dispatcher round.
 	echo "== $db, queue_size 5"
 	bench "$db" --queue-size 5 --tasks 20000 --trickle 0 --scale-small 0 --scale-large 0 ${BENCH_FLAGS:-}
+	# Two levels of dispatch: 100 workers as 4 nodes × 25 under node
+	# dispatchers, beside 10 workers claiming for themselves, run by run.
+	burn_only=(--tasks 100000 --trickle 0 --scale-small 0 --scale-large 0)
+	echo "== $db, burn: 10 workers"
+	bench "$db" "${burn_only[@]}" --workers 10 ${BENCH_FLAGS:-}
+	echo "== $db, burn: 100 workers as 4 nodes × 25 (node dispatchers)"
+	bench "$db" "${burn_only[@]}" --nodes 4 --workers 25 ${BENCH_FLAGS:-}
 done

@@ -59,17 +59,25 @@ func (j *JobSQL) startForSQL(n int) string {
 	}
 	// SQLite's RETURNING names only the target's columns; PostgreSQL's *
 	// would add the joined ones.
+	//
+	// The update's own fence leaves out "end IS NULL" (picked checked it,
+	// and the rows are locked or the engine has one writer): with it, the
+	// in-flight index matches the target, and a planner whose statistics
+	// show that index nearly empty reads the table through it in the
+	// outer loop with the numbered rows inside, every row reserved for the
+	// node times every row started (30 s for 5,000 rows). Without it, the
+	// target is reached by its key only.
 	returning := "*"
 	if d.QualifiesReturning() {
 		returning = "r.*"
 	}
 	return j.s.q(fmt.Sprintf(`WITH picked AS MATERIALIZED (
 			SELECT %[2]s AS k, %[3]s AS at FROM %[1]s WHERE %[4]s = ? AND %[5]s IS NULL AND %[6]s IS NULL ORDER BY %[3]s, %[2]s LIMIT ?%[7]s),
-		numbered AS (SELECT k, (row_number() OVER (ORDER BY at, k) - 1) * ?%[8]s / COUNT(*) OVER () AS pos FROM picked),
+		numbered AS MATERIALIZED (SELECT k, (row_number() OVER (ORDER BY at, k) - 1) * ?%[8]s / COUNT(*) OVER () AS pos FROM picked),
 		share (w, lo, hi) AS (VALUES %[9]s)
 		UPDATE %[1]s AS r SET %[4]s = share.w, %[5]s = %[10]s, %[11]s = COALESCE(r.%[11]s, 0) + 1, %[6]s = NULL, %[12]s = NULL
 		FROM numbered JOIN share ON numbered.pos >= share.lo AND numbered.pos < share.hi
-		WHERE r.%[2]s = numbered.k AND r.%[4]s = ? AND r.%[5]s IS NULL AND r.%[6]s IS NULL
+		WHERE r.%[2]s = numbered.k AND r.%[4]s = ? AND r.%[5]s IS NULL
 		RETURNING %[13]s`, j.t, j.pk, j.reservationTime, j.reservationID, j.startTime, j.endTime, d.SkipLocked(), cast("bigint"),
 		strings.Join(values, ", "), d.Now(), j.reservationTimes, j.success, returning))
 }

@@ -29,7 +29,14 @@ type Store struct {
 	// asks for it (Dialect.CachesStatements).
 	stmts     sync.Map // string → *sql.Stmt
 	stmtCount atomic.Int64
+
+	// commits counts the write transactions committed (Commits).
+	commits atomic.Int64
 }
+
+// Commits is how many write transactions (Tx, Exec) this store has
+// committed: what it cost the database in commits, for `pampa bench`.
+func (s *Store) Commits() int64 { return s.commits.Load() }
 
 // maxCachedStmts bounds the cache; statements past it are run unprepared.
 // Pampa's own statements are a few per job, plus one per combination of
@@ -201,7 +208,11 @@ func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx)
 			_ = tx.Rollback()
 			return err
 		}
-		return tx.Commit()
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+		s.commits.Add(1)
+		return nil
 	})
 }
 
