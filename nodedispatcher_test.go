@@ -204,3 +204,63 @@ func TestNodeDispatcherStops(t *testing.T) {
 		}
 	})
 }
+
+// An operator's cancel reaches a try run by a node dispatcher's worker
+// (read for all the node's workers in one statement), and a drained
+// worker of the node gets no new task while its neighbours go on.
+func TestNodeDispatcherCancelAndDrain(t *testing.T) {
+	t.Parallel()
+	forEachDriver(t, func(t *testing.T, driver string) {
+		ctx := context.Background()
+		var ran ranBy
+		held := make(chan string, 1)
+		var drainedAt atomic.Int64 // unix ns; tasks started by the drained worker after it
+		var drainedID atomic.Value
+		drainedID.Store("")
+		var lateRuns atomic.Int64
+		job := oddJob()
+		job.Process = func(ctx context.Context, task *Task) error {
+			v, _ := task.Int64("value")
+			ran.add(v, task.WorkerID())
+			if w := drainedID.Load().(string); w == task.WorkerID() && time.Now().UnixNano() > drainedAt.Load()+int64(500*time.Millisecond) {
+				lateRuns.Add(1)
+			}
+			if v == 3 {
+				held <- task.WorkerID()
+				<-ctx.Done() // runs until cancelled
+				return context.Cause(ctx)
+			}
+			time.Sleep(20 * time.Millisecond)
+			return isOdd(ctx, task)
+		}
+		e := newEnv(t, driver, 400, job)
+		rn, _ := e.startNode(nodeOptions(3, 1))
+		rd, _ := e.startIDs(steadyDispatcher(), steadyWorker())
+		w := recvWithin(t, held, 30*time.Second, "task 3 to run")
+		if _, err := e.client.Cancel(ctx, "search_odd_numbers", int64(3)); err != nil {
+			t.Fatal(err)
+		}
+		e.waitFor(20*time.Second, "task 3's try to end after its cancel", func() bool {
+			return e.count(`SELECT COUNT(*) FROM numbers WHERE value = 3 AND odd_checking_end_time IS NOT NULL`) == 1
+		})
+		// Drain the worker that ran task 3: after a beat or two it gets
+		// nothing more, and the others finish the job.
+		drainedID.Store(w)
+		drainedAt.Store(time.Now().UnixNano())
+		if err := e.client.Drain(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+		e.waitJob("search_odd_numbers", 400, 60*time.Second)
+		rd.stop(t)
+		rn.stop(t)
+		if n := e.count(`SELECT COUNT(*) FROM numbers WHERE value = 3 AND odd_checking_success = FALSE`); n != 1 {
+			t.Errorf("task 3 not failed after its cancel\n%s", e.dump("search_odd_numbers"))
+		}
+		if runs := ran.of(3); len(runs) != 1 {
+			t.Errorf("task 3 ran %d times (%v), want once: a cancelled task is not run again", len(runs), runs)
+		}
+		if n := lateRuns.Load(); n != 0 {
+			t.Errorf("the drained worker %s started %d tasks more than half a second after its drain", w, n)
+		}
+	})
+}

@@ -490,6 +490,8 @@ func (l *loop) stopGracefully(ctx context.Context) {
 			}
 			delete(res.m.running, res.out.Attempt)
 			_, _ = l.cycle(ctx, []engine.Outcome{res.out}, nil)
+		case ev := <-r.events:
+			ev(l) // the heartbeat goes on meanwhile: never leave it waiting
 		case <-grace.C:
 			r.log.Warn("grace period over: cancelling running tasks", "running", l.running())
 			r.hardCancel()
