@@ -2,6 +2,7 @@ package pampa
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -263,4 +264,47 @@ func TestNodeDispatcherCancelAndDrain(t *testing.T) {
 			t.Errorf("the drained worker %s started %d tasks more than half a second after its drain", w, n)
 		}
 	})
+}
+
+// Bad options are refused with the node, the field and the value.
+func TestNewNodeDispatcherErrors(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, DriverSQLite, 1)
+	for _, tc := range []struct {
+		node string
+		opts NodeOptions
+		want string
+	}{
+		{"elsewhere", NodeOptions{}, `node "elsewhere": no such node is defined`},
+		{"local", NodeOptions{Workers: 9}, `node dispatcher local: workers = 9: node "local" has max_workers = 8`},
+		{"local", NodeOptions{Workers: -1}, `workers = -1`},
+		{"local", NodeOptions{WorkerOptions: WorkerOptions{Concurrency: -2}}, `node dispatcher local: concurrency = -2: must be at least 1`},
+	} {
+		_, err := e.client.NewNodeDispatcher(tc.node, tc.opts)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("NewNodeDispatcher(%q, %+v): error %v, want one mentioning %q", tc.node, tc.opts, err, tc.want)
+		}
+	}
+	// A node whose workers can run no job: the worker and the reason.
+	bare := &Cluster{Database: databaseFor(t, DriverSQLite)}
+	if err := bare.AddNode(Node{Name: "local", MaxWorkers: 2}); err != nil {
+		t.Fatal(err)
+	}
+	j := oddJob()
+	j.Process = nil
+	if err := bare.AddJob(j); err != nil {
+		t.Fatal(err)
+	}
+	createNumbers(t, bare.Database, 1)
+	if _, err := Setup(context.Background(), bare, SetupOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(context.Background(), bare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.NewNodeDispatcher("local", NodeOptions{}); err == nil || !strings.Contains(err.Error(), "worker local.1: no job it can run: search_odd_numbers (no processing function registered)") {
+		t.Errorf("a node of workers with no job: error %v", err)
+	}
 }

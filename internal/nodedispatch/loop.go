@@ -29,7 +29,10 @@ type loop struct {
 	look     bool
 	polled   bool
 	giveBack []*engine.Attempt // started, not run: to un-start
-	fatal    error
+	// reconcile: a cycle failed, and its commit may have happened
+	// unseen: rows may be started for the workers that they do not run.
+	reconcile bool
+	fatal     error
 
 	durEWMA  atomic.Int64 // recent try duration, ns
 	observed atomic.Int64
@@ -149,6 +152,24 @@ func (l *loop) tidy(ctx context.Context) {
 			m.log.Info("worker started again")
 		}
 	}
+	if l.reconcile && !fenced && l.running() == 0 && l.r.comp.Len() == 0 && ctx.Err() == nil {
+		// Nothing runs here now: a row started under a worker of the node
+		// is a start whose commit we could not see (or one taken ahead and
+		// not yet given back). Hand such rows on.
+		held := false
+		for _, m := range l.r.members {
+			held = held || len(m.buffer) > 0
+		}
+		if !held {
+			ids := make([]string, len(l.r.members))
+			for i, m := range l.r.members {
+				ids[i] = m.id
+			}
+			l.r.reg.recover(ctx, ids, "the node dispatcher lost track of the task")
+			l.giveBack = nil
+			l.reconcile = false
+		}
+	}
 }
 
 // wants is how many rows each worker should be started: its free slots,
@@ -192,6 +213,7 @@ func (l *loop) produce(ctx context.Context) bool {
 	started, err := l.cycle(ctx, batch, wants)
 	if err != nil && ctx.Err() == nil {
 		l.r.log.Warn("record results and start tasks", "err", err)
+		l.reconcile = len(wants) > 0
 	}
 	for _, a := range started {
 		l.r.byID[a.Worker].take(a)
@@ -254,8 +276,8 @@ func (l *loop) cycle(ctx context.Context, batch []engine.Outcome, wants []store.
 	if err != nil {
 		r.comp.FinishEach(batch)
 		// The give-back is tried again; a start whose commit was cut off
-		// leaves rows started for workers that do not run them: they
-		// expire, or the next process of the node relaunches them.
+		// leaves rows started for workers that do not run them: the loop
+		// relaunches them once nothing runs here (reconcile).
 		return nil, err
 	}
 	l.giveBack = l.giveBack[len(giveBack):]
