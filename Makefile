@@ -39,7 +39,7 @@ demo: ## Quick start on embedded SQLite: 100,000 tasks on 10 workers, then the r
 dashboard: ## The dashboard over the quick start's database, on http://127.0.0.1:8080/ (run it beside make demo)
 	$(GO) run ./examples/quickstart dashboard
 
-bench: ## pampa bench on PostgreSQL (throwaway, fsync on) and SQLite: burn, trickle, scale, memory
+bench: ## pampa bench on PostgreSQL (throwaway, fsync on) and SQLite: burns at queue_size 250 and 5, in one process and as processes, trickle, scale, waiting tasks, memory
 	bash scripts/bench.sh
 
 bench-river: ## Pampa and River side by side on one throwaway PostgreSQL: burn, trickle and waiting tasks

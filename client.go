@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -48,7 +50,7 @@ func Open(ctx context.Context, c *Cluster) (*Client, error) {
 			cl.Close()
 			return nil, err
 		}
-		if err := j.sql.PinPendingIndex(ctx, j.Name); err != nil {
+		if err := j.sql.PinIndexes(ctx, j.Name); err != nil {
 			cl.Close()
 			return nil, fmt.Errorf("job %q: look for its pending index: %w", j.Name, err)
 		}
@@ -134,23 +136,65 @@ func (c *Client) Close() error {
 	return c.store.Close()
 }
 
-// startNotifier connects the client's bus to other processes, on
-// PostgreSQL: signals go out with pg_notify and come in on one dedicated
-// LISTEN connection. Other engines have no such channel; their loops poll.
+// startNotifier connects the client's bus to other processes. On
+// PostgreSQL signals go out with pg_notify and come in on one dedicated
+// LISTEN connection. Engines with no such channel exchange them between
+// the processes of one machine over Unix sockets beside the database file
+// (notify.Local), or, for a server's database, in a temporary directory
+// named from its URL; processes on other machines poll.
 func (c *Client) startNotifier(log *slog.Logger) {
-	if !c.store.Dialect.SupportsNotify() {
-		return
-	}
 	c.notifierOnce.Do(func() {
-		ctx, cancel := context.WithCancel(context.Background())
-		c.stopNotifier = cancel
+		d, url := c.store.Dialect, c.cluster.Database.WithDefaults().URL
 		log = log.With("component", "notifier")
-		sender := notify.NewSender(c.store.DB, c.bus, log)
-		listener := notify.NewListener(c.cluster.Database.WithDefaults().URL, c.bus, log)
-		go sender.Run(ctx)
-		go listener.Run(ctx)
-		c.bus.Connect(sender.Send, listener.Listen)
+		if d.SupportsNotify() {
+			ctx, cancel := context.WithCancel(context.Background())
+			c.stopNotifier = cancel
+			sender := notify.NewSender(c.store.DB, c.bus, log)
+			listener := notify.NewListener(url, c.bus, log)
+			go sender.Run(ctx)
+			go listener.Run(ctx)
+			c.bus.Connect(sender.Send, listener.Listen)
+			return
+		}
+		file, shared := d.LocalFile(url)
+		if !shared {
+			return
+		}
+		opts := notify.LocalOptions{File: file, Bus: c.bus, Log: log}
+		if file == "" {
+			opts.Key = signalKey(url)
+		}
+		local, err := notify.OpenLocal(opts)
+		if err != nil {
+			log.Warn("no wake-ups between processes; they poll", "err", err)
+			return
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		// The socket is removed before Close returns, so that a process
+		// that exits next leaves none behind.
+		c.stopNotifier = func() { cancel(); local.Close() }
+		go local.Run(ctx)
+		c.bus.Connect(local.Send, local.Listen)
 	})
+}
+
+// dsnPassword is the password of a keyword/value connection string.
+var dsnPassword = regexp.MustCompile(`\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S*)`)
+
+// signalKey is a database URL as the processes that share the database
+// all write it, password left out: it names their signals directory (in a
+// hash), where a password has no business, and a process given it
+// another way than in the URL still meets the others.
+func signalKey(raw string) string {
+	if !strings.Contains(raw, "://") {
+		return dsnPassword.ReplaceAllString(raw, "")
+	}
+	u, err := neturl.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	u.User = neturl.User(u.User.Username())
+	return u.String()
 }
 
 // DB is the connection pool, for the user's own queries.
@@ -244,8 +288,8 @@ func checkGroupBy(j *Job, types map[string]string) error {
 }
 
 // defaultDelay is how often loops poll when nothing wakes them: the
-// dialect's poll interval (short where no notifications carry hand-offs
-// between processes; an idle poll is a read).
+// dialect's poll interval (short where no notification carries inserts,
+// or hand-offs between machines; an idle poll is a read).
 func (c *Client) defaultDelay() time.Duration { return c.store.Dialect.PollInterval() }
 
 // querier returns the database as hooks see it.

@@ -10,8 +10,9 @@ import (
 const (
 	DriverSQLite   = "sqlite"
 	DriverPostgres = "postgres"
-	// DriverCockroach speaks PostgreSQL's protocol but polls instead of
-	// LISTEN/NOTIFY and retries serialization failures.
+	// DriverCockroach speaks PostgreSQL's protocol, but has no
+	// LISTEN/NOTIFY (its processes wake each other only within a
+	// machine, and poll) and retries serialization failures.
 	DriverCockroach = "crdb"
 )
 

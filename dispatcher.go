@@ -17,9 +17,10 @@ import (
 // DispatcherOptions tune a dispatcher. Zero values take the defaults given.
 type DispatcherOptions struct {
 	// Delay is the longest wait between two rounds; workers running low
-	// wake the dispatcher sooner. Default 1s on PostgreSQL, which also
-	// wakes it on notifications; 50ms on SQLite and 250ms on CockroachDB,
-	// which have none.
+	// wake the dispatcher sooner. Default 1s on PostgreSQL, whose
+	// notifications also carry inserts (pampa setup --notify); 50ms on
+	// SQLite and 250ms on CockroachDB, where only the poll finds inserted
+	// rows and, on CockroachDB, hand-offs between machines.
 	Delay time.Duration
 	// MaintenanceEvery is how often the dispatcher relaunches tasks and
 	// re-balances workers (the stretch and relaunch steps). Default: Delay,

@@ -18,7 +18,22 @@ func TestMain(m *testing.M) {
 		standAloneMainChild(mode)
 		return
 	}
-	testdb.Main(m)
+	// CockroachDB's processes meet in the temporary directory; tests that
+	// abandon a client as a crash would leave their sockets there. A
+	// directory of this run's own keeps them, and goes with it; others
+	// may search it, as a throwaway PostgreSQL's user must.
+	tmp, err := os.MkdirTemp("", "pampa-test-")
+	if err == nil {
+		err = os.Chmod(tmp, 0o755)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("TMPDIR", tmp)
+	code := testdb.Run(m)
+	os.RemoveAll(tmp)
+	os.Exit(code)
 }
 
 // drivers are the dialects every engine test runs against.

@@ -499,8 +499,8 @@ func TestSetup(t *testing.T) {
 					t.Errorf("unexpected change %s", ch)
 				}
 			}
-			if columns != 14 || indexes != 6 {
-				t.Errorf("first setup: %d columns and %d indexes, want 14 and 6: %v", columns, indexes, changes)
+			if columns != 14 || indexes != 8 {
+				t.Errorf("first setup: %d columns and %d indexes, want 14 and 8: %v", columns, indexes, changes)
 			}
 			again, err := Setup(context.Background(), c, SetupOptions{})
 			if err != nil {

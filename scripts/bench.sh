@@ -27,17 +27,26 @@ bench() {
 }
 # shellcheck disable=SC2086
 for db in postgres sqlite; do
-	echo "== $db"
+	echo "== $db: burn (queue_size 250), trickle, scale, memory"
 	bench "$db" ${BENCH_FLAGS:-}
-	# The burn again with the original's queue_size, 5: a hand-off of 5
-	# tasks per worker per dispatcher round.
-	echo "== $db, queue_size 5"
-	bench "$db" --queue-size 5 --tasks 20000 --trickle 0 --scale-small 0 --scale-large 0 ${BENCH_FLAGS:-}
+	# The burn at the original's queue_size, 5, where the queue rule sizes
+	# each worker's queue from its pace; then both queue sizes with the
+	# workers as separate processes, the original's layout.
+	only_burn=(--trickle 0 --scale-small 0 --scale-large 0)
+	echo "== $db: burn, queue_size 5"
+	bench "$db" --queue-size 5 "${only_burn[@]}" ${BENCH_FLAGS:-}
+	echo "== $db: burn, queue_size 5, workers as processes"
+	bench "$db" --queue-size 5 --processes "${only_burn[@]}" ${BENCH_FLAGS:-}
+	echo "== $db: burn, queue_size 250, workers as processes"
+	bench "$db" --processes "${only_burn[@]}" ${BENCH_FLAGS:-}
+	# Real work waits: tasks of 50 ms on 10 workers × concurrency 20 at
+	# queue_size 5; the ideal is 4,000 tasks/s.
+	echo "== $db: waiting tasks (50 ms, 10 workers × 20)"
+	bench "$db" --tasks 20000 --concurrency 20 --queue-size 5 --task-sleep 50ms "${only_burn[@]}" ${BENCH_FLAGS:-}
 	# Two levels of dispatch: 100 workers as 4 nodes × 25 under node
 	# dispatchers, beside 10 workers claiming for themselves, run by run.
-	burn_only=(--tasks 100000 --trickle 0 --scale-small 0 --scale-large 0)
-	echo "== $db, burn: 10 workers"
-	bench "$db" "${burn_only[@]}" --workers 10 ${BENCH_FLAGS:-}
-	echo "== $db, burn: 100 workers as 4 nodes × 25 (node dispatchers)"
-	bench "$db" "${burn_only[@]}" --nodes 4 --workers 25 ${BENCH_FLAGS:-}
+	echo "== $db: burn, 10 workers"
+	bench "$db" --tasks 100000 --workers 10 "${only_burn[@]}" ${BENCH_FLAGS:-}
+	echo "== $db: burn, 100 workers as 4 nodes × 25 (node dispatchers)"
+	bench "$db" --tasks 100000 --nodes 4 --workers 25 "${only_burn[@]}" ${BENCH_FLAGS:-}
 done

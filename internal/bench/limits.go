@@ -370,7 +370,7 @@ func (lb *limitBench) jobWindowSQL() string {
 // and the dispatcher's count of the rows they hold.
 func (lb *limitBench) explain(ctx context.Context, jb pampa.Job) error {
 	j := lb.s.Job(jobSpec(jb))
-	if err := j.PinPendingIndex(ctx, Job); err != nil {
+	if err := j.PinIndexes(ctx, Job); err != nil {
 		return err
 	}
 	held, err := j.Held(ctx, lb.s.DB)

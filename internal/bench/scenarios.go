@@ -308,7 +308,7 @@ func explainPlans(ctx context.Context, c *pampa.Cluster, rows int, say func(stri
 	defer s.Close()
 	j := s.Job(jobSpec(job(JobSettings{})))
 	// As a client does on SQLite: reads of pending rows pinned to their index.
-	if err := j.PinPendingIndex(ctx, Job); err != nil {
+	if err := j.PinIndexes(ctx, Job); err != nil {
 		return nil, err
 	}
 	plans, err := j.Explain(ctx, pampa.WorkerID("bench", 1))

@@ -71,6 +71,16 @@ func (c *Completer) Add(o engine.Outcome) {
 	c.batch = append(c.batch, o)
 }
 
+// Holds reports whether the outcome of a's try waits here.
+func (c *Completer) Holds(a *engine.Attempt) bool {
+	for _, o := range c.batch {
+		if o.Attempt.SameTry(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // Len is how many outcomes wait.
 func (c *Completer) Len() int { return len(c.batch) }
 

@@ -55,7 +55,7 @@ func (s *Service) reserveJob(ctx context.Context, j *engine.Job, workers []store
 	if j.SQL.Spec().Limits.Any() {
 		return s.reserveLimited(ctx, j, mine, res)
 	}
-	wants, err := s.wants(ctx, j, mine)
+	wants, queues, err := s.wants(ctx, j, mine)
 	if err != nil {
 		return err
 	}
@@ -63,7 +63,11 @@ func (s *Service) reserveJob(ctx context.Context, j *engine.Job, workers []store
 	if j.Hooks.Selecting != nil {
 		got, err = s.reserveSelected(ctx, j, wants)
 	} else {
-		got, err = s.reserveShares(ctx, j, wants)
+		var idle map[string]int
+		if idle, err = s.idle(ctx, j, mine, queues); err != nil {
+			return err
+		}
+		got, err = s.reserveShares(ctx, j, wants, idle)
 	}
 	if err != nil {
 		return err
@@ -116,10 +120,10 @@ func (s *Service) wakeInTx(ctx context.Context, tx *sql.Tx, wants []store.Share,
 
 // wants is how many rows each worker's queue lacks (queue.go), for the
 // workers the allowing hook lets have more.
-func (s *Service) wants(ctx context.Context, j *engine.Job, mine []store.WorkerInfo) ([]store.Share, error) {
+func (s *Service) wants(ctx context.Context, j *engine.Job, mine []store.WorkerInfo) ([]store.Share, map[string]int, error) {
 	queues, err := s.queueLengths(ctx, j, mine)
 	if err != nil {
-		return nil, fmt.Errorf("queue lengths: %w", err)
+		return nil, nil, fmt.Errorf("queue lengths: %w", err)
 	}
 	var wants []store.Share
 	now := s.now()
@@ -131,14 +135,50 @@ func (s *Service) wants(ctx context.Context, j *engine.Job, mine []store.WorkerI
 		ok := true
 		if j.Hooks.Allowing != nil {
 			if ok, err = j.Hooks.Allowing(ctx, w.ID); err != nil {
-				return nil, fmt.Errorf("allowing hook (worker %s): %w", w.ID, err)
+				return nil, nil, fmt.Errorf("allowing hook (worker %s): %w", w.ID, err)
 			}
 		}
 		if ok {
 			wants = append(wants, store.Share{Worker: w.ID, N: free})
 		}
 	}
-	return wants, nil
+	return wants, queues, nil
+}
+
+// idle returns the workers that hold nothing of any job, by their slots:
+// the hand-out starts their first rows itself (one hop), so
+// that such a worker adopts them with a read rather than claims them with
+// a commit of its own. Only settled workers with an empty queue are
+// looked at (one that just registered is still handing on the rows left
+// under its id), and not at all for a job whose occupied hook tells its
+// queues.
+func (s *Service) idle(ctx context.Context, j *engine.Job, mine []store.WorkerInfo, queues map[string]int) (map[string]int, error) {
+	if j.Hooks.Occupied != nil {
+		return nil, nil
+	}
+	var empty []string
+	slots := map[string]int{}
+	for _, w := range mine {
+		// Not a node dispatcher's entry: its rows stay unstarted, to be
+		// started for the worker of the node that runs each (StartFor).
+		if queues[w.ID] == 0 && w.Slots > 0 && w.Settled() && !w.IsNode() {
+			empty = append(empty, w.ID)
+			slots[w.ID] = w.Slots
+		}
+	}
+	if len(empty) == 0 {
+		return nil, nil
+	}
+	for _, other := range s.opts.Jobs {
+		holding, err := other.SQL.Holding(ctx, s.opts.Store.DB, empty)
+		if err != nil {
+			return nil, fmt.Errorf("the idle workers (job %s): %w", other.Name, err)
+		}
+		for w := range holding {
+			delete(slots, w)
+		}
+	}
+	return slots, nil
 }
 
 func (s *Service) queueLengths(ctx context.Context, j *engine.Job, ws []store.WorkerInfo) (map[string]int, error) {
@@ -157,8 +197,9 @@ func (s *Service) queueLengths(ctx context.Context, j *engine.Job, ws []store.Wo
 }
 
 // reserveShares reserves every worker's share in one statement: one
-// commit a round.
-func (s *Service) reserveShares(ctx context.Context, j *engine.Job, wants []store.Share) ([]int, error) {
+// commit a round. The first rows of an idle worker (up to its slots) are
+// started in the same transaction, as its own claim would start them.
+func (s *Service) reserveShares(ctx context.Context, j *engine.Job, wants []store.Share, idle map[string]int) ([]int, error) {
 	got := make([]int, len(wants))
 	opened := false
 	err := s.opts.Store.Tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
@@ -170,6 +211,13 @@ func (s *Service) reserveShares(ctx context.Context, j *engine.Job, wants []stor
 		}
 		if err != nil {
 			return err
+		}
+		for i, w := range wants {
+			if k := min(idle[w.Worker], got[i]); k > 0 {
+				if _, err := j.SQL.Claim(ctx, tx, w.Worker, k); err != nil {
+					return fmt.Errorf("start for idle worker %s: %w", w.Worker, err)
+				}
+			}
 		}
 		if err := s.wakeInTx(ctx, tx, wants, got); err != nil {
 			return err

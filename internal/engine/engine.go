@@ -154,6 +154,11 @@ type Attempt struct {
 	Handle any
 }
 
+// SameTry reports whether a and b are the same try of the same task.
+func (a *Attempt) SameTry(b *Attempt) bool {
+	return a.Job.Name == b.Job.Name && a.Try == b.Try && store.KeyText(a.Key) == store.KeyText(b.Key)
+}
+
 // SetColumn records a column to write with the outcome, unless the try
 // is over (an abandoned function that goes on running sets nothing).
 func (a *Attempt) SetColumn(column string, value any) {

@@ -1,10 +1,3 @@
-// Package notify wakes Pampa's loops without waiting for their next poll.
-//
-// A Bus carries empty signals on named topics: "dispatch" wakes the
-// dispatcher when a worker's queue runs low, "worker:<id>" wakes a worker
-// when rows were reserved for it. Signals coalesce (a waiting loop is woken
-// once however many arrive) and may be lost; every loop still polls, so a
-// lost signal costs one poll interval, never a task.
 package notify
 
 import (

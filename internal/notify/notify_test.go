@@ -3,16 +3,28 @@ package notify
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"log/slog"
+	"os"
 	"testing"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
+	"go.uber.org/goleak"
 
 	"github.com/pampa-go/pampa/internal/testdb"
 )
 
-func TestMain(m *testing.M) { testdb.Main(m) }
+// TestMain checks, after the tests, that no listener, sender or Local
+// outlived its context.
+func TestMain(m *testing.M) {
+	code := testdb.Run(m)
+	if err := goleak.Find(); err != nil && code == 0 {
+		fmt.Fprintln(os.Stderr, "goleak:", err)
+		code = 1
+	}
+	os.Exit(code)
+}
 
 func TestBusCoalescesAndUnsubscribes(t *testing.T) {
 	t.Parallel()

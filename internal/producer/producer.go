@@ -187,6 +187,26 @@ func (p *Producer) ClaimIn(ctx context.Context, tx *sql.Tx, n int) ([]*engine.At
 	return out, nil
 }
 
+// Adopt reads the tries started under the worker that it does not hold
+// (holds says which it does): those the dispatcher started for it as it
+// handed them out, while the worker was idle. A read, not a commit: the
+// start was the hand-out's.
+func (p *Producer) Adopt(ctx context.Context, holds func(a *engine.Attempt) bool) ([]*engine.Attempt, error) {
+	var out []*engine.Attempt
+	for _, j := range p.opts.Jobs {
+		rows, err := j.SQL.Started(ctx, p.opts.Store.DB, p.opts.Worker)
+		if err != nil {
+			return out, fmt.Errorf("job %s: %w", j.Name, err)
+		}
+		for _, r := range rows {
+			if a := p.opts.NewAttempt(j, r); !holds(a) {
+				out = append(out, a)
+			}
+		}
+	}
+	return out, nil
+}
+
 // Queued reports whether any of the worker's jobs holds a reserved,
 // unstarted row for it: a read, so that an idle worker's polls take no
 // write lock. On error it says yes, and lets the claim find out.

@@ -57,19 +57,35 @@ func (j *JobSQL) delaySQL(b Backoff) (string, []any) {
 // scheduled, they are due when the backoff ends.
 func (j *JobSQL) RelaunchFailed(ctx context.Context, q Querier, b Backoff) ([]any, error) {
 	d := j.s.Dialect
-	failed := fmt.Sprintf("%s = FALSE AND COALESCE(%s, 0) < ? AND %s IS NOT NULL", j.success, j.reservationTimes, j.endTime)
+	failed := j.retryPredicate() + " AND " + j.endTime + " IS NOT NULL"
 	if j.runAt == "" && b.Max <= 0 {
-		query := fmt.Sprintf(`UPDATE %s SET %s WHERE %s AND %s < %s RETURNING %s`, j.t, j.reset, failed, j.endTime, d.Ago(), j.pk)
-		return j.s.queryKeys(ctx, q, j.s.q(query), j.spec.MaxTryTimes, d.AgoArg(b.Base))
+		query := fmt.Sprintf(`UPDATE %s SET %s WHERE %s AND %s < %s RETURNING %s`, j.retryFrom, j.reset, failed, j.endTime, d.Ago(), j.pk)
+		return j.s.queryKeys(ctx, q, j.s.q(query), d.AgoArg(b.Base))
 	}
 	delay, args := j.delaySQL(b)
 	if j.runAt == "" {
-		query := fmt.Sprintf(`UPDATE %s SET %s WHERE %s AND %s <= %s RETURNING %s`, j.t, j.reset, failed, d.Later(j.endTime, delay), d.Now(), j.pk)
-		return j.s.queryKeys(ctx, q, j.s.q(query), append([]any{j.spec.MaxTryTimes}, args...)...)
+		query := fmt.Sprintf(`UPDATE %s SET %s WHERE %s AND %s <= %s RETURNING %s`, j.retryFrom, j.reset, failed, d.Later(j.endTime, delay), d.Now(), j.pk)
+		return j.s.queryKeys(ctx, q, j.s.q(query), args...)
 	}
 	if b.Max > 0 {
 		delay = fmt.Sprintf("%s * (%v + %v * %s)", delay, 1-Jitter, 2*Jitter, d.Random())
 	}
-	query := fmt.Sprintf(`UPDATE %s SET %s, %s = %s WHERE %s RETURNING %s`, j.t, j.reset, j.runAt, d.Later(j.endTime, delay), failed, j.pk)
-	return j.s.queryKeys(ctx, q, j.s.q(query), append(args, j.spec.MaxTryTimes)...)
+	query := fmt.Sprintf(`UPDATE %s SET %s, %s = %s WHERE %s RETURNING %s`, j.retryFrom, j.reset, j.runAt, d.Later(j.endTime, delay), failed, j.pk)
+	return j.s.queryKeys(ctx, q, j.s.q(query), args...)
 }
+
+// retryPredicate is the failed tries with tries left, the retry index's
+// predicate and the relaunch's condition, written alike. max_try_times is
+// a literal in it, not a bound value (it is a validated integer of the
+// job's definition): a planner uses a partial index only for a query
+// whose condition it can prove implies the index's, which it cannot do
+// through a parameter. The try count is compared bare: a failed try has
+// always counted its start.
+func (j *JobSQL) retryPredicate() string {
+	return fmt.Sprintf("%s = FALSE AND %s < %d", j.success, j.reservationTimes, j.spec.MaxTryTimes)
+}
+
+// retryIndex is the suffix of the retry index's name: it holds
+// max_try_times, so that a job whose max_try_times changes gets an index
+// of its own (setup makes it) rather than one whose rows no longer match.
+func (j *JobSQL) retryIndex() string { return fmt.Sprintf("_retry%d", j.spec.MaxTryTimes) }

@@ -109,6 +109,12 @@ type Dialect interface {
 	PlanEachCall(args []any) []any
 	// SupportsNotify is true when the engine has LISTEN/NOTIFY.
 	SupportsNotify() bool
+	// LocalFile is the file that holds the database, for the processes
+	// of one machine that share it to exchange wake-ups beside it where
+	// the engine has no LISTEN/NOTIFY (see notify.Local): "" for a
+	// server's database, which has no file here. shared is false when no
+	// other process can open the same database (SQLite in memory).
+	LocalFile(url string) (path string, shared bool)
 	// EstimatesRowCount is true when the engine's statistics give a
 	// table's row count cheaply (see JobSQL.CountEstimate).
 	EstimatesRowCount() bool

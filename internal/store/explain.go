@@ -306,8 +306,12 @@ func isSetupIndex(name string) bool {
 			return true
 		}
 	}
-	return false
+	return strings.HasPrefix(name, "pampa_") && retryIndexName.MatchString(name)
 }
+
+// retryIndexName matches the name of a retry index, which ends in its
+// max_try_times.
+var retryIndexName = regexp.MustCompile(`_retry[0-9]+$`)
 
 func unquote(s string) string {
 	return strings.ReplaceAll(strings.Trim(s, `"`), `""`, `"`)

@@ -58,9 +58,10 @@ type JobSQL struct {
 	pkType atomic.Pointer[string]            // the key column's declared type (see KeyArg)
 
 	// pendingFrom is the FROM target of the queries that pick pending
-	// rows: on SQLite it names the pending index once it is known to
-	// exist (see PinPendingIndex).
-	pendingFrom string
+	// rows, retryFrom the UPDATE target of the relaunch of failed tries:
+	// on SQLite they name the pending and retry indexes once those are
+	// known to exist (see PinIndexes).
+	pendingFrom, retryFrom string
 }
 
 // Job generates the statements of one job.
@@ -82,7 +83,7 @@ func (s *Store) Job(spec JobSpec) *JobSQL {
 		j.pending += " AND " + j.due()
 	}
 	j.reset = fmt.Sprintf("%s = NULL, %s = NULL, %s = NULL, %s = NULL, %s = NULL", j.reservationID, j.reservationTime, j.startTime, j.endTime, j.success)
-	j.pendingFrom = j.t
+	j.pendingFrom, j.retryFrom = j.t, j.t
 	j.pickStatements()
 	// The rows to take are picked in a MATERIALIZED CTE, run once. Written
 	// as "IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)", PostgreSQL may
@@ -106,25 +107,35 @@ func (j *JobSQL) pickStatements() {
 	j.countPending = j.s.q(fmt.Sprintf(`SELECT COUNT(*) FROM (SELECT 1 FROM %s WHERE %s LIMIT ?) p`, j.pendingFrom, j.pending))
 }
 
-// PinPendingIndex makes, on SQLite, the queries that pick pending rows
-// read them through the job's pending index (see Indexes), if it exists.
-// SQLite's planner, with statistics taken while every row was pending,
-// prefers walking the table in key order; a statement prepared then keeps
-// that plan, and steps over every finished row at the front of the table
-// on each call once most are done. Call it before the statements are used.
-func (j *JobSQL) PinPendingIndex(ctx context.Context, job string) error {
-	name := indexBase(job) + "_pending"
-	hint := j.s.Dialect.IndexHint(name)
-	if hint == "" {
-		return nil
+// PinIndexes makes, on SQLite, the queries that pick pending rows read
+// them through the job's pending index, and the relaunch of failed tries
+// through its retry index (see Indexes), where they exist. SQLite's
+// planner, with statistics taken while every row was pending, prefers
+// walking the table in key order; a statement prepared then keeps that
+// plan, and steps over every finished row at the front of the table on
+// each call once most are done. For the failed tries it prefers the end
+// times of the failed index, which hold every task failed for good. Call
+// it before the statements are used.
+func (j *JobSQL) PinIndexes(ctx context.Context, job string) error {
+	pin := func(suffix string) (string, error) {
+		name := indexBase(job) + suffix
+		hint := j.s.Dialect.IndexHint(name)
+		if hint == "" {
+			return j.t, nil
+		}
+		ok, err := j.s.IndexExists(ctx, j.spec.Table, name)
+		if err != nil || !ok {
+			return j.t, err
+		}
+		return j.t + hint, nil
 	}
-	ok, err := j.s.IndexExists(ctx, j.spec.Table, name)
-	if err != nil || !ok {
+	var err error
+	if j.pendingFrom, err = pin("_pending"); err != nil {
 		return err
 	}
-	j.pendingFrom = j.t + hint
 	j.pickStatements()
-	return nil
+	j.retryFrom, err = pin(j.retryIndex())
+	return err
 }
 
 // Spec returns the job's spec.
@@ -243,7 +254,49 @@ func (r Row) Get(col string) (any, bool) {
 // sets the start time, counts the try and clears the last outcome. It
 // returns the rows as they are after the update.
 func (j *JobSQL) Claim(ctx context.Context, q Querier, worker string, n int) ([]Row, error) {
-	rows, err := j.s.query(ctx, q, j.claim, worker, n, worker)
+	return j.readRows(ctx, q, j.claim, worker, n, worker)
+}
+
+// Started reads the rows started under worker and not ended, oldest start
+// first: the tries it runs, and those a dispatcher started for it in the
+// hand-out itself (one hop), which it adopts with this read.
+func (j *JobSQL) Started(ctx context.Context, q Querier, worker string) ([]Row, error) {
+	query := j.s.q(fmt.Sprintf(`SELECT * FROM %s WHERE %s = ? AND %s IS NOT NULL AND %s IS NULL ORDER BY %s, %s`,
+		j.t, j.reservationID, j.startTime, j.endTime, j.startTime, j.pk))
+	return j.readRows(ctx, q, query, worker)
+}
+
+// Holding returns which of workers hold a row of the job, reserved or
+// running.
+func (j *JobSQL) Holding(ctx context.Context, q Querier, workers []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if len(workers) == 0 {
+		return out, nil
+	}
+	query := j.s.q(fmt.Sprintf(`SELECT DISTINCT %[2]s FROM %[1]s WHERE %[2]s IN (%[4]s) AND %[3]s IS NULL`,
+		j.t, j.reservationID, j.endTime, strings.TrimSuffix(strings.Repeat("?, ", len(workers)), ", ")))
+	args := make([]any, len(workers))
+	for i, w := range workers {
+		args[i] = w
+	}
+	rows, err := j.s.query(ctx, q, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out[id] = true
+	}
+	return out, rows.Err()
+}
+
+// readRows runs a statement that returns whole rows of the table.
+func (j *JobSQL) readRows(ctx context.Context, q Querier, query string, args ...any) ([]Row, error) {
+	rows, err := j.s.query(ctx, q, query, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -35,8 +35,8 @@ func TestPendingIndexPinned(t *testing.T) {
 	s := openStore(t, "sqlite")
 	j := newJob(t, s, "tasks", 2000, 3)
 	// Without the index there is nothing to pin: no error, no change.
-	if err := j.PinPendingIndex(t.Context(), "job"); err != nil || j.pendingFrom != j.t {
-		t.Fatalf("PinPendingIndex without the index: %v, reads from %s", err, j.pendingFrom)
+	if err := j.PinIndexes(t.Context(), "job"); err != nil || j.pendingFrom != j.t {
+		t.Fatalf("PinIndexes without the index: %v, reads from %s", err, j.pendingFrom)
 	}
 	for _, ix := range j.Indexes("job") {
 		mustExec(t, s, ix.DDL)
@@ -47,7 +47,7 @@ func TestPendingIndexPinned(t *testing.T) {
 		t.Logf("unpinned plan already uses an index (the planner changed?):\n%s", p)
 	}
 	name := j.Indexes("job")[0].Name
-	if err := j.PinPendingIndex(t.Context(), "job"); err != nil {
+	if err := j.PinIndexes(t.Context(), "job"); err != nil {
 		t.Fatal(err)
 	}
 	if p := plan(); !strings.Contains(p, "USING INDEX "+name) {

@@ -176,6 +176,9 @@ func (Postgres) LockTimeoutSQL(d time.Duration) string {
 // SupportsNotify implements Dialect.
 func (Postgres) SupportsNotify() bool { return true }
 
+// LocalFile implements Dialect: a server's database has no file here.
+func (Postgres) LocalFile(string) (string, bool) { return "", true }
+
 // EstimatesRowCount implements Dialect.
 func (Postgres) EstimatesRowCount() bool { return true }
 
@@ -277,7 +280,8 @@ func (Cockroach) EstimatesRowCount() bool { return false }
 // BatchesFinishes implements Dialect: finishes are written row by row.
 func (Cockroach) BatchesFinishes() bool { return false }
 
-// PollInterval implements Dialect: no notifications, so loops poll more
+// PollInterval implements Dialect: no notifications, only wake-ups
+// between the processes of one machine (notify.Local), so loops poll more
 // often than on PostgreSQL.
 func (Cockroach) PollInterval() time.Duration { return 250 * time.Millisecond }
 

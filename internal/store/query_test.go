@@ -191,8 +191,8 @@ func TestIndexes(t *testing.T) {
 		long := strings.Repeat("render the monthly reports ", 10)
 		for _, job := range []string{"reports", long} {
 			idx := j.Indexes(job)
-			if len(idx) != 3 {
-				t.Fatalf("Indexes(%q) = %d indexes, want 3", job, len(idx))
+			if len(idx) != 4 {
+				t.Fatalf("Indexes(%q) = %d indexes, want 4", job, len(idx))
 			}
 			again := j.Indexes(job)
 			seen := map[string]bool{}

@@ -64,6 +64,11 @@ type WorkerInfo struct {
 	Uptime   time.Duration `json:"uptime_ns"`         // since the process registered
 }
 
+// Settled reports that the worker has beaten its heartbeat since it
+// registered: it is past its start-up, whose recovery of its own rows
+// hands on whatever is started under its id.
+func (w WorkerInfo) Settled() bool { return w.Uptime > w.LastBeat }
+
 // RegisterWorker records a worker process. It takes over the id when the
 // previous holder stopped, died or let its heartbeat lapse past ttl; the
 // job assignment is kept. It also takes it over at once when the holder

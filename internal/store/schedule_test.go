@@ -39,7 +39,7 @@ func TestExplainWithRunAt(t *testing.T) {
 		if !strings.Contains(ddl, `"run_at" IS NOT NULL`) || strings.Contains(strings.ToLower(ddl), "now") {
 			t.Errorf("scheduled index %q: want pending rows with a run-at, no clock", ddl)
 		}
-		if err := j.PinPendingIndex(t.Context(), "sched"); err != nil {
+		if err := j.PinIndexes(t.Context(), "sched"); err != nil {
 			t.Fatal(err)
 		}
 		analyzeTable(t, s, j.t)

@@ -38,10 +38,19 @@ func (j *JobSQL) Indexes(job string) []Index {
 		return Index{Name: name, DDL: fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s) WHERE %s", target, table, cols, where)}
 	}
 	ixs := []Index{
-		// "pending" is the name PinPendingIndex looks for.
+		// "pending" is the name PinIndexes looks for.
 		mk("pending", j.pk, j.pendingIndexPredicate()),
 		mk("inflight", j.reservationID+", "+j.startTime, fmt.Sprintf("%s IS NOT NULL AND %s IS NULL", j.reservationID, j.endTime)),
 		mk("failed", j.endTime, fmt.Sprintf("%s = FALSE", j.success)),
+		// The relaunch of failed tries reads the failures with tries left
+		// and none of those failed for good, which pile up over the life
+		// of a table: with the failed index alone it stepped over every
+		// one of them each maintenance pass (9,900 of them, 40 ms, in a
+		// table of 10,000,000 rows with 0.1% failed for good). The try
+		// count cannot lead the index instead: PostgreSQL's statistics of
+		// it are the whole table's, mostly first tries that succeeded, so
+		// it would not believe the range is empty.
+		mk(strings.TrimPrefix(j.retryIndex(), "_"), j.endTime, j.retryPredicate()),
 	}
 	if j.createdAt != "" {
 		ixs = append(ixs, mk("created", j.createdAt, j.pendingIndexPredicate()))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -232,6 +233,24 @@ func (SQLite) PlanEachCall(args []any) []any { return args }
 // SupportsNotify implements Dialect.
 func (SQLite) SupportsNotify() bool { return false }
 
+// LocalFile implements Dialect: the database file, its path made absolute
+// and its symbolic links resolved as SQLite resolves them, so that
+// processes started from other directories, or through another link,
+// name the same file; an in-memory database is no process's but its own.
+func (SQLite) LocalFile(raw string) (string, bool) {
+	path, ok := sqliteFilePath(raw)
+	if !ok {
+		return "", false
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	return path, true
+}
+
 // EstimatesRowCount implements Dialect.
 func (SQLite) EstimatesRowCount() bool { return false }
 
@@ -250,8 +269,9 @@ func (SQLite) TypedValues() bool { return false }
 // ExplainAnalyze implements Dialect.
 func (SQLite) ExplainAnalyze() bool { return false }
 
-// PollInterval implements Dialect: processes sharing a file have no
-// notifications, so they poll often (an idle poll is a read).
+// PollInterval implements Dialect: processes sharing a file wake each
+// other over Unix sockets (notify.Local), but no trigger can wake them
+// when rows are inserted, so they poll often (an idle poll is a read).
 func (SQLite) PollInterval() time.Duration { return 50 * time.Millisecond }
 
 // Columns implements Dialect.

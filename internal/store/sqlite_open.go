@@ -34,7 +34,7 @@ func sqliteFilePath(raw string) (string, bool) {
 	path := raw
 	if strings.HasPrefix(raw, "file:") {
 		rest, query, _ := strings.Cut(strings.TrimPrefix(raw, "file:"), "?")
-		if q, err := url.ParseQuery(query); err == nil && q.Get("mode") == "memory" {
+		if q, err := url.ParseQuery(query); err == nil && (q.Get("mode") == "memory" || q.Get("vfs") == "memdb") {
 			return "", false
 		}
 		if p, err := url.PathUnescape(rest); err == nil {

@@ -73,3 +73,49 @@ func TestSQLiteOpenPermission(t *testing.T) {
 		t.Fatalf("Open in a read-only directory = %v; want the file named and permission denied", err)
 	}
 }
+
+// TestLocalFile: the file that processes of one machine meet beside, the
+// same whatever directory a process starts in and whatever link it goes
+// through; none for a database in memory or a server's.
+func TestLocalFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	}
+	file := filepath.Join(dir, "tasks.db")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.db")
+	if err := os.Symlink(file, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		url    string
+		path   string
+		shared bool
+	}{
+		{file, file, true},
+		{link, file, true},
+		{"file:" + file + "?_pragma=busy_timeout(1000)", file, true},
+		{"file:" + filepath.Join(dir, "new.db") + "?mode=rwc", filepath.Join(dir, "new.db"), true},
+		{":memory:", "", false},
+		{"file::memory:?cache=shared", "", false},
+		{"file:x.db?mode=memory", "", false},
+		{"file:/x.db?vfs=memdb", "", false},
+	} {
+		path, shared := SQLite{}.LocalFile(c.url)
+		if path != c.path || shared != c.shared {
+			t.Errorf("SQLite LocalFile(%q) = %q, %v; want %q, %v", c.url, path, shared, c.path, c.shared)
+		}
+	}
+	if path, shared := (SQLite{}).LocalFile("tasks.db"); !filepath.IsAbs(path) || !shared {
+		t.Errorf("SQLite LocalFile of a relative path = %q, %v; want an absolute path", path, shared)
+	}
+	for _, d := range []Dialect{Postgres{}, Cockroach{}} {
+		if path, shared := d.LocalFile("postgres://db/jobs"); path != "" || !shared {
+			t.Errorf("%s LocalFile = %q, %v; want \"\", true", d.Name(), path, shared)
+		}
+	}
+}

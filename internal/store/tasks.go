@@ -108,7 +108,7 @@ func (j *JobSQL) taskColumns() (string, []any) {
 //   - no state, or succeeded: the primary key, walked from After until
 //     Limit rows match; most rows match, so 50 took 0.06 ms;
 //   - pending: the pending index, in key order from After: Limit entries,
-//     0.1 to 0.2 ms (SQLite is pinned to it, see PinPendingIndex);
+//     0.1 to 0.2 ms (SQLite is pinned to it, see PinIndexes);
 //   - reserved, running: the in-flight index, every row in flight (queues
 //     and running tries), sorted: 1 ms for 900. These four states read
 //     their index through a materialized CTE (see tasksSQL);

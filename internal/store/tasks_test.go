@@ -371,7 +371,7 @@ func TestTasksPlans(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *Store) {
 		j, counts := bigJob(t, s)
 		j = withCreatedAt(t, j)
-		if err := j.PinPendingIndex(t.Context(), "tasks"); err != nil {
+		if err := j.PinIndexes(t.Context(), "tasks"); err != nil {
 			t.Fatal(err)
 		}
 		analyzeTable(t, s, j.t)

@@ -36,6 +36,16 @@ func (h *held) remove(as ...*engine.Attempt) {
 	}
 }
 
+// has reports whether the try is held.
+func (h *held) has(a *engine.Attempt) bool {
+	for _, b := range h.find(a.Job.Name, store.KeyText(a.Key)) {
+		if b.SameTry(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // find returns the tries held of a job's task (more than one only when
 // an abandoned try still runs beside a later one).
 func (h *held) find(job, task string) []*engine.Attempt {

@@ -25,8 +25,11 @@ type loop struct {
 	// queue ran dry), until the dispatcher wakes it or an idle poll finds
 	// rows queued for it with a read: claiming as each task ends would
 	// take the rows one or two at a time, a transaction each.
-	look      bool
-	polled    bool // the idle timer fired: check with a read
+	look   bool
+	polled bool // the idle timer fired: check with a read
+	// adopt: woken or polled while idle: read the tries the dispatcher
+	// may have started for us.
+	adopt     bool
 	reconcile bool // a write failed: rows may be started that we do not hold
 	fatal     error
 }
@@ -47,6 +50,7 @@ func (l *loop) run(ctx context.Context) error {
 		l.collectReady()
 		l.tidy(ctx)
 		l.startBuffered()
+		l.adoptStarted(ctx)
 		if l.produce(ctx) {
 			continue // look again right away for the slots still free
 		}
@@ -89,10 +93,14 @@ func (l *loop) tidy(ctx context.Context) {
 	p.DropStale()
 	if l.reconcile && l.inflight == 0 && p.Buffered() == 0 && l.r.comp.Len() == 0 && !l.r.hb.Fenced() {
 		// Nothing runs here now: any row started under our id is a claim
-		// whose commit we could not see. Hand such rows on.
-		l.r.hb.RecoverOwn(ctx)
+		// whose commit we could not see, a try whose outcome could not be
+		// written, a give-back that did not land, or a start the
+		// dispatcher made for us. Each is a try of ours that nobody runs:
+		// adopt them all (adoptStarted) and run them, as the same tries.
+		// Handing them on instead would spend a try of each.
 		l.reconcile = false
 		l.r.held.remove(p.ForgetGiveBack()...)
+		l.adopt = true
 	}
 }
 
@@ -117,6 +125,36 @@ func (l *loop) startBuffered() {
 			return
 		}
 		l.start(a)
+	}
+}
+
+// adoptStarted takes on the tries the dispatcher started for this worker
+// as it handed them out, while the worker was idle: one hop, the
+// hand-out's commit, instead of a reservation and then a claim of ours.
+func (l *loop) adoptStarted(ctx context.Context) {
+	if !l.adopt {
+		return
+	}
+	l.adopt = false
+	if l.r.hb.Fenced() || l.reconcile {
+		// After a failed write, not before nothing runs here (tidy).
+		return
+	}
+	// A try of ours whose outcome is not recorded yet still reads as
+	// started: it is ours already, not the dispatcher's.
+	tasks, err := l.r.prod.Adopt(ctx, func(a *engine.Attempt) bool { return l.r.held.has(a) || l.r.comp.Holds(a) })
+	if err != nil && ctx.Err() == nil {
+		// Not lost: the next idle poll reads them again, and the
+		// maintenance pass relaunches what nobody adopts.
+		l.r.log.Warn("adopt started tasks", "err", err)
+	}
+	l.r.held.add(tasks...)
+	for _, a := range tasks {
+		if l.inflight < l.r.opts.Concurrency {
+			l.start(a)
+		} else {
+			l.r.prod.Keep(a)
+		}
 	}
 }
 
@@ -209,8 +247,10 @@ func (l *loop) wait(ctx context.Context) {
 		l.collect(o)
 	case <-l.wake:
 		l.look = true
+		l.adopt = l.inflight == 0
 	case <-l.timer.C:
 		l.polled = true
+		l.adopt = l.inflight == 0
 	case <-l.hbDone:
 		l.fatal = errHeartbeatStopped
 	}
