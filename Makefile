@@ -46,5 +46,5 @@ bench-river: ## Pampa and River side by side on one throwaway PostgreSQL: burn, 
 	bash scripts/bench-river.sh
 
 .PHONY: chaos
-chaos: ## Chaos run on a throwaway PostgreSQL: kills, stops, a restart; JSON verdict last (CHAOS_SHORT=1: under a minute)
+chaos: ## Chaos run on a throwaway PostgreSQL: kills, stops, a restart; JSON verdict last (CHAOS_SHORT=1: under a minute; CHAOS_NODES=1: workers under node dispatchers)
 	$(GO) run ./internal/chaos/cmd/pampa-chaos

@@ -112,4 +112,5 @@ func (t *Task) Set(column string, value any) {
 func init() {
 	bridge.NewTask = func(job any, a *engine.Attempt) any { return &Task{a: a, job: job.(*Job)} }
 	bridge.AttemptOf = func(task any) *engine.Attempt { return task.(*Task).a }
+	bridge.Commits = func(client any) int64 { return client.(*Client).store.Commits() }
 }

@@ -25,7 +25,9 @@ func benchCmd(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&cfg.Driver, "db", "sqlite", "database driver: sqlite or postgres")
 	fs.StringVar(&cfg.URL, "database-url", "", "database URL (postgres; default $PAMPA_DATABASE_URL) or SQLite file (default: a new file in a temp dir)")
 	fs.IntVar(&cfg.Tasks, "tasks", 100_000, "burn: tasks (0 skips the burn and the memory figures)")
-	fs.IntVar(&cfg.Workers, "workers", 10, "workers")
+	fs.IntVar(&cfg.Workers, "workers", 10, "workers (with --nodes, per node)")
+	fs.IntVar(&cfg.Nodes, "nodes", 0, "burn: run the workers under this many node dispatchers, --workers each, in this process\n"+
+		"(one claimer per node, docs/multi-level.md); 0: each worker claims for itself")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 1, "tasks each worker runs at once")
 	fs.IntVar(&cfg.QueueSize, "queue-size", 250, "the job's queue_size (tasks kept queued for a worker, at least)")
 	fs.IntVar(&cfg.QueueSizeMax, "queue-size-max", 0, "the job's queue_size_max (0: its default, 50 × queue_size up to 1,000; equal to\n"+
@@ -91,9 +93,19 @@ func benchCmd(ctx context.Context, e *env, args []string) error {
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "\ndatabase\t%s\n", r.Driver)
-	fmt.Fprintf(tw, "settings\t%d tasks, %d workers, concurrency %d, queue_size %d, processes %v\n", r.Tasks, r.Workers, r.Concurrency, r.QueueSize, r.Processes)
+	if r.Nodes > 0 {
+		fmt.Fprintf(tw, "settings\t%d tasks, %d workers as %d nodes × %d under node dispatchers, concurrency %d, queue_size %d\n",
+			r.Tasks, r.Nodes*r.Workers, r.Nodes, r.Workers, r.Concurrency, r.QueueSize)
+	} else {
+		fmt.Fprintf(tw, "settings\t%d tasks, %d workers, concurrency %d, queue_size %d, processes %v\n", r.Tasks, r.Workers, r.Concurrency, r.QueueSize, r.Processes)
+	}
 	if r.Tasks > 0 {
 		fmt.Fprintf(tw, "burn\t%.0f tasks/s\t(%.1fs, %.0f ms CPU per 1,000 tasks)\n", r.BurnTasksPerS, r.BurnSeconds, r.BurnCPUMsPer1000)
+		fmt.Fprintf(tw, "burn: central round mean / p95\t%.2f / ≤ %.1f ms\t(%d rounds, %.0f rows reserved a round)\n", r.BurnRoundMs, r.BurnRoundP95ms, r.BurnRounds, r.BurnReservedPerRound)
+		fmt.Fprintf(tw, "burn: write transactions/s\t%.0f\t(this process's commits)\n", r.BurnCommitsPerS)
+		if r.BurnPgXactsPerS > 0 {
+			fmt.Fprintf(tw, "burn: write transactions/s at the server\t%.0f\t(transaction ids)\n", r.BurnPgXactsPerS)
+		}
 		if r.BurnIdealPerS > 0 {
 			fmt.Fprintf(tw, "burn of tasks waiting %.0f ms\t%.0f%% of the ideal %.0f tasks/s\n", r.TaskSleepMs, 100*r.BurnTasksPerS/r.BurnIdealPerS, r.BurnIdealPerS)
 		}

@@ -96,7 +96,8 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"run", "[--workers N] [--until-done]", "run a dispatcher and N workers in this process (single-machine mode)", runCmd},
+		{"run", "[--workers N] [--nodes N] [--until-done]", "run a dispatcher and N workers in this process (single-machine mode)", runCmd},
+		{"node", "--node NAME", "run a node dispatcher and the node's workers: one claimer for the node", nodeCmd},
 		{"dispatcher", "", "run a dispatcher: reserve tasks for workers (one leads, others stand by)", dispatcherCmd},
 		{"worker", "--id NODE.N", "run one worker: process the tasks reserved for its id", workerCmd},
 		{"setup", "[JOB...]", "add missing tracking columns and indexes to the jobs' tables", setupCmd},

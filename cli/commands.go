@@ -172,10 +172,11 @@ func runCmd(ctx context.Context, e *env, args []string) error {
 	var wf workerFlags
 	var mf metricsFlags
 	var node string
-	var workers int
+	var workers, nodes int
 	var untilDone, progress bool
 	fs.StringVar(&node, "node", "", "node whose workers to run (default: the node named local, else the first node)")
-	fs.IntVar(&workers, "workers", 0, "how many workers to run (default: the node's max_workers)")
+	fs.IntVar(&workers, "workers", 0, "how many workers to run (default: the node's max_workers); with --nodes, per node")
+	fs.IntVar(&nodes, "nodes", 0, "run the workers under node dispatchers, one per node, for the first N nodes of the config\n(with --node, that node only): the database serves one claimer per node (docs/multi-level.md)")
 	fs.BoolVar(&untilDone, "until-done", false, "stop once no job has pending, reserved or running tasks")
 	fs.BoolVar(&progress, "progress", true, "print each job's progress every second")
 	cf.register(fs)
@@ -191,15 +192,23 @@ func runCmd(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	nd, err := pickNode(c, node)
-	if err != nil {
-		return err
-	}
-	if workers == 0 {
-		workers = nd.MaxWorkers
-	}
-	if workers < 1 || workers > nd.MaxWorkers {
-		return usagef("--workers %d: node %q has max_workers = %d", workers, nd.Name, nd.MaxWorkers)
+	var nd *pampa.Node
+	var nds []*pampa.Node
+	if nodes > 0 {
+		if nds, err = pickNodes(c, node, nodes, workers); err != nil {
+			return err
+		}
+		nd = nds[0]
+	} else {
+		if nd, err = pickNode(c, node); err != nil {
+			return err
+		}
+		if workers == 0 {
+			workers = nd.MaxWorkers
+		}
+		if workers < 1 || workers > nd.MaxWorkers {
+			return usagef("--workers %d: node %q has max_workers = %d", workers, nd.Name, nd.MaxWorkers)
+		}
 	}
 	dlog, closer, err := lf.logger("dispatcher", "dispatcher.log", e.stderr)
 	if err != nil {
@@ -221,8 +230,14 @@ func runCmd(ctx context.Context, e *env, args []string) error {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	var wg sync.WaitGroup
-	errs := make(chan error, workers+1)
-	ws, closers, err := e.newWorkers(client, nd.Name, workers, &lf, &wf)
+	var ws []runner
+	var closers []io.Closer
+	if nodes > 0 {
+		ws, closers, err = e.newNodes(client, nds, workers, &lf, &wf)
+	} else {
+		ws, closers, err = e.newWorkers(client, nd.Name, workers, &lf, &wf)
+	}
+	errs := make(chan error, len(ws)+1)
 	for _, c := range closers {
 		defer c.Close()
 	}
@@ -243,7 +258,11 @@ func runCmd(ctx context.Context, e *env, args []string) error {
 			w.Kill()
 		}
 	}()
-	dlog.Info("running", "node", nd.Name, "workers", workers)
+	if nodes > 0 {
+		dlog.Info("running", "node_dispatchers", len(ws), "first_node", nd.Name)
+	} else {
+		dlog.Info("running", "node", nd.Name, "workers", workers)
+	}
 	watchErr := watch(runCtx, client, e.stdout, progress, untilDone, stop)
 	stop()
 	wg.Wait()
@@ -258,8 +277,8 @@ func runCmd(ctx context.Context, e *env, args []string) error {
 
 // newWorkers makes the first n workers of node, each logging to a file of
 // its own; the closers close those logs, whatever the error.
-func (e *env) newWorkers(client *pampa.Client, node string, n int, lf *logFlags, wf *workerFlags) ([]*pampa.Worker, []io.Closer, error) {
-	var ws []*pampa.Worker
+func (e *env) newWorkers(client *pampa.Client, node string, n int, lf *logFlags, wf *workerFlags) ([]runner, []io.Closer, error) {
+	var ws []runner
 	var closers []io.Closer
 	for i := 1; i <= n; i++ {
 		id := pampa.WorkerID(node, i)

@@ -43,4 +43,10 @@ for db in postgres sqlite; do
 	# queue_size 5; the ideal is 4,000 tasks/s.
 	echo "== $db: waiting tasks (50 ms, 10 workers × 20)"
 	bench "$db" --tasks 20000 --concurrency 20 --queue-size 5 --task-sleep 50ms "${only_burn[@]}" ${BENCH_FLAGS:-}
+	# Two levels of dispatch: 100 workers as 4 nodes × 25 under node
+	# dispatchers, beside 10 workers claiming for themselves, run by run.
+	echo "== $db: burn, 10 workers"
+	bench "$db" --tasks 100000 --workers 10 "${only_burn[@]}" ${BENCH_FLAGS:-}
+	echo "== $db: burn, 100 workers as 4 nodes × 25 (node dispatchers)"
+	bench "$db" --tasks 100000 --nodes 4 --workers 25 "${only_burn[@]}" ${BENCH_FLAGS:-}
 done

@@ -49,7 +49,7 @@ type Config struct {
 	Driver, URL string // the database; its table bench_tasks is recreated
 
 	Tasks       int // burn: rows; 0 skips it (and the memory figures)
-	Workers     int // workers; default 10
+	Workers     int // workers; default 10 (with Nodes, per node)
 	Concurrency int // tasks per worker at once; default 1
 	QueueSize   int // the job's queue_size; default 250 (a no-op task takes microseconds)
 	// QueueSizeMax is the job's queue_size_max; 0 for its default.
@@ -70,6 +70,10 @@ type Config struct {
 	Args []string
 
 	Out io.Writer // progress lines; default io.Discard
+
+	// Nodes, when set, runs the burn's workers under that many node
+	// dispatchers (nodes.go), Workers each: one claimer per node.
+	Nodes int
 }
 
 func (c Config) withDefaults() Config {
@@ -143,6 +147,23 @@ type Result struct {
 
 	// Plans (Explain): by scale table size, each hot query's plan.
 	Plans map[int]map[string]PlanSummary `json:"plans,omitempty"`
+
+	// Nodes is Config.Nodes: the burn's workers ran under node
+	// dispatchers, Workers each (0: each worker claimed for itself).
+	Nodes int `json:"nodes,omitempty"`
+	// The central dispatcher's rounds during the burn: their mean, and
+	// the upper bound of the histogram bucket holding the 95th percentile.
+	BurnRoundMs    float64 `json:"burn_round_ms"`
+	BurnRoundP95ms float64 `json:"burn_round_p95_le_ms"`
+	BurnRounds     int     `json:"burn_rounds"`
+	// BurnReservedPerRound is the rows those rounds reserved, on average.
+	BurnReservedPerRound float64 `json:"burn_reserved_per_round"`
+	// Write transactions committed per second during the burn by this
+	// process's store (every process when the workers run here); on
+	// PostgreSQL also the server's write transactions per second, by its
+	// transaction ids (every client of the server counts).
+	BurnCommitsPerS float64 `json:"burn_commits_per_s"`
+	BurnPgXactsPerS float64 `json:"burn_pg_xacts_per_s,omitempty"`
 }
 
 // LimitsFigures are one table's rounds with limits on: the per-group
@@ -225,10 +246,16 @@ func Cluster(driver, url string, workers int, js JobSettings) (*pampa.Cluster, e
 // Run runs the scenarios.
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	cfg = cfg.withDefaults()
-	r := Result{Driver: cfg.Driver, Tasks: cfg.Tasks, Workers: cfg.Workers, Concurrency: cfg.Concurrency,
+	r := Result{Driver: cfg.Driver, Tasks: cfg.Tasks, Workers: cfg.Workers, Nodes: cfg.Nodes, Concurrency: cfg.Concurrency,
 		QueueSize: cfg.QueueSize, Processes: cfg.Processes, ScaleSmall: cfg.ScaleSmall, ScaleLarge: cfg.ScaleLarge, Rounds: cfg.Rounds}
+	if cfg.Nodes > 0 && cfg.Processes {
+		return r, fmt.Errorf("nodes = %d with processes: node dispatchers run their workers in their own process; leave processes off", cfg.Nodes)
+	}
 	c, err := Cluster(cfg.Driver, cfg.URL, cfg.Workers, JobSettings{QueueSize: cfg.QueueSize, QueueSizeMax: cfg.QueueSizeMax, TaskSleep: cfg.TaskSleep})
 	if err != nil {
+		return r, err
+	}
+	if err := addNodes(c, cfg.Nodes, cfg.Workers); err != nil {
 		return r, err
 	}
 	say := func(format string, args ...any) { fmt.Fprintf(cfg.Out, format+"\n", args...) }
@@ -329,22 +356,30 @@ func FormatPages(pages map[string]float64) string {
 
 // runBurn runs the burn and records its figures and the memory's.
 func runBurn(ctx context.Context, c *pampa.Cluster, cfg Config, r *Result, say func(string, ...any)) error {
-	say("burn: %d tasks, %d workers (concurrency %d, queue_size %d, processes %v)", cfg.Tasks, cfg.Workers, cfg.Concurrency, cfg.QueueSize, cfg.Processes)
+	if cfg.Nodes > 0 {
+		say("burn: %d tasks, %d workers as %d nodes × %d under node dispatchers (concurrency %d, queue_size %d)",
+			cfg.Tasks, cfg.Nodes*cfg.Workers, cfg.Nodes, cfg.Workers, cfg.Concurrency, cfg.QueueSize)
+	} else {
+		say("burn: %d tasks, %d workers (concurrency %d, queue_size %d, processes %v)", cfg.Tasks, cfg.Workers, cfg.Concurrency, cfg.QueueSize, cfg.Processes)
+	}
 	if err := prepare(ctx, c, cfg.Tasks, 0, 0); err != nil {
 		return fmt.Errorf("burn: prepare: %w", err)
 	}
 	cpu0 := cpuTime()
-	dur, rss, drss, err := burn(ctx, c, cfg, say)
+	dur, rss, drss, db, err := burn(ctx, c, cfg, say)
 	if err != nil {
 		return fmt.Errorf("burn: %w", err)
 	}
+	r.setDB(db, dur)
+	say("burn: central round %.2f ms mean (p95 ≤ %.1f ms, %d rounds, %.0f rows reserved a round); %.0f write transactions/s%s",
+		r.BurnRoundMs, r.BurnRoundP95ms, r.BurnRounds, r.BurnReservedPerRound, r.BurnCommitsPerS, pgXacts(r.BurnPgXactsPerS))
 	r.BurnCPUMsPer1000 = ms(cpuTime()-cpu0) * 1000 / float64(cfg.Tasks)
 	r.BurnSeconds, r.BurnTasksPerS = dur.Seconds(), float64(cfg.Tasks)/dur.Seconds()
 	r.WorkerRSSMB, r.DispatcherRSSMB = rss, drss
 	say("burn: %.0f tasks/s (%.1fs), %.0f ms CPU per 1,000 tasks", r.BurnTasksPerS, r.BurnSeconds, r.BurnCPUMsPer1000)
 	if cfg.TaskSleep > 0 {
 		r.TaskSleepMs = ms(cfg.TaskSleep)
-		r.BurnIdealPerS = float64(cfg.Workers*cfg.Concurrency) / cfg.TaskSleep.Seconds()
+		r.BurnIdealPerS = float64(cfg.Workers*max(cfg.Nodes, 1)*cfg.Concurrency) / cfg.TaskSleep.Seconds()
 		say("burn: tasks of %s: %.0f%% of the ideal %.0f tasks/s", cfg.TaskSleep, 100*r.BurnTasksPerS/r.BurnIdealPerS, r.BurnIdealPerS)
 	}
 	return nil
@@ -365,10 +400,11 @@ func cpuTime() time.Duration {
 // burn runs a dispatcher here and the workers here or in processes, until
 // every task succeeded; it returns the time and the peak RSS of a worker
 // and of the dispatcher, in MB.
-func burn(ctx context.Context, c *pampa.Cluster, cfg Config, say func(string, ...any)) (time.Duration, float64, float64, error) {
+func burn(ctx context.Context, c *pampa.Cluster, cfg Config, say func(string, ...any)) (time.Duration, float64, float64, dbFigures, error) {
+	var db dbFigures
 	client, err := pampa.Open(ctx, c)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, db, err
 	}
 	defer client.Close()
 	runCtx, stop := context.WithCancel(ctx)
@@ -379,18 +415,33 @@ func burn(ctx context.Context, c *pampa.Cluster, cfg Config, say func(string, ..
 	log := slog.New(slog.DiscardHandler)
 	b := &burnRun{cfg: cfg, client: client, say: say}
 	defer b.stopProcesses()
-	if err := b.startWorkers(runCtx, &wg, log); err != nil {
-		return 0, 0, 0, err
+	entries := cfg.Workers
+	if cfg.Nodes > 0 {
+		err = b.startNodes(runCtx, &wg, log)
+		entries = cfg.Nodes * (cfg.Workers + 1) // each node dispatcher is an entry too
+	} else {
+		err = b.startWorkers(runCtx, &wg, log)
+	}
+	if err != nil {
+		return 0, 0, 0, db, err
 	}
 	// Let the workers register before the clock starts.
-	if err := waitWorkers(ctx, client, cfg.Workers); err != nil {
-		return 0, 0, 0, err
+	if err := waitWorkers(ctx, client, entries); err != nil {
+		return 0, 0, 0, db, err
 	}
-	d := client.NewDispatcher(pampa.DispatcherOptions{Logger: log})
+	m := pampa.NewMetrics()
+	d := client.NewDispatcher(pampa.DispatcherOptions{Logger: log, Metrics: m})
+	db0 := readDB(ctx, client)
 	b.start = time.Now()
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = d.Run(runCtx) }()
-	return b.watch(ctx)
+	dur, rss, drss, err := b.watch(ctx)
+	if err == nil {
+		db = readDB(ctx, client).minus(db0)
+		db.rounds, db.roundMean, db.roundP95 = roundFigures(m)
+		db.reserved = reservedRows(m)
+	}
+	return dur, rss, drss, db, err
 }
 
 // burnRun is one burn's workers, as processes or in this process.
@@ -399,7 +450,7 @@ type burnRun struct {
 	client  *pampa.Client
 	say     func(string, ...any)
 	procs   []*exec.Cmd
-	workers []*pampa.Worker
+	workers []interface{ Stats() *pampa.WorkerStats } // in this process: workers or node dispatchers
 	start   time.Time
 }
 

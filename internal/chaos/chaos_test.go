@@ -27,15 +27,29 @@ func TestChaos(t *testing.T) {
 		t.Skip("runs separate processes for about half a minute")
 	}
 	t.Parallel()
+	runChaos(t, Small())
+}
+
+// TestChaosNodes is TestChaos with the workers under node dispatchers:
+// two node processes of three workers each, one of them SIGKILLed and
+// one SIGSTOPped with all their workers.
+func TestChaosNodes(t *testing.T) {
+	t.Parallel()
+	runChaos(t, Small().WithNodes(2, 3))
+}
+
+// runChaos runs a scenario and checks its verdict.
+func runChaos(t *testing.T, cfg Config) {
+	t.Helper()
 	out := &lineLogger{t: t}
-	res, err := Run(t.Context(), Small(), out)
+	res, err := Run(t.Context(), cfg, out)
 	out.flush()
 	if err != nil {
 		t.Fatalf("the scenario could not run: %v", err)
 	}
 	t.Log(res.JSON())
-	if res.Tasks != Small().Tasks {
-		t.Errorf("tasks = %d, want %d", res.Tasks, Small().Tasks)
+	if res.Tasks != cfg.Tasks {
+		t.Errorf("tasks = %d, want %d", res.Tasks, cfg.Tasks)
 	}
 	if res.Lost != 0 {
 		t.Errorf("lost = %d (succeeded %d, failed for good %d), want 0", res.Lost, res.Succeeded, res.Failed)
@@ -49,8 +63,8 @@ func TestChaos(t *testing.T) {
 	if want := 2; res.Kills < want { // one worker, one leader
 		t.Errorf("kills = %d, want at least %d", res.Kills, want)
 	}
-	if res.MaxRecoveryS <= 0 || res.MaxRecoveryS > Small().RecoveryBound.Seconds() {
-		t.Errorf("max_recovery_s = %g, want in (0, %g]", res.MaxRecoveryS, Small().RecoveryBound.Seconds())
+	if res.MaxRecoveryS <= 0 || res.MaxRecoveryS > cfg.RecoveryBound.Seconds() {
+		t.Errorf("max_recovery_s = %g, want in (0, %g]", res.MaxRecoveryS, cfg.RecoveryBound.Seconds())
 	}
 	if res.Dir != "" {
 		t.Logf("the run's logs and cluster are kept in %s", res.Dir)

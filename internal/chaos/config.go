@@ -83,6 +83,21 @@ type Config struct {
 	Executable string
 	// Seed seeds the choice of victims and gaps. Default 0: random.
 	Seed uint64
+
+	// Nodes, when set, runs the workers under node dispatchers: that many
+	// node processes (`pampa node`, nodes chaos1 … chaosN), NodeWorkers
+	// workers each, instead of Workers worker processes. Kills and stops
+	// then hit node dispatchers with their workers.
+	Nodes int
+	// NodeWorkers is how many workers each node dispatcher runs. Default 3.
+	NodeWorkers int
+}
+
+// WithNodes is c with its workers run under n node dispatchers of
+// perNode workers each (CHAOS_NODES=1).
+func (c Config) WithNodes(n, perNode int) Config {
+	c.Nodes, c.NodeWorkers = n, perNode
+	return c
 }
 
 // Full is the scenario of `make chaos`: 2 dispatchers and 6 workers over
@@ -148,6 +163,9 @@ func (c Config) withDefaults() Config {
 	def(&c.Dispatchers, 2)
 	def(&c.Workers, 6)
 	def(&c.Concurrency, 2)
+	if c.Nodes > 0 {
+		def(&c.NodeWorkers, 3)
+	}
 	defD(&c.TaskMin, 2*time.Millisecond)
 	defD(&c.TaskMax, 6*time.Millisecond)
 	def(&c.QueueSize, 20)
@@ -184,7 +202,12 @@ func (c Config) validate() error {
 	if c.Tasks < 1 {
 		bad("Tasks", "%d: must be at least 1", c.Tasks)
 	}
-	if c.Workers < 2 {
+	switch {
+	case c.Nodes > 0 && c.Nodes < 2:
+		bad("Nodes", "%d: must be at least 2 (one may be stopped or killed while the others work)", c.Nodes)
+	case c.Nodes > 0 && c.NodeWorkers < 1:
+		bad("NodeWorkers", "%d: must be at least 1", c.NodeWorkers)
+	case c.Nodes == 0 && c.Workers < 2:
 		bad("Workers", "%d: must be at least 2 (one may be stopped or killed while the others work)", c.Workers)
 	}
 	if c.Dispatchers < 1 || (count(c.LeaderKills) > 0 && c.Dispatchers < 2) {

@@ -170,7 +170,7 @@ func (r *runner) busyWorkers(ctx context.Context) (map[string]bool, error) {
 		if err := rows.Scan(&id); err != nil {
 			return nil, err
 		}
-		out[id] = true
+		out[r.cfg.slotOf(id)] = true
 	}
 	return out, rows.Err()
 }
@@ -240,7 +240,7 @@ func (r *runner) inflight(ctx context.Context, worker string) (held, error) {
 	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	rows, err := r.db.QueryContext(qctx, `SELECT id, COALESCE(`+colTries+`, 0), `+colStartedAt+` IS NOT NULL FROM `+taskTable+`
-		WHERE `+colReservedBy+` = $1 AND `+colEndedAt+` IS NULL`, worker)
+		WHERE (`+colReservedBy+` = $1 OR `+colReservedBy+` LIKE $2) AND `+colEndedAt+` IS NULL`, worker, r.cfg.heldLike(worker))
 	if err != nil {
 		return h, err
 	}

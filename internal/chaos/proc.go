@@ -130,7 +130,7 @@ func (r *runner) start(s *slot) (*proc, error) {
 func (r *runner) onLine(p *proc, line string, at time.Time) {
 	switch p.slot.role {
 	case roleWorker:
-		if strings.Contains(line, "worker started") {
+		if strings.Contains(line, "worker started") || strings.Contains(line, "node dispatcher started") {
 			p.ready.Store(true)
 		}
 	case roleDispatcher:

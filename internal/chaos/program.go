@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/pampa-go/pampa"
@@ -142,13 +143,18 @@ func recordEnd(ctx context.Context, db *sql.DB, xid int64, end time.Time, outcom
 
 // configYAML is the pampa.yaml the processes read.
 func configYAML(c Config, dsn string) string {
+	nodes := fmt.Sprintf("  - name: %s\n    max_workers: %d\n", nodeName, c.Workers)
+	if c.Nodes > 0 {
+		nodes = ""
+		for i := 1; i <= c.Nodes; i++ {
+			nodes += fmt.Sprintf("  - name: %s\n    max_workers: %d\n", nodeOf(i), c.NodeWorkers)
+		}
+	}
 	return fmt.Sprintf(`database:
   driver: postgres
   url: %q
 nodes:
-  - name: %s
-    max_workers: %d
-jobs:
+%sjobs:
   - name: %s
     table: %s
     field_primary_key: id
@@ -161,10 +167,36 @@ jobs:
     field_error_description: %s
     queue_size: %d
     max_try_times: %d
-`, dsn, nodeName, c.Workers, jobName, taskTable,
+`, dsn, nodes, jobName, taskTable,
 		colReservedBy, colReservedAt, colTries, colStartedAt, colEndedAt, colSucceeded, colLastError,
 		c.QueueSize, c.MaxTryTimes)
 }
 
 // workerID is the id of the i-th worker (1-based).
 func workerID(i int) string { return pampa.WorkerID(nodeName, i) }
+
+// nodeOf is the name of the i-th node (1-based) when the workers run
+// under node dispatchers.
+func nodeOf(i int) string { return fmt.Sprintf("%s%d", nodeName, i) }
+
+// slotOf is the name of the process slot that holds a registry id: the
+// id itself for a worker process, its node dispatcher's id for a worker
+// run by one.
+func (c Config) slotOf(id string) string {
+	if c.Nodes == 0 {
+		return id
+	}
+	if i := strings.LastIndexByte(id, '.'); i > 0 {
+		return pampa.NodeDispatcherID(id[:i])
+	}
+	return id
+}
+
+// heldLike is the LIKE pattern of the registry ids whose rows a slot
+// holds beside its own: its node's workers', for a node dispatcher.
+func (c Config) heldLike(slot string) string {
+	if c.Nodes == 0 {
+		return slot
+	}
+	return strings.TrimSuffix(slot, ".0") + ".%"
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pampa-go/pampa"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -154,8 +155,12 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (res Result, err error)
 	case cfg.WorkerKills > 0:
 		workerKills += fmt.Sprintf(" (at most %d)", cfg.WorkerKills)
 	}
-	r.logf("scenario: %d tasks of %s–%s, %d dispatchers, %d workers × %d, queue %d; %s, %d leader kills, %d PostgreSQL restarts, %d stops of %s (seed %d)",
-		cfg.Tasks, cfg.TaskMin, cfg.TaskMax, cfg.Dispatchers, cfg.Workers, cfg.Concurrency, cfg.QueueSize,
+	workers := fmt.Sprintf("%d workers × %d", cfg.Workers, cfg.Concurrency)
+	if cfg.Nodes > 0 {
+		workers = fmt.Sprintf("%d node dispatchers of %d workers × %d (kills and stops hit a node dispatcher)", cfg.Nodes, cfg.NodeWorkers, cfg.Concurrency)
+	}
+	r.logf("scenario: %d tasks of %s–%s, %d dispatchers, %s, queue %d; %s, %d leader kills, %d PostgreSQL restarts, %d stops of %s (seed %d)",
+		cfg.Tasks, cfg.TaskMin, cfg.TaskMax, cfg.Dispatchers, workers, cfg.QueueSize,
 		workerKills, count(cfg.LeaderKills), count(cfg.PostgresRestarts), count(cfg.Stops), cfg.StopFor, seed)
 	if err := r.prepare(ctx); err != nil {
 		return res, err
@@ -289,10 +294,16 @@ func (r *runner) launch(ctx context.Context) error {
 		r.addSlot(roleDispatcher, fmt.Sprintf("dispatcher.%d", i), []string{"dispatcher", "--log=false",
 			"--delay", c.DispatcherDelay.String(), "--worker-ttl", c.WorkerTTL.String(), "--lease-ttl", c.LeaseTTL.String()})
 	}
-	for i := 1; i <= c.Workers; i++ {
+	for i := 1; i <= c.Workers && c.Nodes == 0; i++ {
 		id := workerID(i)
 		r.addSlot(roleWorker, id, []string{"worker", "--id", id, "--log=false",
 			"--delay", "50ms", "--heartbeat", c.Heartbeat.String(), "--concurrency", strconv.Itoa(c.Concurrency), "--grace", "5s"})
+	}
+	// Under node dispatchers, a slot is a node process and its workers:
+	// kills and stops hit them together.
+	for i := 1; i <= c.Nodes; i++ {
+		r.addSlot(roleWorker, pampa.NodeDispatcherID(nodeOf(i)), []string{"node", "--node", nodeOf(i), "--workers", strconv.Itoa(c.NodeWorkers),
+			"--log=false", "--delay", "50ms", "--heartbeat", c.Heartbeat.String(), "--concurrency", strconv.Itoa(c.Concurrency), "--grace", "5s"})
 	}
 	for _, s := range r.slots {
 		if s.log == nil {
@@ -301,7 +312,11 @@ func (r *runner) launch(ctx context.Context) error {
 		r.wg.Add(1)
 		go r.supervise(s)
 	}
-	r.logf("started %d dispatchers and %d workers; logs in %s", c.Dispatchers, c.Workers, filepath.Join(r.dir, "logs"))
+	if c.Nodes > 0 {
+		r.logf("started %d dispatchers and %d node dispatchers of %d workers each; logs in %s", c.Dispatchers, c.Nodes, c.NodeWorkers, filepath.Join(r.dir, "logs"))
+	} else {
+		r.logf("started %d dispatchers and %d workers; logs in %s", c.Dispatchers, c.Workers, filepath.Join(r.dir, "logs"))
+	}
 	deadline := time.Now().Add(time.Minute)
 	for {
 		ready := 0

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pampa-go/pampa/internal/engine"
+	"github.com/pampa-go/pampa/internal/store"
 )
 
 // The queue rule: a worker's queue holds at least its job's queue_size
@@ -44,12 +45,12 @@ type queueKey struct{ job, worker string }
 
 // target is how long the worker's queue should be now that it holds
 // queued tasks, measuring what it took since the last round.
-func (s *Service) target(j *engine.Job, worker string, queued int, now time.Time) int {
-	limit := j.QueueMax()
-	if limit <= j.QueueSize {
-		return j.QueueSize
+func (s *Service) target(j *engine.Job, w store.WorkerInfo, queued int, now time.Time) int {
+	size, limit := queueBounds(j, w)
+	if limit <= size {
+		return size
 	}
-	k := queueKey{j.Name, worker}
+	k := queueKey{j.Name, w.ID}
 	g := s.queues[k]
 	if g == nil {
 		g = &queueGauge{}
@@ -61,7 +62,7 @@ func (s *Service) target(j *engine.Job, worker string, queued int, now time.Time
 	}
 	g.at, g.left = now, queued
 	want := int(math.Ceil(g.rate * s.horizon().Seconds()))
-	return min(limit, max(j.QueueSize, want))
+	return min(limit, max(size, want))
 }
 
 // handed records that the worker's queue grew by n this round.

@@ -128,7 +128,7 @@ func (s *Service) wants(ctx context.Context, j *engine.Job, mine []store.WorkerI
 	var wants []store.Share
 	now := s.now()
 	for _, w := range mine {
-		free := s.target(j, w.ID, queues[w.ID], now) - queues[w.ID]
+		free := s.target(j, w, queues[w.ID], now) - queues[w.ID]
 		if free <= 0 {
 			continue
 		}
@@ -159,7 +159,9 @@ func (s *Service) idle(ctx context.Context, j *engine.Job, mine []store.WorkerIn
 	var empty []string
 	slots := map[string]int{}
 	for _, w := range mine {
-		if queues[w.ID] == 0 && w.Slots > 0 && w.Settled() {
+		// Not a node dispatcher's entry: its rows stay unstarted, to be
+		// started for the worker of the node that runs each (StartFor).
+		if queues[w.ID] == 0 && w.Slots > 0 && w.Settled() && !w.IsNode() {
 			empty = append(empty, w.ID)
 			slots[w.ID] = w.Slots
 		}

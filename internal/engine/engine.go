@@ -96,9 +96,11 @@ type Hooks struct {
 }
 
 // RunsOn reports whether a registered worker may be assigned to the job:
-// its id matches the filter and its program runs the job.
+// its id matches the filter and its program runs the job. A node
+// dispatcher's entry lists the jobs some of its workers run (their ids
+// passed the filter there), so only its list counts.
 func (j *Job) RunsOn(w store.WorkerInfo) bool {
-	if j.AcceptsWorker != nil && !j.AcceptsWorker(w.ID) {
+	if j.AcceptsWorker != nil && !w.IsNode() && !j.AcceptsWorker(w.ID) {
 		return false
 	}
 	for _, name := range w.Jobs {

@@ -51,7 +51,15 @@ type WorkerInfo struct {
 	// Slots is how many tries the worker runs at once (its concurrency);
 	// 0 when a worker of an older version registered it. The dispatcher
 	// hands a limited job's tasks only to free slots.
-	Slots    int           `json:"slots"`
+	Slots int `json:"slots"`
+	// Via is, for a worker run by a node dispatcher, that dispatcher's
+	// id: the central dispatcher reserves rows for the node dispatcher,
+	// never for the worker itself, and the node dispatcher heartbeats for
+	// it. "" for a worker that claims for itself.
+	Via string `json:"via,omitempty"`
+	// Members is, for a node dispatcher's entry, how many workers it runs
+	// (its Slots are theirs added up); 0 for a worker.
+	Members  int           `json:"members,omitempty"`
 	LastBeat time.Duration `json:"last_heartbeat_ns"` // age of the last heartbeat
 	Uptime   time.Duration `json:"uptime_ns"`         // since the process registered
 }
@@ -71,13 +79,14 @@ func (s *Store) RegisterWorker(ctx context.Context, w WorkerInfo, ttl time.Durat
 	d := s.Dialect
 	now := d.Now()
 	for range 3 {
-		n, err := s.Exec(ctx, `INSERT INTO pampa_workers (id, node, host, pid, version, instance, jobs, proc_token, slots, started_at, heartbeat_at, job, state)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, `+now+`, `+now+`, NULL, 'running')
+		n, err := s.Exec(ctx, `INSERT INTO pampa_workers (id, node, host, pid, version, instance, jobs, proc_token, slots, via, members, started_at, heartbeat_at, job, state)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, `+now+`, `+now+`, NULL, 'running')
 		ON CONFLICT (id) DO UPDATE SET node = excluded.node, host = excluded.host, pid = excluded.pid,
 			version = excluded.version, instance = excluded.instance, jobs = excluded.jobs, proc_token = excluded.proc_token, slots = excluded.slots,
+			via = excluded.via, members = excluded.members,
 			started_at = `+now+`, heartbeat_at = `+now+`, state = 'running'
 		WHERE pampa_workers.state NOT IN ('running', 'stopping') OR pampa_workers.heartbeat_at < `+d.Ago(),
-			w.ID, w.Node, w.Host, w.PID, w.Version, w.Instance, strings.Join(w.Jobs, ","), w.ProcToken, w.Slots, d.AgoArg(ttl))
+			w.ID, w.Node, w.Host, w.PID, w.Version, w.Instance, strings.Join(w.Jobs, ","), w.ProcToken, w.Slots, nullable(w.Via), w.Members, d.AgoArg(ttl))
 		if err != nil {
 			return fmt.Errorf("register worker %s: %w", w.ID, err)
 		}
@@ -98,9 +107,9 @@ func (s *Store) RegisterWorker(ctx context.Context, w WorkerInfo, ttl time.Durat
 		// processes racing to take over, one wins and the other finds
 		// the winner alive next time round.
 		n, err = s.Exec(ctx, `UPDATE pampa_workers SET node = ?, host = ?, pid = ?, version = ?, instance = ?, jobs = ?, proc_token = ?, slots = ?,
-			started_at = `+now+`, heartbeat_at = `+now+`, state = 'running'
+			via = ?, members = ?, started_at = `+now+`, heartbeat_at = `+now+`, state = 'running'
 		WHERE id = ? AND instance = ?`,
-			w.Node, w.Host, w.PID, w.Version, w.Instance, strings.Join(w.Jobs, ","), w.ProcToken, w.Slots, w.ID, cur.Instance)
+			w.Node, w.Host, w.PID, w.Version, w.Instance, strings.Join(w.Jobs, ","), w.ProcToken, w.Slots, nullable(w.Via), w.Members, w.ID, cur.Instance)
 		if err != nil {
 			return fmt.Errorf("register worker %s: take over from ended pid %d: %w", w.ID, cur.PID, err)
 		}
@@ -109,6 +118,14 @@ func (s *Store) RegisterWorker(ctx context.Context, w WorkerInfo, ttl time.Durat
 		}
 	}
 	return fmt.Errorf("register worker %s: %w (its registration kept changing)", w.ID, ErrWorkerRunning)
+}
+
+// nullable is s, or NULL for "".
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 // holderGone reports whether the registered holder cur surely ended: it
@@ -155,14 +172,14 @@ func (s *Store) SetWorkerState(ctx context.Context, id, instance, state string) 
 }
 
 const workerColumns = `id, node, host, pid, version, instance, proc_token, jobs, COALESCE(job, ''), state,
-	CASE WHEN drained_at IS NULL THEN 0 ELSE 1 END, slots`
+	CASE WHEN drained_at IS NULL THEN 0 ELSE 1 END, slots, COALESCE(via, ''), members`
 
 func (s *Store) scanWorker(sc interface{ Scan(...any) error }) (WorkerInfo, error) {
 	var w WorkerInfo
 	var jobs string
 	var fresh, drained int
 	var beatAge, uptime float64 // seconds, by the database's clock
-	err := sc.Scan(&w.ID, &w.Node, &w.Host, &w.PID, &w.Version, &w.Instance, &w.ProcToken, &jobs, &w.Job, &w.State, &drained, &w.Slots,
+	err := sc.Scan(&w.ID, &w.Node, &w.Host, &w.PID, &w.Version, &w.Instance, &w.ProcToken, &jobs, &w.Job, &w.State, &drained, &w.Slots, &w.Via, &w.Members,
 		&beatAge, &uptime, &fresh)
 	w.LastBeat = time.Duration(beatAge * float64(time.Second))
 	w.Uptime = time.Duration(uptime * float64(time.Second))
@@ -176,9 +193,13 @@ func (s *Store) scanWorker(sc interface{ Scan(...any) error }) (WorkerInfo, erro
 }
 
 // Dispatchable reports whether the dispatcher may assign the worker to a
-// job and reserve rows for it: alive, and not drained. A drained worker
-// stays fresh: what it runs is not handed on.
-func (w WorkerInfo) Dispatchable() bool { return w.Alive && !w.Drained }
+// job and reserve rows for it: alive, not drained, and claiming for
+// itself (a node dispatcher's workers get their rows from it). A drained
+// worker stays fresh: what it runs is not handed on.
+func (w WorkerInfo) Dispatchable() bool { return w.Alive && !w.Drained && w.Via == "" }
+
+// IsNode reports whether the entry is a node dispatcher's.
+func (w WorkerInfo) IsNode() bool { return w.Members > 0 }
 
 func (s *Store) workerSelect() string {
 	d := s.Dialect

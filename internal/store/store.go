@@ -29,7 +29,14 @@ type Store struct {
 	// asks for it (Dialect.CachesStatements).
 	stmts     sync.Map // string → *sql.Stmt
 	stmtCount atomic.Int64
+
+	// commits counts the write transactions committed (Commits).
+	commits atomic.Int64
 }
+
+// Commits is how many write transactions (Tx, Exec) this store has
+// committed: what it cost the database in commits, for `pampa bench`.
+func (s *Store) Commits() int64 { return s.commits.Load() }
 
 // maxCachedStmts bounds the cache; statements past it are run unprepared.
 // Pampa's own statements are a few per job, plus one per combination of
@@ -188,11 +195,24 @@ func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx)
 		if err != nil {
 			return err
 		}
+		// A panic out of fn (a user hook's) must not leave the
+		// transaction open: on SQLite it would hold the database's write
+		// lock for as long as the process lives.
+		defer func() {
+			if p := recover(); p != nil {
+				_ = tx.Rollback()
+				panic(p)
+			}
+		}()
 		if err := fn(ctx, tx); err != nil {
 			_ = tx.Rollback()
 			return err
 		}
-		return tx.Commit()
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+		s.commits.Add(1)
+		return nil
 	})
 }
 
@@ -336,6 +356,10 @@ func (s *Store) migrations() []string {
 			fired_at ` + t.Time + `
 		)`,
 		`CREATE INDEX IF NOT EXISTS pampa_events_due ON pampa_events (state, due_at)`,
+		// Two levels of dispatch (see Store.StartFor): a node dispatcher's
+		// workers name it in via; its own entry counts its members.
+		`ALTER TABLE pampa_workers ADD COLUMN via ` + t.Text,
+		`ALTER TABLE pampa_workers ADD COLUMN members ` + t.Int + ` NOT NULL DEFAULT 0`,
 	}
 }
 

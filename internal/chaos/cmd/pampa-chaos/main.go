@@ -7,6 +7,9 @@
 //	go run ./internal/chaos/cmd/pampa-chaos          the full scenario (under 5 minutes)
 //	CHAOS_SHORT=1 go run ./internal/chaos/cmd/pampa-chaos   a smaller one (under a minute)
 //
+// CHAOS_NODES=1 runs the workers under node dispatchers: 3 node processes
+// of 4 workers each, killed and stopped whole (docs/multi-level.md).
+//
 // CHAOS_KEEP=1 keeps the run's directory (process logs, cluster) even
 // after a clean run; it is always kept after a failed one.
 package main
@@ -29,6 +32,9 @@ func main() {
 	cfg := chaos.Full()
 	if os.Getenv("CHAOS_SHORT") == "1" {
 		cfg = chaos.Short()
+	}
+	if os.Getenv("CHAOS_NODES") == "1" {
+		cfg = cfg.WithNodes(3, 4)
 	}
 	cfg.Keep = os.Getenv("CHAOS_KEEP") == "1"
 	// SIGINT and SIGTERM end the run early; Run still stops every process
