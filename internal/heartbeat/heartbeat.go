@@ -106,6 +106,13 @@ func (h *Heartbeat) Register(ctx context.Context) error {
 	h.instance.Store(&info.Instance)
 	h.lastOK = time.Now()
 	h.RecoverOwn(ctx)
+	// A heartbeat since registering tells the dispatcher that the
+	// recovery above is done (WorkerInfo.Settled): only then does it start
+	// rows for this worker itself, in the hand-out (one hop). Without it,
+	// that waits for the first beat of Run, an interval away.
+	if job, ok, err := h.opts.Store.Heartbeat(ctx, info.ID, info.Instance); err == nil && ok {
+		h.assigned.Store(&job)
+	}
 	return nil
 }
 
