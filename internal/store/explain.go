@@ -46,6 +46,11 @@ func (j *JobSQL) Explain(ctx context.Context, worker string) ([]Plan, error) {
 		return nil, err
 	}
 	defer tx.Rollback()
+	for _, set := range j.explainSettings {
+		if _, err := tx.ExecContext(ctx, set); err != nil {
+			return nil, err
+		}
+	}
 	e := &explainer{j: j, tx: tx}
 	shares := []Share{{worker, 5}}
 	for i := 2; i <= 10; i++ {

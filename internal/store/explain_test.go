@@ -14,13 +14,21 @@ import (
 // the indexes of `pampa setup` when indexed, and analysed.
 func explainTable(t *testing.T, s *Store, table string, n int, indexed bool) *JobSQL {
 	t.Helper()
+	return explainTableOf(t, s, table, n, indexed, nil)
+}
+
+// explainTableOf is explainTable whose job, before its indexes and rows,
+// edit may change (a column added, the job's spec).
+func explainTableOf(t *testing.T, s *Store, table string, n int, indexed bool, edit func(*JobSQL) *JobSQL) *JobSQL {
+	t.Helper()
 	j := newJob(t, s, table, n, 3)
-	now := s.Dialect.Now()
-	mustExec(t, s, `UPDATE `+j.t+` SET rid = 'w0', rtime = `+now+`, rtimes = 1, started = `+now+`, ended = `+now+`, ok = TRUE WHERE id <= ?`, n*96/100)
-	mustExec(t, s, `UPDATE `+j.t+` SET rid = 'w0', rtime = `+now+`, rtimes = 1, started = `+now+`, ended = `+s.Dialect.Ago()+`, ok = FALSE, why = 'boom' WHERE id > ? AND id <= ?`,
-		s.Dialect.AgoArg(2*time.Minute), n*96/100, n*98/100)
-	mustExec(t, s, `UPDATE `+j.t+` SET rid = 'w9', rtime = `+now+` WHERE id > ? AND id <= ?`, n*98/100, n*99/100)
-	mustExec(t, s, `UPDATE `+j.t+` SET rtimes = 1, started = `+now+` WHERE id > ? AND id <= ?`, n*98/100, n*98/100+n/200)
+	if edit != nil {
+		j = edit(j)
+	}
+	// The indexes come before the updates: an index built over rows whose
+	// updates were HOT (no index to keep) is, on PostgreSQL, unusable by a
+	// transaction whose snapshot is older than the build (indcheckxmin),
+	// and the parallel tests' transactions made that so now and then.
 	if indexed {
 		for _, ix := range j.Indexes(table) {
 			mustExec(t, s, ix.DDL)
@@ -28,6 +36,20 @@ func explainTable(t *testing.T, s *Store, table string, n int, indexed bool) *Jo
 		if err := j.PinIndexes(t.Context(), table); err != nil {
 			t.Fatal(err)
 		}
+	}
+	now := s.Dialect.Now()
+	mustExec(t, s, `UPDATE `+j.t+` SET rid = 'w0', rtime = `+now+`, rtimes = 1, started = `+now+`, ended = `+now+`, ok = TRUE WHERE id <= ?`, n*96/100)
+	mustExec(t, s, `UPDATE `+j.t+` SET rid = 'w0', rtime = `+now+`, rtimes = 1, started = `+now+`, ended = `+s.Dialect.Ago()+`, ok = FALSE, why = 'boom' WHERE id > ? AND id <= ?`,
+		s.Dialect.AgoArg(2*time.Minute), n*96/100, n*98/100)
+	mustExec(t, s, `UPDATE `+j.t+` SET rid = 'w9', rtime = `+now+` WHERE id > ? AND id <= ?`, n*98/100, n*99/100)
+	mustExec(t, s, `UPDATE `+j.t+` SET rtimes = 1, started = `+now+` WHERE id > ? AND id <= ?`, n*98/100, n*98/100+n/200)
+	if s.Dialect.Name() != "sqlite" {
+		// The plan tests check that an index serves each statement (and
+		// without the indexes that none can). On tables this small
+		// PostgreSQL prices a sequential scan under a LIMIT that meets its
+		// rows early about as the index, and its pick changed from run to
+		// run; off, a sequential scan is left for when no index serves.
+		j.explainSettings = []string{"SET LOCAL enable_seqscan = off"}
 	}
 	analyzeTable(t, s, j.t)
 	return j

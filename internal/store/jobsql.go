@@ -62,6 +62,9 @@ type JobSQL struct {
 	// on SQLite they name the pending and retry indexes once those are
 	// known to exist (see PinIndexes).
 	pendingFrom, retryFrom string
+	// explainSettings run in Explain's transaction first: tests of the
+	// plans of small tables set the planner's options with them.
+	explainSettings []string
 }
 
 // Job generates the statements of one job.
