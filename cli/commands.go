@@ -148,19 +148,24 @@ func workerCmd(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	go func() {
+	go killOnHardStop(ctx, wf.opts.GracePeriod, w.Kill)
+	return w.Run(ctx)
+}
+
+// killOnHardStop calls kill on a second signal (hardStop), before or
+// during the graceful stop that the first one began; it gives up a
+// minute past the grace period.
+func killOnHardStop(ctx context.Context, grace time.Duration, kill func()) {
+	select {
+	case <-hardStop:
+		kill()
+	case <-ctx.Done():
 		select {
 		case <-hardStop:
-			w.Kill()
-		case <-ctx.Done():
-			select {
-			case <-hardStop:
-				w.Kill()
-			case <-time.After(wf.opts.GracePeriod + time.Minute):
-			}
+			kill()
+		case <-time.After(grace + time.Minute):
 		}
-	}()
-	return w.Run(ctx)
+	}
 }
 
 func runCmd(ctx context.Context, e *env, args []string) error {

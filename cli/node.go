@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/pampa-go/pampa"
 )
@@ -123,17 +122,6 @@ func nodeCmd(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	go func() {
-		select {
-		case <-hardStop:
-			d.Kill()
-		case <-ctx.Done():
-			select {
-			case <-hardStop:
-				d.Kill()
-			case <-time.After(wf.opts.GracePeriod + time.Minute):
-			}
-		}
-	}()
+	go killOnHardStop(ctx, wf.opts.GracePeriod, d.Kill)
 	return d.Run(ctx)
 }

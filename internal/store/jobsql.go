@@ -303,29 +303,7 @@ func (j *JobSQL) readRows(ctx context.Context, q Querier, query string, args ...
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		return nil, err
-	}
-	var out []Row
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			return nil, err
-		}
-		for i, v := range vals {
-			if b, ok := v.([]byte); ok {
-				vals[i] = append([]byte(nil), b...)
-			}
-		}
-		out = append(out, Row{Columns: cols, Values: vals})
-	}
-	return out, rows.Err()
+	return scanRows(rows)
 }
 
 // Fence identifies one try of one task by one worker. A write carrying a
