@@ -67,6 +67,15 @@ func (s *Service) reserveJob(ctx context.Context, j *engine.Job, workers []store
 		if idle, err = s.idle(ctx, j, mine, queues); err != nil {
 			return err
 		}
+		for i, w := range wants {
+			// An idle worker gets this round only what its slots start,
+			// all of it started: a row left queued beside them could be
+			// claimed before the started ones are adopted, leaving those
+			// to wait (the worker adopts only while it holds nothing).
+			if k := idle[w.Worker]; k > 0 {
+				wants[i].N = min(w.N, k)
+			}
+		}
 		got, err = s.reserveShares(ctx, j, wants, idle)
 	}
 	if err != nil {
@@ -197,7 +206,7 @@ func (s *Service) queueLengths(ctx context.Context, j *engine.Job, ws []store.Wo
 }
 
 // reserveShares reserves every worker's share in one statement: one
-// commit a round. The first rows of an idle worker (up to its slots) are
+// commit a round. The rows of an idle worker (its share is its slots) are
 // started in the same transaction, as its own claim would start them.
 func (s *Service) reserveShares(ctx context.Context, j *engine.Job, wants []store.Share, idle map[string]int) ([]int, error) {
 	got := make([]int, len(wants))
@@ -213,8 +222,8 @@ func (s *Service) reserveShares(ctx context.Context, j *engine.Job, wants []stor
 			return err
 		}
 		for i, w := range wants {
-			if k := min(idle[w.Worker], got[i]); k > 0 {
-				if _, err := j.SQL.Claim(ctx, tx, w.Worker, k); err != nil {
+			if idle[w.Worker] > 0 && got[i] > 0 {
+				if _, err := j.SQL.Claim(ctx, tx, w.Worker, got[i]); err != nil {
 					return fmt.Errorf("start for idle worker %s: %w", w.Worker, err)
 				}
 			}
