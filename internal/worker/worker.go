@@ -175,7 +175,41 @@ func (r *Runtime) Run(ctx context.Context) error {
 		// A nil hbErr means the heartbeat ended only because ctx did.
 		err = hbErr
 	}
+	r.giveBackUnadopted()
 	r.hb.Leave()
 	r.log.Info("worker stopped", "succeeded", r.stats.Succeeded.Load(), "failed", r.stats.Failed.Load())
 	return err
+}
+
+// giveBackUnadopted undoes, as the worker leaves, the starts the
+// dispatcher made for it in a hand-out (one hop) that it never adopted:
+// those tries never ran, so their start and try count are taken back
+// (fenced by the try) and the row goes back to the pool with the
+// unstarted ones. Tries it holds still (cut off by a kill or the end of
+// the grace period) stay started for the dispatcher to hand on, and a
+// killed worker writes nothing more.
+func (r *Runtime) giveBackUnadopted() {
+	if r.hardCtx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, j := range r.opts.Jobs {
+		rows, err := j.SQL.Started(ctx, r.opts.Store.DB, r.opts.Info.ID)
+		if err != nil {
+			r.log.Warn("read the tasks started for this worker", "job", j.Name, "err", err)
+			continue
+		}
+		for _, row := range rows {
+			a := r.newAttempt(j, row)
+			if r.held.has(a) || r.comp.Holds(a) {
+				continue
+			}
+			if ok, err := j.SQL.Unstart(ctx, r.opts.Store.DB, a.Fence()); err != nil {
+				r.log.Warn("give back a task started for this worker", "job", j.Name, "task", a.Key, "err", err)
+			} else if ok {
+				r.log.Info("gave back a task started for this worker and never run", "job", j.Name, "task", a.Key)
+			}
+		}
+	}
 }

@@ -330,3 +330,38 @@ func TestRunRefusesLiveID(t *testing.T) {
 		t.Fatalf("row 1 = %+v, want untouched by a refused worker", r)
 	}
 }
+
+// A row the dispatcher started for the worker (one hop) that the worker
+// never adopted (it was not woken, and does not poll here) is given back
+// as the worker leaves: unstarted, its try count taken back, pending.
+func TestLeaveGivesBackStartsNeverAdopted(t *testing.T) {
+	t.Parallel()
+	var runs atomic.Int32
+	b := setup(t, 2, 1, func(ctx context.Context, a *engine.Attempt) error {
+		runs.Add(1)
+		return nil
+	}, func(o *Options) {
+		o.OnStart = nil
+		o.Delay = time.Hour // no idle poll: only a wake-up would adopt
+	})
+	stop, done := b.start(t)
+	enginetest.Eventually(t, 10*time.Second, "the worker to register", func() bool {
+		w, err := b.s.Worker(context.Background(), id, time.Minute)
+		return err == nil && w.State == store.StateRunning
+	})
+	// Past its first look, at once after it registered: then, as the
+	// hand-out does for an idle worker, a start without its wake-up.
+	time.Sleep(time.Second)
+	enginetest.Reserve(t, b.s, b.j, id, 1)
+	enginetest.Claim(t, b.s, b.j, id, 1)
+	stop()
+	if err := waitRun(t, done, 10*time.Second); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if runs.Load() != 0 {
+		t.Fatalf("%d tries ran, want none (the start was never adopted)", runs.Load())
+	}
+	if r := enginetest.Get(t, b.s, b.j, 1); r.Started || r.RID.Valid || r.Tries != 0 {
+		t.Fatalf("row 1 after the worker left = %+v, want pending again with no try counted", r)
+	}
+}
