@@ -150,9 +150,7 @@ func (l *loop) adoptStarted(ctx context.Context) {
 		// After a failed write, not before nothing runs here (tidy).
 		return
 	}
-	// A try of ours whose outcome is not recorded yet still reads as
-	// started: it is ours already, not the dispatcher's.
-	tasks, err := l.r.prod.Adopt(ctx, func(a *engine.Attempt) bool { return l.r.held.has(a) || l.r.comp.Holds(a) })
+	tasks, err := l.r.prod.Adopt(ctx, l.r.ours)
 	if err != nil && ctx.Err() == nil {
 		// Not lost: the next idle poll reads them again, and the
 		// maintenance pass relaunches what nobody adopts.

@@ -202,7 +202,7 @@ func (r *Runtime) giveBackUnadopted() {
 		}
 		for _, row := range rows {
 			a := r.newAttempt(j, row)
-			if r.held.has(a) || r.comp.Holds(a) {
+			if r.ours(a) {
 				continue
 			}
 			if ok, err := j.SQL.Unstart(ctx, r.opts.Store.DB, a.Fence()); err != nil {
@@ -213,3 +213,8 @@ func (r *Runtime) giveBackUnadopted() {
 		}
 	}
 }
+
+// ours reports whether the worker already has the try: it runs it, holds
+// it taken ahead, or waits to record its outcome (a try whose outcome is
+// not recorded still reads as started in the table).
+func (r *Runtime) ours(a *engine.Attempt) bool { return r.held.has(a) || r.comp.Holds(a) }
