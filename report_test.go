@@ -115,3 +115,35 @@ func TestReportEstimatesLargeTables(t *testing.T) {
 		}
 	})
 }
+
+// On SQLite a large table is counted once; the next reports carry the
+// count forward by the rows added since, marked estimated, their other
+// figures exact; Exact counts again.
+func TestReportCarriesSQLiteCountForward(t *testing.T) {
+	t.Parallel()
+	const rows = 20_000
+	ctx := context.Background()
+	e := newEnv(t, DriverSQLite, rows)
+	want := setStates(e, rows)
+	report := func(opts ReportOptions) JobReport {
+		t.Helper()
+		got, err := e.client.ReportWith(ctx, opts)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("ReportWith(%+v) = %+v, %v", opts, got, err)
+		}
+		return got[0]
+	}
+	if r := report(ReportOptions{estimateMin: 10_000}); r != want {
+		t.Errorf("first report = %+v, want counted %+v", r, want)
+	}
+	e.exec(`INSERT INTO numbers (value) VALUES (?), (?)`, rows+1, rows+2)
+	want.Total, want.Pending = rows+2, want.Pending+2
+	est := want
+	est.Estimated = true
+	if r := report(ReportOptions{estimateMin: 10_000}); r != est {
+		t.Errorf("second report = %+v, want %+v", r, est)
+	}
+	if r := report(ReportOptions{Exact: true}); r != want {
+		t.Errorf("exact report = %+v, want %+v", r, want)
+	}
+}

@@ -483,7 +483,7 @@ func printReports(w io.Writer, reports []pampa.JobReport) error {
 		}
 	}
 	if estimated {
-		_, err := fmt.Fprintln(w, "~ estimated from PostgreSQL's statistics of the table (1,000,000 rows or more); --exact counts every row")
+		_, err := fmt.Fprintln(w, "~ estimated (a table of 1,000,000 rows or more: PostgreSQL's statistics, or SQLite's last count and the rows added since); --exact counts every row")
 		return err
 	}
 	return nil

@@ -75,7 +75,7 @@ func TestReportCountsThroughPartialIndexes(t *testing.T) {
 			}
 		}
 		for _, total := range []bool{false, true} {
-			plan := explain(t, s, j.countSQL(total), 3)
+			plan := explain(t, s, j.countSQL(total, ""), 3)
 			failures := 0 // the failed rows are counted through either index of them
 			for _, ix := range j.Indexes("tasks") {
 				switch {
@@ -169,5 +169,87 @@ func TestReportCountEstimate(t *testing.T) {
 	c, err := j.CountEstimate(ctx, s.DB, 10_000)
 	if err != nil || c.Pending() != 30_192 || c.Succeeded < 0 || c.Total < 30_200 {
 		t.Errorf("after an insert: CountEstimate = %+v (pending %d), %v; want pending 30192", c, c.Pending(), err)
+	}
+}
+
+// On SQLite, a report of a large table counts it once, then carries that
+// count forward by the rows added since (read above the largest rowid it
+// saw) for rowidFresh, and counts it again after that; the other states
+// are exact on every call.
+func TestSQLiteCountsAddedRows(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, "sqlite")
+	ctx := t.Context()
+	j, want := bigJob(t, s)
+	count := func(min int64) Counts {
+		t.Helper()
+		c, err := j.CountEstimate(ctx, s.DB, min)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if c := count(10_000); c != want {
+		t.Fatalf("first count = %+v, want exact %+v", c, want)
+	}
+	want.Estimated = true
+	if c := count(10_000); c != want {
+		t.Errorf("second count = %+v, want %+v carried forward", c, want)
+	}
+	plan := explain(t, s, fmt.Sprintf(`SELECT COUNT(*), MAX(%[1]s) FROM tasks WHERE %[1]s > ?`, j.rowids.column), 20000)
+	if !strings.Contains(plan, "rowid>?") {
+		t.Errorf("the rows added are not read as a rowid range:\n%s", plan)
+	}
+
+	mustExec(t, s, `INSERT INTO tasks (id, payload)
+		WITH RECURSIVE g(n) AS (SELECT 20001 UNION ALL SELECT n + 1 FROM g WHERE n < 50000) SELECT n, 'p' FROM g`)
+	if c := count(10_000); !c.Estimated || c.Total != 50_000 || c.Pending() != 30_192 || c.Succeeded != want.Succeeded {
+		t.Errorf("after an insert: %+v (pending %d), want estimated, total 50000, pending 30192", c, c.Pending())
+	}
+	// A delete is not seen until the count is due again.
+	mustExec(t, s, `DELETE FROM tasks WHERE id <= 100`)
+	if c := count(10_000); c.Total != 50_000 || !c.Estimated {
+		t.Errorf("after a delete, before the count is due: %+v, want the estimate of 50000", c)
+	}
+	if c := count(0); c.Total != 49_900 || c.Estimated {
+		t.Errorf("exact count after a delete: %+v, want 49900, not estimated", c)
+	}
+	j.rowids.mu.Lock()
+	j.rowids.at = j.rowids.at.Add(-rowidFresh - time.Second)
+	j.rowids.mu.Unlock()
+	if c := count(10_000); c.Total != 49_900 || c.Estimated {
+		t.Errorf("once the count is due: %+v, want 49900 counted", c)
+	}
+	if c := count(100_000); c.Estimated {
+		t.Errorf("a threshold above the table's rows: %+v, want counted", c)
+	}
+}
+
+// Tables whose rowid cannot be read are always counted: WITHOUT ROWID,
+// or with columns named after every name of the rowid. A column named
+// rowid leaves the estimate to _rowid_.
+func TestSQLiteCountsWithoutRowid(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, ddl, column string }{
+		{"without rowid", `CREATE TABLE t (id INTEGER PRIMARY KEY, rid TEXT, rtime TEXT, rtimes INTEGER, started TEXT, ended TEXT, ok BOOLEAN, why TEXT) WITHOUT ROWID`, "-"},
+		{"every name taken", `CREATE TABLE t (id INTEGER PRIMARY KEY, rowid INTEGER, _rowid_ INTEGER, oid INTEGER, rid TEXT, rtime TEXT, rtimes INTEGER, started TEXT, ended TEXT, ok BOOLEAN, why TEXT)`, "-"},
+		{"a column named rowid", `CREATE TABLE t (id INTEGER PRIMARY KEY, rowid INTEGER, rid TEXT, rtime TEXT, rtimes INTEGER, started TEXT, ended TEXT, ok BOOLEAN, why TEXT)`, "_rowid_"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openStore(t, "sqlite")
+			mustExec(t, s, tc.ddl)
+			j := s.Job(JobSpec{Table: Ident{Name: "t"}, PrimaryKey: "id", ReservationID: "rid", ReservationTime: "rtime",
+				ReservationTimes: "rtimes", StartTime: "started", EndTime: "ended", Success: "ok", ErrorDescription: "why", MaxTryTimes: 3})
+			mustExec(t, s, `INSERT INTO t (id) WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 100) SELECT n FROM g`)
+			for i := range 2 {
+				c, err := j.CountEstimate(t.Context(), s.DB, 10)
+				if err != nil || c.Total != 100 || c.Estimated != (i == 1 && tc.column != "-") {
+					t.Errorf("count %d = %+v, %v; want 100, estimated only on a second count through a rowid", i+1, c, err)
+				}
+			}
+			if j.rowids.column != tc.column {
+				t.Errorf("rowid read as %q, want %q", j.rowids.column, tc.column)
+			}
+		})
 	}
 }

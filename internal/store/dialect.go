@@ -118,6 +118,10 @@ type Dialect interface {
 	// EstimatesRowCount is true when the engine's statistics give a
 	// table's row count cheaply (see JobSQL.CountEstimate).
 	EstimatesRowCount() bool
+	// CountsNewRowsByRowid is true when a table's rows carry an
+	// increasing rowid, so that the rows added since a count can be
+	// counted alone (see JobSQL.rowidEstimate).
+	CountsNewRowsByRowid() bool
 	// Cast is the suffix that casts a bound value to an SQL type, or ""
 	// when values need none.
 	Cast(typ string) string

@@ -65,6 +65,8 @@ type JobSQL struct {
 	// explainSettings run in Explain's transaction first: tests of the
 	// plans of small tables set the planner's options with them.
 	explainSettings []string
+	// rowids carries SQLite's last count of a large table forward.
+	rowids rowidCount
 }
 
 // Job generates the statements of one job.

@@ -182,6 +182,10 @@ func (Postgres) LocalFile(string) (string, bool) { return "", true }
 // EstimatesRowCount implements Dialect.
 func (Postgres) EstimatesRowCount() bool { return true }
 
+// CountsNewRowsByRowid implements Dialect: PostgreSQL has no rowid (its
+// statistics estimate instead).
+func (Postgres) CountsNewRowsByRowid() bool { return false }
+
 // Cast implements Dialect.
 func (Postgres) Cast(typ string) string { return "::" + typ }
 

@@ -254,6 +254,10 @@ func (SQLite) LocalFile(raw string) (string, bool) {
 // EstimatesRowCount implements Dialect.
 func (SQLite) EstimatesRowCount() bool { return false }
 
+// CountsNewRowsByRowid implements Dialect: a new row's rowid is one more
+// than the largest in the table.
+func (SQLite) CountsNewRowsByRowid() bool { return true }
+
 // Cast implements Dialect: SQLite's values carry their own types.
 func (SQLite) Cast(string) string { return "" }
 
