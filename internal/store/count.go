@@ -38,11 +38,12 @@ func (j *JobSQL) Count(ctx context.Context, q Querier) (Counts, error) {
 // CountEstimate counts the job's rows by state. Only the unfinished states
 // are looked for, each through a partial index of `pampa setup`, so that
 // their cost follows the backlog and not the table:
-//   - pending (pending index): neither reserved nor started, plus (failed
+//   - pending (pending index): neither reserved nor started, plus (retry
 //     index) failed tries with tries left, waiting for a relaunch;
 //   - reserved and running (in-flight index): reserved, not ended; not
 //     started or started;
-//   - failed (failed index): failed with no tries left.
+//   - failed (failed index, less the retry index's): failed with no tries
+//     left, as the relaunch sees them.
 //
 // Succeeded is the rest, Total less those, which spares reading every
 // finished row. Total is the one figure that needs the whole table; COUNT(*)
@@ -84,7 +85,7 @@ func (j *JobSQL) CountEstimate(ctx context.Context, q Querier, estimateMin int64
 	}
 	// One statement, so that the states come from one snapshot and a row
 	// moving between two of them is counted once.
-	if err := j.s.queryRow(ctx, q, j.countSQL(!c.Estimated, rowid), j.spec.MaxTryTimes).Scan(dest...); err != nil {
+	if err := j.s.queryRow(ctx, q, j.countSQL(!c.Estimated, rowid)).Scan(dest...); err != nil {
 		return Counts{}, err
 	}
 	if rowid != "" && c.Total >= estimateMin && maxRowid.Valid {
@@ -118,11 +119,15 @@ func (j *JobSQL) countSQL(total bool, rowid string) string {
 	if j.runAt != "" {
 		scheduled = "COUNT(CASE WHEN " + j.notDue() + " THEN 1 END)"
 	}
-	return j.s.q(fmt.Sprintf(`SELECT %[1]sp.n, p.scheduled, i.reserved, i.running, f.failed, f.n - f.failed FROM
-		(SELECT COUNT(*) AS n, %[8]s AS scheduled FROM %[2]s WHERE %[3]s IS NULL AND %[4]s IS NULL) p,
+	// Failed tries with tries left are those of the retry index, counted
+	// from it alone; failed for good, the other failed rows: neither reads
+	// a row of the table (the try count is not in the failed index).
+	return j.s.q(fmt.Sprintf(`SELECT %[1]sp.n, p.scheduled, i.reserved, i.running, f.n - r.n, r.n FROM
+		(SELECT COUNT(*) AS n, %[7]s AS scheduled FROM %[2]s WHERE %[3]s IS NULL AND %[4]s IS NULL) p,
 		(SELECT COUNT(*) - COUNT(%[4]s) AS reserved, COUNT(%[4]s) AS running FROM %[2]s WHERE %[3]s IS NOT NULL AND %[5]s IS NULL) i,
-		(SELECT COUNT(*) AS n, COUNT(CASE WHEN COALESCE(%[6]s, 0) >= ? THEN 1 END) AS failed FROM %[2]s WHERE %[7]s = FALSE) f`,
-		all, j.t, j.reservationID, j.startTime, j.endTime, j.reservationTimes, j.success, scheduled))
+		(SELECT COUNT(*) AS n FROM %[2]s WHERE %[6]s = FALSE) f,
+		(SELECT COUNT(*) AS n FROM %[2]s WHERE %[8]s) r`,
+		all, j.t, j.reservationID, j.startTime, j.endTime, j.success, scheduled, j.retryPredicate()))
 }
 
 // estimateRows is PostgreSQL's estimate of the table's rows: the smaller
