@@ -39,6 +39,10 @@ type Options struct {
 type Producer struct {
 	opts     Options
 	minQueue int           // largest queue_size of the worker's jobs
+	// startedFull is how many tries a hand-out that starts tries for the
+	// idle worker brings while pending rows are left: its slots, or less
+	// if a job's queue_size is smaller.
+	startedFull int
 	maxQueue int           // longest queue the worker's jobs may be given
 	shortest time.Duration // shortest max duration of the worker's jobs
 
@@ -52,8 +56,9 @@ type Producer struct {
 
 // New returns a producer.
 func New(opts Options) *Producer {
-	p := &Producer{opts: opts}
+	p := &Producer{opts: opts, startedFull: max(opts.Slots, 1)}
 	for _, j := range opts.Jobs {
+		p.startedFull = min(p.startedFull, max(j.QueueSize, 1))
 		p.minQueue = max(p.minQueue, j.QueueSize)
 		p.maxQueue = max(p.maxQueue, j.QueueMax())
 		if p.shortest == 0 || j.MaxJobDuration < p.shortest {
@@ -62,6 +67,12 @@ func New(opts Options) *Producer {
 	}
 	return p
 }
+
+// RanDry reports whether an adoption of n tries shows that the hand-out
+// that started them found no more pending rows: the dispatcher starts
+// for an idle worker as many as its slots (at most a queue_size), and
+// queues none beside them, so a claim now would find nothing.
+func (p *Producer) RanDry(n int) bool { return n < p.startedFull }
 
 // MaxQueue is the longest queue the dispatcher may give the worker for
 // one of its jobs (their queue_size_max).

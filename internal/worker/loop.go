@@ -29,7 +29,10 @@ type loop struct {
 	polled bool // the idle timer fired: check with a read
 	// adopt: woken or polled while idle: read the tries the dispatcher
 	// may have started for us.
-	adopt     bool
+	adopt bool
+	// arrivals measures how far apart tries come to this worker (see
+	// sparse).
+	arrivals arrivalGauge
 	reconcile bool // a write failed: rows may be started that we do not hold
 	fatal     error
 }
@@ -157,6 +160,13 @@ func (l *loop) adoptStarted(ctx context.Context) {
 		l.r.log.Warn("adopt started tasks", "err", err)
 	}
 	l.r.held.add(tasks...)
+	l.arrivals.add(len(tasks), time.Now())
+	if len(tasks) > 0 && l.r.prod.RanDry(len(tasks)) {
+		// Nothing is queued for us: no claim until woken, which would
+		// find nothing and wake the dispatcher for a round that finds
+		// nothing either.
+		l.look = false
+	}
 	for _, a := range tasks {
 		if l.inflight < l.r.opts.Concurrency {
 			l.start(a)
@@ -184,7 +194,7 @@ func (l *loop) produce(ctx context.Context) bool {
 	// Record outcomes once the tasks taken ahead are used up (unless the
 	// queue ran dry: then with the next claim), or when the batch is due;
 	// claim in the same transaction.
-	flush := c.Len() > 0 && ((p.Buffered() == 0 && l.look) || c.Due())
+	flush := c.Len() > 0 && ((p.Buffered() == 0 && (l.look || l.inflight == 0 && l.arrivals.sparse())) || c.Due())
 	if !flush && !p.HasGiveBack() && (want == 0 || p.Buffered() > 0) {
 		return false
 	}
@@ -215,6 +225,7 @@ func (l *loop) produce(ctx context.Context) bool {
 	if want > 0 {
 		l.look = len(tasks) == want
 	}
+	l.arrivals.add(len(tasks), time.Now())
 	return len(tasks) > 0 && l.inflight < l.r.opts.Concurrency
 }
 
@@ -365,3 +376,31 @@ func (r *Runtime) cycle(ctx context.Context, batch []engine.Outcome, n int) ([]*
 	r.comp.Recorded(batch, applied)
 	return claimed, nil
 }
+
+// sparseGap is the mean gap between tries from which a worker counts its
+// tasks as sparse: a trickle, not a burn.
+const sparseGap = 5 * time.Millisecond
+
+// arrivalGauge smooths the gap between the tries a worker is given. While
+// they come sparse, an outcome is recorded as soon as nothing else runs,
+// not with the next claim: the worker then holds nothing when the next
+// task comes, and the dispatcher hands it that task started, in one hop.
+// In a burn the outcome waits for the claim it rides with, as a commit of
+// its own per task would cost more than the hop saves.
+type arrivalGauge struct {
+	last time.Time
+	gap  time.Duration // smoothed, per try
+}
+
+func (g *arrivalGauge) add(n int, now time.Time) {
+	if n <= 0 {
+		return
+	}
+	if !g.last.IsZero() {
+		per := now.Sub(g.last) / time.Duration(n)
+		g.gap += (per - g.gap) / 4
+	}
+	g.last = now
+}
+
+func (g *arrivalGauge) sparse() bool { return !g.last.IsZero() && g.gap >= sparseGap }
