@@ -38,13 +38,13 @@ type Options struct {
 // Producer is used by one goroutine, but Observe may be called from any.
 type Producer struct {
 	opts     Options
-	minQueue int           // largest queue_size of the worker's jobs
+	minQueue int // largest queue_size of the worker's jobs
 	// startedFull is how many tries a hand-out that starts tries for the
 	// idle worker brings while pending rows are left: its slots, or less
 	// if a job's queue_size is smaller.
 	startedFull int
-	maxQueue int           // longest queue the worker's jobs may be given
-	shortest time.Duration // shortest max duration of the worker's jobs
+	maxQueue    int           // longest queue the worker's jobs may be given
+	shortest    time.Duration // shortest max duration of the worker's jobs
 
 	buffer    []*engine.Attempt // taken ahead, in claim order
 	claimedAt time.Time

@@ -32,7 +32,7 @@ type loop struct {
 	adopt bool
 	// arrivals measures how far apart tries come to this worker (see
 	// sparse).
-	arrivals arrivalGauge
+	arrivals  arrivalGauge
 	reconcile bool // a write failed: rows may be started that we do not hold
 	fatal     error
 }
