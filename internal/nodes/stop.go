@@ -38,7 +38,8 @@ type Stopped struct {
 // the process is confirmed to be that worker (see processState), and
 // SIGKILL if it is still there after timeout (0: its grace period plus
 // 10s). Stopping a stopped worker is not an error. ids default to all of
-// the node's workers and any other pid file found.
+// the node's workers, any other pid file found, and its node dispatcher
+// (<node>.0), which stops as a worker does, its workers with it.
 func (c *Conn) Stop(ctx context.Context, ids []string, timeout time.Duration) ([]Stopped, error) {
 	var sv supervisors
 	if err := c.bounded(ctx, "stop the supervisors", func(ctx context.Context) error { return c.stopSupervisors(ctx, &sv, ids) }); err != nil {
@@ -340,8 +341,9 @@ func (c *Conn) removeRecord(dir, id string) {
 	}
 }
 
-// allWorkerIDs lists the node's workers, then the ids of any other pid
-// files (workers of an earlier, larger max_workers).
+// allWorkerIDs lists the node's node dispatcher, when it has a pid file
+// or a supervisor record, then the node's workers, then the ids of any
+// other pid files (workers of an earlier, larger max_workers).
 func (c *Conn) allWorkerIDs(dir string) []string {
 	ids := c.t.WorkerIDs()
 	sc, err := c.SFTP()
@@ -356,16 +358,46 @@ func (c *Conn) allWorkerIDs(dir string) []string {
 	for _, id := range ids {
 		seen[id] = true
 	}
+	nd := c.t.NodeDispatcherID()
 	for _, e := range entries {
 		name := e.Name()
+		if name == nd+superExt && !seen[nd] {
+			seen[nd] = true
+			ids = append([]string{nd}, ids...)
+		}
 		if path.Ext(name) != ".pid" {
 			continue
 		}
 		id := name[:len(name)-len(".pid")]
-		if !seen[id] {
+		switch {
+		case seen[id]:
+		case id == nd:
+			seen[id] = true
+			ids = append([]string{nd}, ids...)
+		default:
 			seen[id] = true
 			ids = append(ids, id)
 		}
 	}
 	return ids
+}
+
+// Workers lists the ids of the node's workers and of any other worker a
+// pid file names, leaving out its node dispatcher: what a restart of the
+// workers stops.
+func (c *Conn) Workers(ctx context.Context) ([]string, error) {
+	var ids []string
+	err := c.bounded(ctx, "list the workers", func(context.Context) error {
+		dir, _, err := c.Dir()
+		if err != nil {
+			return err
+		}
+		for _, id := range c.allWorkerIDs(dir) {
+			if id != c.t.NodeDispatcherID() {
+				ids = append(ids, id)
+			}
+		}
+		return nil
+	})
+	return ids, err
 }
