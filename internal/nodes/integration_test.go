@@ -490,12 +490,26 @@ func TestNodesRealNodeDispatcher(t *testing.T) {
 		t.Errorf("a worker started beside the node dispatcher: %v", err)
 	}
 
-	stopped, err := n.conn.Stop(ctx, nil, 0)
+	// A worker of it has no process of its own to stop.
+	stopped, err := n.conn.Stop(ctx, []string{"n.1"}, 0)
+	if err != nil || len(stopped) != 1 || stopped[0].WasRunning || !strings.Contains(stopped[0].Why, "it runs in the node dispatcher n.0 (pid "+strconv.Itoa(w.PID)+")") {
+		t.Errorf("stop n.1 of the node dispatcher: %+v, %v", stopped, err)
+	}
+	if nd := workerOf(n.state(t), "n.0"); !nd.Running || nd.PID != w.PID {
+		t.Errorf("n.0 after a stop of n.1: %+v", nd)
+	}
+
+	stopped, err = n.conn.Stop(ctx, nil, 0)
 	if err != nil || len(stopped) != 3 || stopped[0].ID != "n.0" {
 		t.Fatalf("stop: %+v, %v", stopped, err)
 	}
 	if s := stopped[0]; !s.WasRunning || s.Killed || s.PID != w.PID || s.SupervisorPID == 0 {
 		t.Errorf("stop n.0: %+v", s)
+	}
+	for _, s := range stopped[1:] {
+		if s.WasRunning || s.Why != "runs in the node dispatcher n.0, stopped with it" {
+			t.Errorf("stop %s with the node dispatcher: %+v", s.ID, s)
+		}
 	}
 	if data, _ := os.ReadFile(LogPath(st.Dir, "n.0")); !bytes.Contains(data, []byte("node n.0 stopping")) {
 		t.Errorf("n.0 did not stop gracefully:\n%s", tailLines(data, 3))

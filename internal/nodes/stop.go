@@ -74,7 +74,36 @@ func (c *Conn) Stop(ctx context.Context, ids []string, timeout time.Duration) ([
 			return c.stop(ctx, &s)
 		})
 	}
-	return sv.merge(s.out), err
+	return c.withMembers(sv.merge(s.out), sv.nd), err
+}
+
+// withMembers explains the workers of a node dispatcher that was
+// running, which have no process of their own to stop.
+func (c *Conn) withMembers(out []Stopped, nd *WorkerProcess) []Stopped {
+	if nd == nil || nd.Members == 0 {
+		return out
+	}
+	stopped := false
+	for _, s := range out {
+		if s.ID == nd.ID && s.WasRunning && s.Error == "" {
+			stopped = true
+		}
+	}
+	for i, s := range out {
+		if s.WasRunning || s.Error != "" || !c.t.HasWorker(s.ID) {
+			continue
+		}
+		if k, _ := strconv.Atoi(strings.TrimPrefix(s.ID, c.t.Name+".")); k < 1 || k > nd.Members {
+			continue
+		}
+		if stopped {
+			out[i].Why = fmt.Sprintf("runs in the node dispatcher %s, stopped with it", nd.ID)
+		} else {
+			out[i].Why = fmt.Sprintf("has no process of its own: it runs in the node dispatcher %s (pid %d), which `nodes stop --worker %s` stops with all its workers (`drain %s` gives it no more tasks)",
+				nd.ID, nd.PID, nd.ID, s.ID)
+		}
+	}
+	return out
 }
 
 // supervisors are what a stop found and did of the workers' supervisors.
@@ -85,6 +114,7 @@ type supervisors struct {
 	units   map[string]*SupervisorState // systemd units, by worker
 	longest time.Duration               // the longest stop timeout of a unit
 	done    map[string]Stopped          // workers stopped with their unit
+	nd      *WorkerProcess              // the node dispatcher's record, while it runs
 }
 
 // merge lists every worker's outcome in the order of ids.
@@ -133,6 +163,9 @@ func (c *Conn) stopSupervisors(ctx context.Context, sv *supervisors, ids []strin
 	}
 	sv.dir, sv.ids = dir, ids
 	sv.pampa, sv.units, sv.done = map[string]int{}, map[string]*SupervisorState{}, map[string]Stopped{}
+	if st := processState(read, dir, c.t.NodeDispatcherID()); st.Running {
+		sv.nd = st.Record
+	}
 	var pids []string
 	for _, id := range ids {
 		st := supervisorState(read, dir, id)
