@@ -39,8 +39,8 @@ func (f *startFlags) register(fs *flag.FlagSet) {
 	f.fs = fs
 	f.nodeFlags.register(fs)
 	fs.StringVar(&f.worker, "worker", "", "only this worker, such as node1.2")
-	fs.BoolVar(&f.nodeDispatcher, "node-dispatcher", false, "start on each node, instead of a process per worker, one node dispatcher (NODE.0): the process `node --node NODE\n"+
-		"--workers MAX_WORKERS`, which claims for all the node's workers and runs them (see below)")
+	fs.BoolVar(&f.nodeDispatcher, "node-dispatcher", false, "start on each node, instead of a process per worker, its node dispatcher NODE.0: one process, pampa node\n"+
+		"--node NODE --workers MAX_WORKERS, that claims for all the node's workers and runs them (see above)")
 	fs.DurationVar(&f.grace, "grace", 30*time.Second, "the workers' --grace: on stop, how long running tasks may finish")
 	fs.DurationVar(&f.settle, "settle", 1500*time.Millisecond, "how long a new worker must stay up on its node to count as started")
 	fs.DurationVar(&f.wait, "wait", 30*time.Second, "then wait up to this long for the started workers to register as alive (0: do not wait)")
