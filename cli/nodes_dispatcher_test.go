@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ func TestNodesStartNodeDispatcher(t *testing.T) {
 		e.secrets = []string{"NODE1_PASSWORD=" + srv.Password}
 		e.writeConfig(nodeYAML("n1", srv, knownHosts, "    ssh_password_env: NODE1_PASSWORD\n"))
 		e.must("nodes", "deploy", "n1", "--env", envTestProgram+"=1", "--env", "PAMPA_TEST_DRIVER="+driver, "--env", "PAMPA_TEST_SLEEP=40ms")
-		flags := []string{"--heartbeat", "1s", "--delay", "50ms", "--grace", "5s", "--settle", "500ms"}
+		flags := []string{"--heartbeat", "1s", "--delay", "50ms", "--grace", "5s", "--settle", "500ms", "--restart-delay", "100ms"}
 		start := func(args ...string) (string, int) {
 			return e.run(append(append([]string{"nodes"}, args...), flags...)...)
 		}
@@ -96,6 +97,29 @@ func TestNodesStartNodeDispatcher(t *testing.T) {
 		if n := e.count(`SELECT COUNT(*) FROM executions WHERE worker NOT IN ('n1.1', 'n1.2')`); n != 0 {
 			t.Errorf("%d tasks run by others than n1.0's workers", n)
 		}
+
+		// Killed, its supervisor starts it again: a new process, which
+		// takes its ids and its workers' back at once.
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		e.waitFor(20*time.Second, "n1.0 and its workers to come back", func() bool {
+			n := findNode(t, e.status("n1"), "n1")
+			nd = findWorker(t, n, "n1.0")
+			if nd.Process == nil || !nd.Process.Running || nd.Process.PID == pid || nd.Registry == nil || !nd.Registry.Alive || nd.Registry.PID != nd.Process.PID {
+				return false
+			}
+			for _, id := range []string{"n1.1", "n1.2"} {
+				if w := findWorker(t, n, id); w.Process == nil || w.Process.PID != nd.Process.PID || w.Registry == nil || !w.Registry.Alive || w.Registry.PID != nd.Process.PID {
+					return false
+				}
+			}
+			return true
+		})
+		if sup := nd.Supervisor; sup == nil || !sup.Alive || sup.Restarts != 1 || sup.LastExit == nil || sup.LastExit.Signal != "SIGKILL" {
+			t.Errorf("n1.0's supervisor after a kill: %+v", sup)
+		}
+		pid = nd.Process.PID
 
 		// Workers of their own are refused beside it, by start and restart
 		// alike, and it is left running.
