@@ -357,7 +357,9 @@ func (e *env) printStartJSON(run *startRun) (int, error) {
 				}
 			}
 		}
-		failed += len(run.missingMembers(nt.node.Name))
+		if run.registered[pampa.NodeDispatcherID(nt.node.Name)] {
+			failed += len(run.missingMembers(nt.node.Name))
+		}
 		out = append(out, r)
 	}
 	return failed, e.printJSON(out)
