@@ -29,7 +29,8 @@ const nodesAbout = `Operate the cluster's nodes over SSH.
 
   status  [NODE...]                  reachability, workers (process and registry) and usage
   deploy  [NODE...]                  upload the program and config as a new release
-  start   [NODE...] [--worker ID]    start the workers that are not running
+  start   [NODE...] [--worker ID]    start the workers that are not running (with
+                                     --node-dispatcher: one node dispatcher per node instead)
   stop    [NODE...] [--worker ID]    stop workers gracefully (SIGTERM, then SIGKILL)
   restart [NODE...] [--worker ID]    stop, then start (the current release)
   logs    NODE [--worker ID] [-f]    print the end of a worker's log
@@ -119,10 +120,13 @@ type nodeTarget struct {
 // one --worker names, or all of each node's.
 func chooseNodes(c *pampa.Cluster, names []string, worker string) ([]nodeTarget, []string, error) {
 	if worker != "" {
-		if err := c.CheckWorkerID(worker); err != nil {
-			return nil, nil, usagef("--worker: %v", err)
+		node, isDispatcher := dispatcherOf(c, worker)
+		if !isDispatcher {
+			if err := c.CheckWorkerID(worker); err != nil {
+				return nil, nil, usagef("--worker: %v", err)
+			}
+			node, _, _ = pampa.ParseWorkerID(worker)
 		}
-		node, _, _ := pampa.ParseWorkerID(worker)
 		if len(names) == 0 {
 			names = []string{node}
 		}
@@ -162,6 +166,13 @@ func chooseNodes(c *pampa.Cluster, names []string, worker string) ([]nodeTarget,
 		workers = []string{worker}
 	}
 	return out, workers, nil
+}
+
+// dispatcherOf returns the node whose node dispatcher id is, "n1" for
+// "n1.0", if the config defines that node.
+func dispatcherOf(c *pampa.Cluster, id string) (string, bool) {
+	node, ok := strings.CutSuffix(id, ".0")
+	return node, ok && c.Node(node) != nil && id == pampa.NodeDispatcherID(node)
 }
 
 // targetOf turns a config node into an SSH target, reading its secrets
@@ -465,14 +476,15 @@ func withoutPasswords(data []byte) (out []byte, n int, err error) {
 }
 
 func nodesLogsCmd(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("nodes logs", "NODE [--worker ID] [-f]", "Print the end of a worker's log on its node (the first worker's unless --worker says);\n"+
-		"with -f, keep printing what it appends until interrupted.")
+	fs := e.flags("nodes logs", "NODE [--worker ID] [-f]", "Print the end of a worker's log on its node (the first worker's unless --worker says, or\n"+
+		"the node dispatcher's, NODE.0, while one runs: its workers log there too); with -f, keep\n"+
+		"printing what it appends until interrupted.")
 	var nf nodeFlags
 	var worker string
 	var follow, out bool
 	var lines int
 	nf.register(fs)
-	fs.StringVar(&worker, "worker", "", "the worker, such as node1.2 (default: NODE.1)")
+	fs.StringVar(&worker, "worker", "", "the worker, such as node1.2, or node1.0 for the node dispatcher (default: NODE.0 while it runs, else NODE.1)")
 	fs.BoolVar(&follow, "f", false, "follow: print lines as they are appended")
 	fs.IntVar(&lines, "n", 50, "how many lines to print first")
 	fs.BoolVar(&out, "out", false, "print the worker's standard output and error (start-up failures, panics) instead of its log")
@@ -490,10 +502,11 @@ func nodesLogsCmd(ctx context.Context, e *env, args []string) error {
 	if len(names) == 0 && worker == "" {
 		return usagef("name a node (or --worker ID)")
 	}
-	if worker == "" {
-		worker = pampa.WorkerID(names[0], 1)
+	chosen := worker
+	if chosen == "" {
+		chosen = pampa.WorkerID(names[0], 1)
 	}
-	ts, _, err := chooseNodes(c, names, worker)
+	ts, _, err := chooseNodes(c, names, chosen)
 	if err != nil {
 		return err
 	}
@@ -510,9 +523,27 @@ func nodesLogsCmd(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	file := nodes.LogPath(dir, worker)
-	if out {
-		file = nodes.OutPath(dir, worker)
+	// A node dispatcher's workers have no log of their own: its log is
+	// theirs.
+	nd := nt.t.NodeDispatcherID()
+	ndRuns := false
+	if chosen != nd {
+		procs, err := conn.Processes(ctx, []string{nd})
+		if err != nil {
+			return err
+		}
+		ndRuns = procs[nd].Running
 	}
-	return conn.Tail(ctx, file, lines, follow, e.stdout)
+	if worker == "" && ndRuns {
+		chosen = nd
+	}
+	file := nodes.LogPath(dir, chosen)
+	if out {
+		file = nodes.OutPath(dir, chosen)
+	}
+	err = conn.Tail(ctx, file, lines, follow, e.stdout)
+	if err != nil && ndRuns && chosen != nd {
+		return fmt.Errorf("%w; %s runs in node %s's node dispatcher %s, whose log holds its lines: --worker %s", err, chosen, nt.node.Name, nd, nd)
+	}
+	return err
 }

@@ -18,26 +18,29 @@ import (
 // startFlags are the flags of start and restart.
 type startFlags struct {
 	nodeFlags
-	worker      string
-	grace       time.Duration
-	settle      time.Duration
-	wait        time.Duration
-	ttl         time.Duration
-	strict      bool
-	asJSON      bool
-	concurrency int
-	delay       time.Duration
-	heartbeat   time.Duration
-	verbose     bool
-	supervisor  string
-	restart     nodes.RestartPolicy
-	fs          *flag.FlagSet
+	worker         string
+	nodeDispatcher bool
+	grace          time.Duration
+	settle         time.Duration
+	wait           time.Duration
+	ttl            time.Duration
+	strict         bool
+	asJSON         bool
+	concurrency    int
+	delay          time.Duration
+	heartbeat      time.Duration
+	verbose        bool
+	supervisor     string
+	restart        nodes.RestartPolicy
+	fs             *flag.FlagSet
 }
 
 func (f *startFlags) register(fs *flag.FlagSet) {
 	f.fs = fs
 	f.nodeFlags.register(fs)
 	fs.StringVar(&f.worker, "worker", "", "only this worker, such as node1.2")
+	fs.BoolVar(&f.nodeDispatcher, "node-dispatcher", false, "start on each node, instead of a process per worker, its node dispatcher NODE.0: one process, pampa node\n"+
+		"--node NODE --workers MAX_WORKERS, that claims for all the node's workers and runs them (see above)")
 	fs.DurationVar(&f.grace, "grace", 30*time.Second, "the workers' --grace: on stop, how long running tasks may finish")
 	fs.DurationVar(&f.settle, "settle", 1500*time.Millisecond, "how long a new worker must stay up on its node to count as started")
 	fs.DurationVar(&f.wait, "wait", 30*time.Second, "then wait up to this long for the started workers to register as alive (0: do not wait)")
@@ -58,6 +61,9 @@ func (f *startFlags) register(fs *flag.FlagSet) {
 
 // check refuses flag values that make no sense.
 func (f *startFlags) check() error {
+	if f.nodeDispatcher && f.worker != "" {
+		return usagef("--worker %s with --node-dispatcher: the node dispatcher runs all the node's workers in its one process, so none starts alone; leave out --worker (or --node-dispatcher)", f.worker)
+	}
 	switch f.supervisor {
 	case "auto", nodes.SupervisorSystemd, nodes.SupervisorPampa:
 	default:
@@ -112,10 +118,20 @@ const startAbout = "Start each node's workers (max_workers of them, or the one -
 	"space the Go runtime reserves). Workers with a RAM limit also get GOMEMLIMIT at 90% of it.\n" +
 	"Network bandwidth cannot be limited per process, by systemd either. Each limit is reported\n" +
 	"applied, once read back from the running worker, or not applied and why; --strict-limits\n" +
-	"refuses the latter."
+	"refuses the latter.\n\n" +
+	"With --node-dispatcher, each node runs one process instead: its node dispatcher, registered as\n" +
+	"NODE.0, which claims for the node's workers NODE.1 … NODE.<max_workers> and runs them in its own\n" +
+	"process (see docs/multi-level.md), so that the database serves one claimer per node. It is\n" +
+	"supervised, limited and stopped as a worker is, with its pid file in run/NODE.0.pid and its log\n" +
+	"(its workers' lines included) in logs/node.NODE.log (logs/node.NODE.out for its output); the\n" +
+	"worker flags (--concurrency, --delay, --heartbeat, --verbose, --grace) apply to each of its\n" +
+	"workers. The per-worker limits apply to the process as a whole, each times max_workers: what\n" +
+	"the workers' own processes would have had between them. A node is served either way, never\n" +
+	"both: the node dispatcher is refused while a worker of the node runs as a process of its own,\n" +
+	"and workers are refused while it runs (`nodes stop NODE` first, to switch)."
 
 func nodesStartCmd(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("nodes start", "[NODE...] [--worker ID]", startAbout)
+	fs := e.flags("nodes start", "[NODE...] [--worker ID | --node-dispatcher]", startAbout)
 	var sf startFlags
 	sf.register(fs)
 	names, err := e.parseAll(fs, args)
@@ -129,8 +145,11 @@ func nodesStartCmd(ctx context.Context, e *env, args []string) error {
 }
 
 func nodesRestartCmd(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("nodes restart", "[NODE...] [--worker ID]", "Stop the workers (as `nodes stop`), then start them (as `nodes start`) from the\n"+
-		"current release: how workers move to a newly deployed release.")
+	fs := e.flags("nodes restart", "[NODE...] [--worker ID | --node-dispatcher]", "Stop the workers (as `nodes stop`), then start them (as `nodes start`) from the\n"+
+		"current release: how workers move to a newly deployed release. With --node-dispatcher, the\n"+
+		"node dispatcher (NODE.0) is stopped and started instead. Either way, what serves the node the\n"+
+		"other way is left alone, and the start refused while it runs: to switch a node between its\n"+
+		"workers' own processes and a node dispatcher, `nodes stop NODE`, then `nodes start`.")
 	var sf startFlags
 	var timeout time.Duration
 	sf.register(fs)
@@ -157,6 +176,9 @@ func (e *env) startNodes(ctx context.Context, sf *startFlags, names []string, st
 	ts, workers, err := chooseNodes(c, names, sf.worker)
 	if err != nil {
 		return err
+	}
+	if node, ok := dispatcherOf(c, sf.worker); ok {
+		return usagef("--worker %s is node %s's node dispatcher, not a worker: start it with --node-dispatcher (and no --worker)", sf.worker, node)
 	}
 	run := startOnNodes(ctx, c, ts, workers, sf, stopTimeout)
 	run.awaitRegistered(ctx, c, sf.wait, sf.ttl)
@@ -190,13 +212,16 @@ type startRun struct {
 type startedWorker struct {
 	node, id string
 	pid      int
+	// member is set for a worker of a node dispatcher started now: it
+	// registers from the node dispatcher's process, pid.
+	member bool
 }
 
 // startOnNodes runs the SSH side: on each node at once, stop the workers
 // (restart) or wait for the registry to let go of those that just died
 // (start), then start them.
 func startOnNodes(ctx context.Context, c *pampa.Cluster, ts []nodeTarget, workers []string, sf *startFlags, stopTimeout *time.Duration) *startRun {
-	opts := nodes.StartOptions{Workers: workers, WorkerArgs: sf.workerArgs(), Grace: sf.grace, StrictLimits: sf.strict, Settle: sf.settle,
+	opts := nodes.StartOptions{Workers: workers, NodeDispatcher: sf.nodeDispatcher, WorkerArgs: sf.workerArgs(), Grace: sf.grace, StrictLimits: sf.strict, Settle: sf.settle,
 		Supervisor: sf.supervisorKind(), Restart: sf.restart}
 	// The registry as it was before: a worker that died moments ago still
 	// holds its id there until its heartbeat lapses.
@@ -204,13 +229,30 @@ func startOnNodes(ctx context.Context, c *pampa.Cluster, ts []nodeTarget, worker
 	run := &startRun{ts: ts, stopped: make([][]nodes.Stopped, len(ts)), results: make([]*nodes.Started, len(ts)),
 		notes: make([][]string, len(ts)), registered: map[string]bool{}}
 	run.errs = onEach(ctx, ts, sf.options(), func(ctx context.Context, i int, conn *nodes.Conn) error {
+		// What this start is of: the node dispatcher (and the ids of its
+		// workers, which it registers), or the workers.
+		ids := workers
+		if sf.nodeDispatcher {
+			ids = append([]string{pampa.NodeDispatcherID(ts[i].node.Name)}, ts[i].node.WorkerIDs()...)
+		}
 		if stopTimeout != nil {
-			s, err := conn.Stop(ctx, workers, *stopTimeout)
+			// A restart stops only what it starts again: the node
+			// dispatcher, or the workers' own processes.
+			stop := ids
+			if sf.nodeDispatcher {
+				stop = ids[:1]
+			} else if len(stop) == 0 {
+				var err error
+				if stop, err = conn.Workers(ctx); err != nil {
+					return fmt.Errorf("stop: %w", err)
+				}
+			}
+			s, err := conn.Stop(ctx, stop, *stopTimeout)
 			run.stopped[i] = s
 			if err != nil {
 				return fmt.Errorf("stop: %w", err)
 			}
-		} else if note, err := awaitDeadHolders(ctx, conn, workers, before, 3*sf.heartbeat); err != nil {
+		} else if note, err := awaitDeadHolders(ctx, conn, ids, before, 3*sf.heartbeat); err != nil {
 			return err
 		} else if note != "" {
 			run.notes[i] = append(run.notes[i], note)
@@ -224,16 +266,36 @@ func startOnNodes(ctx context.Context, c *pampa.Cluster, ts []nodeTarget, worker
 			continue
 		}
 		for _, w := range r.Workers {
-			if w.Started {
-				run.fresh = append(run.fresh, startedWorker{ts[i].node.Name, w.ID, w.PID})
+			if !w.Started {
+				continue
+			}
+			run.fresh = append(run.fresh, startedWorker{node: ts[i].node.Name, id: w.ID, pid: w.PID})
+			for k := 1; k <= r.NodeWorkers; k++ {
+				run.fresh = append(run.fresh, startedWorker{node: ts[i].node.Name, id: pampa.WorkerID(ts[i].node.Name, k), pid: w.PID, member: true})
 			}
 		}
 	}
 	return run
 }
 
+// missingMembers lists the workers of a node dispatcher started now on
+// node that did not register in time.
+func (run *startRun) missingMembers(node string) []string {
+	if run.wait <= 0 || run.regErr != nil {
+		return nil
+	}
+	var out []string
+	for _, w := range run.fresh {
+		if w.member && w.node == node && !run.registered[w.id] {
+			out = append(out, w.id)
+		}
+	}
+	return out
+}
+
 // awaitRegistered polls the registry for up to wait until every worker
-// started now is alive there under its new pid.
+// started now is alive there under its new pid (a node dispatcher's
+// workers under its pid).
 func (run *startRun) awaitRegistered(ctx context.Context, c *pampa.Cluster, wait, ttl time.Duration) {
 	run.wait = wait
 	if wait <= 0 || len(run.fresh) == 0 {
@@ -295,6 +357,9 @@ func (e *env) printStartJSON(run *startRun) (int, error) {
 				}
 			}
 		}
+		if run.registered[pampa.NodeDispatcherID(nt.node.Name)] {
+			failed += len(run.missingMembers(nt.node.Name))
+		}
 		out = append(out, r)
 	}
 	return failed, e.printJSON(out)
@@ -328,7 +393,11 @@ func (e *env) printStartText(run *startRun) int {
 func (e *env) printStartedNode(run *startRun, name string, r *nodes.Started) int {
 	w := e.stdout
 	fmt.Fprintf(w, "%s: release %s\n", name, r.Release)
-	printSupervision(w, name, r.Supervision)
+	printSupervision(w, name, r.Supervision, r.NodeWorkers > 0)
+	if n := r.NodeWorkers; n > 0 {
+		fmt.Fprintf(w, "%s: node dispatcher %s runs the node's %d workers (%s) in its one process; the limits apply to that process as a whole, each times %d\n",
+			name, pampa.NodeDispatcherID(name), n, idRange(name, n), n)
+	}
 	// The limits as read back from a worker started now, else as the node
 	// plans them.
 	limits := r.Limits
@@ -368,6 +437,15 @@ func (e *env) printStartedNode(run *startRun, name string, r *nodes.Started) int
 			failed++
 		}
 		fmt.Fprintf(w, "%s: %s, pid %d, supervised by %s\n", wk.ID, state, wk.PID, wk.Supervisor)
+		if r.NodeWorkers > 0 && run.registered[wk.ID] {
+			if missing := run.missingMembers(name); len(missing) > 0 {
+				fmt.Fprintf(w, "%s: but its workers %s did not register as alive within %s (see `%s nodes logs %s --worker %s`)\n",
+					wk.ID, strings.Join(missing, ", "), run.wait, e.name(), name, wk.ID)
+				failed += len(missing)
+			} else if run.wait > 0 && run.regErr == nil {
+				fmt.Fprintf(w, "%s: its workers %s registered\n", wk.ID, idRange(name, r.NodeWorkers))
+			}
+		}
 		if wk.Warning != "" {
 			fmt.Fprintf(w, "%s: warning: %s\n", wk.ID, wk.Warning)
 		}
@@ -381,13 +459,18 @@ func (e *env) printStartedNode(run *startRun, name string, r *nodes.Started) int
 	return failed
 }
 
-// printSupervision says how the node supervises its workers.
-func printSupervision(w io.Writer, name string, p nodes.SupervisorPlan) {
+// printSupervision says how the node supervises its workers, or its
+// node dispatcher.
+func printSupervision(w io.Writer, name string, p nodes.SupervisorPlan, nodeDispatcher bool) {
+	what, one := "the workers start", "one per worker"
+	if nodeDispatcher {
+		what, one = "the node dispatcher starts", "one for the node dispatcher"
+	}
 	switch p.Kind {
 	case nodes.SupervisorSystemd:
-		fmt.Fprintf(w, "%s: supervisor systemd (%s): %s; the workers start again after a reboot\n", name, p.Manager, p.Restart)
+		fmt.Fprintf(w, "%s: supervisor systemd (%s): %s; %s again after a reboot\n", name, p.Manager, p.Restart, what)
 	case nodes.SupervisorPampa:
-		fmt.Fprintf(w, "%s: supervisor pampa, one per worker: %s; after a reboot, run `nodes start` again (%s)\n", name, p.Restart, p.Why)
+		fmt.Fprintf(w, "%s: supervisor pampa, %s: %s; after a reboot, run `nodes start` again (%s)\n", name, one, p.Restart, p.Why)
 	}
 	for _, note := range p.Notes {
 		fmt.Fprintf(w, "%s: %s\n", name, note)
@@ -431,19 +514,32 @@ func awaitDeadHolders(ctx context.Context, conn *nodes.Conn, ids []string, reg m
 	return fmt.Sprintf("waited %s for the registry to let go of %s, which died with a fresh heartbeat", shortDuration(wait), strings.Join(dead, ", ")), nil
 }
 
+// idRange writes a node's workers 1..n for messages: "n1.1 … n1.4".
+func idRange(node string, n int) string {
+	switch n {
+	case 1:
+		return pampa.WorkerID(node, 1)
+	case 2:
+		return pampa.WorkerID(node, 1) + ", " + pampa.WorkerID(node, 2)
+	}
+	return pampa.WorkerID(node, 1) + " … " + pampa.WorkerID(node, n)
+}
+
 func nodesStopCmd(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("nodes stop", "[NODE...] [--worker ID]", "Stop workers gracefully. Each worker's supervisor goes first, so that it does not start the\n"+
-		"worker again: Pampa's own gets SIGTERM; a systemd unit is stopped and disabled, which stops\n"+
-		"its worker (SIGTERM, then SIGKILL after the grace period + 10s). Then SIGTERM to the pid in\n"+
-		"each other worker's pid file, once /proc confirms the pid is still that worker; SIGKILL if it\n"+
-		"has not exited after its grace period + 10s (or --timeout). The worker hands its unstarted\n"+
-		"tasks back and leaves the registry. Stopping a worker that is not running is not an error.")
+	fs := e.flags("nodes stop", "[NODE...] [--worker ID]", "Stop workers gracefully, and the node dispatcher (NODE.0, its workers with it) that\n"+
+		"`nodes start --node-dispatcher` started. Each supervisor goes first, so that it does not\n"+
+		"start its process again: Pampa's own gets SIGTERM; a systemd unit is stopped and disabled,\n"+
+		"which stops its worker (SIGTERM, then SIGKILL after the grace period + 10s). Then SIGTERM to\n"+
+		"the pid in each other worker's pid file, once /proc confirms the pid is still that worker;\n"+
+		"SIGKILL if it has not exited after its grace period + 10s (or --timeout). The worker hands its\n"+
+		"unstarted tasks back and leaves the registry. Stopping a worker that is not running is not an\n"+
+		"error.")
 	var nf nodeFlags
 	var worker string
 	var timeout time.Duration
 	var asJSON bool
 	nf.register(fs)
-	fs.StringVar(&worker, "worker", "", "only this worker, such as node1.2")
+	fs.StringVar(&worker, "worker", "", "only this worker, such as node1.2, or node1.0: the node dispatcher alone")
 	fs.DurationVar(&timeout, "timeout", 0, "SIGKILL a worker still running this long after SIGTERM (default: its grace period + 10s)")
 	fs.BoolVar(&asJSON, "json", false, "print JSON, one object per node")
 	names, err := e.parseAll(fs, args)
@@ -494,11 +590,15 @@ func nodesStopCmd(ctx context.Context, e *env, args []string) error {
 
 func printStopped(w io.Writer, ss []nodes.Stopped) {
 	for _, s := range ss {
+		what := "worker"
+		if strings.HasSuffix(s.ID, ".0") {
+			what = "node dispatcher"
+		}
 		switch {
 		case s.SupervisorPID > 0:
-			fmt.Fprintf(w, "%s: stopped its supervisor first (pampa, pid %d): it starts the worker no more\n", s.ID, s.SupervisorPID)
+			fmt.Fprintf(w, "%s: stopped its supervisor first (pampa, pid %d): it starts the %s no more\n", s.ID, s.SupervisorPID, what)
 		case s.Unit != "":
-			fmt.Fprintf(w, "%s: stopped and disabled its systemd unit %s, which stops the worker\n", s.ID, s.Unit)
+			fmt.Fprintf(w, "%s: stopped and disabled its systemd unit %s, which stops the %s\n", s.ID, s.Unit, what)
 		}
 		switch {
 		case s.Error != "":

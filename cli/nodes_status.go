@@ -44,6 +44,10 @@ type workerStatusJSON struct {
 	// the node could not be reached).
 	Supervisor *nodes.SupervisorState `json:"supervisor,omitempty"`
 	Registry   *pampa.WorkerStatus    `json:"registry,omitempty"`
+	// In is, for a worker run in a node dispatcher's process, that node
+	// dispatcher's id (<node>.0); Process is then that process, as the
+	// worker has none of its own.
+	In string `json:"in,omitempty"`
 }
 
 type statusJSON struct {
@@ -56,7 +60,9 @@ const statusAbout = "For each node: whether it can be reached (and why not), the
 	"disk usage, and each worker: its process on the node (pid file checked against /proc), its\n" +
 	"supervisor (systemd or pampa, how many times it restarted the worker, how the worker last\n" +
 	"ended, and whether it gave up on a crash loop) and its row in the worker registry (state,\n" +
-	"pid, uptime, last heartbeat).\n\n" +
+	"pid, uptime, last heartbeat). A node dispatcher `nodes start --node-dispatcher` started is\n" +
+	"listed first, as NODE.0; its workers have no process of their own: theirs is \"running in\n" +
+	"NODE.0\" (\"in\" in --json), with its pid.\n\n" +
 	"Exit status: 0 when the database or at least one node answered, even if others did not (read\n" +
 	"\"reachable\" and \"registry_error\" in --json); 1 when nothing could be reached, neither the\n" +
 	"database nor any node (the status is printed all the same); 2 on bad usage."
@@ -141,8 +147,10 @@ func collectStatus(ctx context.Context, c *pampa.Cluster, ts []nodeTarget, opts 
 	return out
 }
 
-// joinWorkers lists the node's workers, those of the config and any extra
-// the node runs, each with its process and its registry row.
+// joinWorkers lists the node's node dispatcher, if it was started on the
+// node, then its workers, those of the config and any extra the node
+// runs, each with its process and its registry row. The workers a node
+// dispatcher runs get its process.
 func (ns *nodeStatusJSON) joinWorkers(ids []string, reg map[string]pampa.WorkerStatus) {
 	procs := map[string]nodes.WorkerState{}
 	for _, p := range ns.procs {
@@ -151,14 +159,33 @@ func (ns *nodeStatusJSON) joinWorkers(ids []string, reg map[string]pampa.WorkerS
 			ids = append(ids, p.ID)
 		}
 	}
+	nd := pampa.NodeDispatcherID(ns.Name)
+	ndProc, hasND := procs[nd]
+	members := 0
+	if hasND {
+		ids = append([]string{nd}, ids...)
+		if ndProc.Record != nil {
+			members = ndProc.Record.Members
+		}
+	}
 	for _, id := range ids {
 		w := workerStatusJSON{ID: id}
 		if p, ok := procs[id]; ok {
 			ps := p.ProcessState
 			w.Process, w.Extra, w.Supervisor = &ps, p.Extra, p.Supervisor
 		}
+		if _, k, err := pampa.ParseWorkerID(id); err == nil && k <= members && (w.Process == nil || !w.Process.Running) {
+			ps := nodes.ProcessState{Running: ndProc.Running, PID: ndProc.PID}
+			if !ps.Running {
+				ps.Why = "its node dispatcher " + nd + " " + ndProc.Why
+			}
+			w.Process, w.Supervisor, w.In = &ps, nil, nd
+		}
 		if r, ok := reg[id]; ok {
 			w.Registry = &r
+			if w.In == "" {
+				w.In = r.Via
+			}
 		}
 		ns.Workers = append(ns.Workers, w)
 	}
@@ -259,6 +286,9 @@ func printWorkers(w io.Writer, s *statusJSON) {
 				proc = "running"
 				if !p.Running {
 					proc = "not running: " + p.Why
+				}
+				if p.Running && wk.In != "" && wk.In != wk.ID {
+					proc = "running in " + wk.In
 				}
 				if p.Running {
 					pid = fmt.Sprint(p.PID)

@@ -36,7 +36,13 @@ type nodesEnv struct {
 }
 
 func newNodesEnv(t *testing.T, rows int) *nodesEnv {
-	e := &nodesEnv{procEnv: newProcEnv(t, pampa.DriverPostgres, rows)}
+	return newNodesEnvOn(t, pampa.DriverPostgres, rows)
+}
+
+// newNodesEnvOn is a nodesEnv on either database. A SQLite file is shared
+// with the nodes' users by shareSQLite.
+func newNodesEnvOn(t *testing.T, driver string, rows int) *nodesEnv {
+	e := &nodesEnv{procEnv: newProcEnv(t, driver, rows)}
 	data, err := os.ReadFile(e.config)
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +54,34 @@ func newNodesEnv(t *testing.T, rows int) *nodesEnv {
 	}
 	e.dbPart, e.jobPart = s[:i], s[j:]
 	return e
+}
+
+// shareSQLite lets the node's user, who runs the node's processes, open
+// the SQLite database: it gets the directory and the files in it, and may
+// pass through the directories above. (SQLite run as root, as here, gives
+// the -wal and -shm files it makes the owner of the database file.)
+func (e *nodesEnv) shareSQLite(srv *nodestest.Server) {
+	e.t.Helper()
+	if e.driver != pampa.DriverSQLite {
+		return
+	}
+	entries, err := os.ReadDir(e.dir)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, f := range append([]string{e.dir}, func() (names []string) {
+		for _, en := range entries {
+			names = append(names, filepath.Join(e.dir, en.Name()))
+		}
+		return names
+	}()...) {
+		if err := os.Chown(f, srv.UID, -1); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(filepath.Dir(e.dir), 0o711); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 // writeConfig rewrites the config file with these nodes (YAML list items).
@@ -517,6 +551,8 @@ func TestNodesStartBadFlags(t *testing.T) {
 		{[]string{"restart", "--restart-limit", "0"}, "--restart-limit >= 1 (got 0)"},
 		{[]string{"start", "--restart-delay", "2s", "--restart-max-delay", "1s"}, "--restart-max-delay >= it (got 1s)"},
 		{[]string{"start", "--restart-window", "0s"}, "--restart-window > 0 (got 0s)"},
+		{[]string{"start", "--node-dispatcher", "--worker", "n1.2"}, "--worker n1.2 with --node-dispatcher: the node dispatcher runs all the node's workers in its one process"},
+		{[]string{"restart", "n1", "--worker", "n1.1", "--node-dispatcher"}, "--worker n1.1 with --node-dispatcher"},
 	} {
 		out, errOut, code := runCLI(t, nil, append([]string{"nodes"}, tc.args...)...)
 		if code != 2 || !strings.Contains(errOut, tc.says) {

@@ -18,8 +18,14 @@ import (
 // node but the program.
 
 // agentProtocol is the version of the request and response formats. 2:
-// workers are supervised.
-const agentProtocol = 2
+// workers are supervised; 3: a node dispatcher may be asked for
+// (NodeWorkers). A request asks for the lowest version that has what it
+// needs, so a node still running an older release starts its workers as
+// before.
+const (
+	agentProtocol    = 3
+	minAgentProtocol = 2
+)
 
 // startRequest asks the agent to start workers.
 type startRequest struct {
@@ -27,9 +33,17 @@ type startRequest struct {
 	Op       string `json:"op"` // "start"
 	Dir      string `json:"dir"`
 	Release  string `json:"release"`
+	// Node is the node's name (protocol 3; before, read from Workers).
+	Node string `json:"node,omitempty"`
 	// Workers are the ids to start.
 	Workers []string `json:"workers"`
-	// WorkerArgs follow `worker --id ID --config FILE --log-dir DIR --grace G`.
+	// NodeWorkers, when set, asks for the node dispatcher instead
+	// (protocol 3): Workers is then <node>.0 alone, run as `node --node
+	// NODE --workers NodeWorkers`, and refused while a worker of the node
+	// runs as a process of its own.
+	NodeWorkers int `json:"node_workers,omitempty"`
+	// WorkerArgs follow `worker --id ID --config FILE --log-dir DIR --grace G`
+	// (or `node --node NODE --workers N ...`).
 	WorkerArgs []string `json:"worker_args,omitempty"`
 	GraceMS    int64    `json:"grace_ms"`
 	Limits     Limits   `json:"limits"`
@@ -101,8 +115,8 @@ func AgentMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			fmt.Fprintf(stderr, "nodes agent: read request: %v\n", err)
 			return 2
 		}
-		if req.Protocol != agentProtocol || req.Op != "start" {
-			fmt.Fprintf(stderr, "nodes agent: unsupported request (protocol %d, op %q); this program speaks protocol %d\n", req.Protocol, req.Op, agentProtocol)
+		if req.Protocol < minAgentProtocol || req.Protocol > agentProtocol || req.Op != "start" {
+			fmt.Fprintf(stderr, "nodes agent: unsupported request (protocol %d, op %q); this program speaks protocols %d to %d\n", req.Protocol, req.Op, minAgentProtocol, agentProtocol)
 			return 2
 		}
 		resp := serveStart(ctx, &req)
@@ -178,6 +192,8 @@ type superviseSpec struct {
 	Release  string `json:"release"`
 	GraceMS  int64  `json:"grace_ms"`
 	SettleMS int64  `json:"settle_ms"`
+	// Members is the workers of a node dispatcher, for its record.
+	Members int `json:"members,omitempty"`
 	// Scope is the systemd-run command and properties of a scope per run,
 	// when limits are applied so.
 	Scope []string `json:"scope,omitempty"`

@@ -40,6 +40,19 @@ func serveStart(ctx context.Context, req *startRequest) startResponse {
 	resp.Supervision = sup
 	s := &starter{req: req, relDir: relDir, rel: rel, plan: planLimits(req.Limits, req.Dir, sd), sd: sd}
 	resp.Limits = s.plan.reports
+	// One start at a time on the node, to its end: what runs is checked
+	// under this lock, and a worker just handed to its supervisor may not
+	// have written its records yet.
+	nodeLock, err := lockFile(nodeLockPath(req.Dir, s.node()), execTimeout+time.Duration(req.SettleMS)*time.Millisecond+time.Minute)
+	if err != nil {
+		resp.Error = err.Error()
+		return resp
+	}
+	defer nodeLock.Close()
+	if why := s.servedOtherwise(); why != "" {
+		resp.Error = why
+		return resp
+	}
 	started, locks := s.launchWorkers(&resp)
 	defer func() {
 		for _, l := range locks {
@@ -103,6 +116,88 @@ func loadRelease(relDir string, req *startRequest) (*Release, error) {
 		}
 	}
 	return &rel, nil
+}
+
+// node is the name of the node served.
+func (s *starter) node() string {
+	if s.req.Node != "" || len(s.req.Workers) == 0 {
+		return s.req.Node
+	}
+	node, _, _ := strings.Cut(s.req.Workers[0], ".")
+	return node
+}
+
+// servedOtherwise says why the start must not go on, or "": a node is
+// served either by its workers, each a process of its own, or by its node
+// dispatcher, never by both, or its tasks would be claimed twice over.
+// Running means the process runs, or its supervisor still supervises it
+// (it may be about to start it again).
+func (s *starter) servedOtherwise() string {
+	node, dir := s.node(), s.req.Dir
+	ndID := node + ".0"
+	if s.req.NodeWorkers == 0 {
+		pid, ok := s.running(ndID)
+		if !ok {
+			return ""
+		}
+		return fmt.Sprintf("node %s runs its node dispatcher %s (%s), which runs the node's workers in its own process: "+
+			"starting them as processes of their own would serve the node twice; stop it first (`nodes stop %s --worker %s`), or start with --node-dispatcher",
+			node, ndID, pidText(pid), node, ndID)
+	}
+	var busy []string
+	for _, id := range nodeWorkerFiles(dir, node) {
+		if pid, ok := s.running(id); ok {
+			busy = append(busy, id+" ("+pidText(pid)+")")
+		}
+	}
+	if len(busy) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("node %s runs workers as processes of their own: %s; a node dispatcher beside them would serve the node twice: "+
+		"stop them first (`nodes stop %s`), then start the node dispatcher", node, strings.Join(busy, ", "), node)
+}
+
+// running reports whether id's process runs, or its supervisor still
+// supervises it, and its pid (0 while its supervisor waits to restart it).
+func (s *starter) running(id string) (int, bool) {
+	var w WorkerStart
+	w.ID = id
+	if !s.alreadyRunning(&w) {
+		return 0, false
+	}
+	return w.PID, true
+}
+
+func pidText(pid int) string {
+	if pid == 0 {
+		return "its supervisor is about to start it again"
+	}
+	return "pid " + strconv.Itoa(pid)
+}
+
+// nodeWorkerFiles lists the workers of node that have a pid file or a
+// supervisor record in the node directory, whatever max_workers says now.
+func nodeWorkerFiles(dir, node string) []string {
+	entries, _ := os.ReadDir(path.Join(dir, runDir))
+	seen := map[string]bool{}
+	var ids []string
+	for _, e := range entries {
+		name := e.Name()
+		id, ok := strings.CutSuffix(name, ".pid")
+		if !ok {
+			id, ok = strings.CutSuffix(name, superExt)
+		}
+		rest, isNode := strings.CutPrefix(id, node+".")
+		if !ok || !isNode || seen[id] {
+			continue
+		}
+		if n, err := strconv.Atoi(rest); err != nil || n < 1 || strconv.Itoa(n) != rest {
+			continue
+		}
+		seen[id] = true
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // launchWorkers hands each requested worker that is not running yet to
@@ -185,11 +280,14 @@ func (s *starter) launch(w *WorkerStart) (supervised, error) {
 }
 
 // workerCommand is the exec step and the worker's arguments: what a
-// supervisor runs at each start of the worker.
+// supervisor runs at each start of the worker, or of the node dispatcher.
 func (s *starter) workerCommand(id string, spec execSpec) []string {
 	req := s.req
 	bin := path.Join(s.relDir, s.rel.Program)
 	argv := []string{bin, "worker", "--id", id}
+	if node, ok := dispatcherNode(id); ok && req.NodeWorkers > 0 {
+		argv = []string{bin, "node", "--node", node, "--workers", strconv.Itoa(req.NodeWorkers)}
+	}
 	if s.rel.Config != "" {
 		argv = append(argv, "--config", path.Join(s.relDir, s.rel.Config))
 	}
@@ -256,14 +354,14 @@ const execTimeout = 30 * time.Second
 
 // execDone reports whether process pid runs the worker's program yet,
 // past systemd-run and the exec step: its command line is
-// `<program> worker ...`.
+// `<program> worker ...` (`<program> node ...` for a node dispatcher).
 func execDone(pid int) bool {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	if err != nil {
 		return true // gone: the caller sees it exit
 	}
 	args := strings.Split(string(data), "\x00")
-	return len(args) > 1 && args[1] == "worker"
+	return len(args) > 1 && (args[1] == "worker" || args[1] == "node")
 }
 
 // launchSupervisor starts Pampa's own supervisor of worker id, in a
@@ -271,7 +369,7 @@ func execDone(pid int) bool {
 // session ends, and its own process group, which the worker shares.
 func (s *starter) launchSupervisor(id string, spec execSpec) (supervised, error) {
 	req := s.req
-	sspec := superviseSpec{Dir: req.Dir, ID: id, Release: req.Release, GraceMS: req.GraceMS, SettleMS: req.SettleMS,
+	sspec := superviseSpec{Dir: req.Dir, ID: id, Release: req.Release, GraceMS: req.GraceMS, SettleMS: req.SettleMS, Members: req.NodeWorkers,
 		Scope: s.plan.scope(), Command: s.workerCommand(id, spec), Restart: req.Restart}
 	specJSON, _ := json.Marshal(sspec)
 	out, err := os.OpenFile(OutPath(req.Dir, id), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
@@ -405,11 +503,17 @@ func removeRecord(dir, id string) {
 // lockWorker takes the worker's start lock, waiting up to 30s for
 // another start of it to finish.
 func lockWorker(dir, id string) (*os.File, error) {
-	f, err := os.OpenFile(lockPath(dir, id), os.O_RDWR|os.O_CREATE, 0o644)
+	return lockFile(lockPath(dir, id), 30*time.Second)
+}
+
+// lockFile takes an exclusive lock on name, waiting up to wait for
+// another holder to let go.
+func lockFile(name string, wait time.Duration) (*os.File, error) {
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(wait)
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
@@ -417,7 +521,7 @@ func lockWorker(dir, id string) (*os.File, error) {
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
 			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", lockPath(dir, id), err)
+			return nil, fmt.Errorf("lock %s: %w", name, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -434,7 +538,7 @@ func execWorker(specJSON string, argv []string) error {
 	if r := spec.Record; r != nil {
 		// systemd starts the worker, again after a crash: this process is
 		// the worker from here on, and records itself.
-		fmt.Fprintf(os.Stderr, "--- %s pampa: starting worker %s (release %s)\n", time.Now().Format(time.RFC3339), r.ID, r.Release)
+		fmt.Fprintf(os.Stderr, "--- %s pampa: starting %s %s (release %s)\n", time.Now().Format(time.RFC3339), kindOf(r.ID), r.ID, r.Release)
 		if err := writeRecord(spec.Dir, recordFor(spec.Dir, *r, os.Getpid())); err != nil {
 			fmt.Fprintf(os.Stderr, "pampa: cannot write the pid file of %s: %v\n", r.ID, err)
 		}

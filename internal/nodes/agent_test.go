@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -210,6 +211,95 @@ func TestNodesAgentServe(t *testing.T) {
 	code, resp, _ = a.serve(t, startRequest{Workers: []string{"n.2"}, SettleMS: 100})
 	if w := resp.Workers[0]; code != 0 || !w.Started || w.PID == pids["n.2"] {
 		t.Errorf("start after a kill: %+v", w)
+	}
+}
+
+// TestNodesAgentNodeDispatcher: asked for the node dispatcher, the agent
+// starts one supervised `node --node NODE --workers N` process as
+// NODE.0, and a node is served by it or by its workers' own processes,
+// never by both.
+func TestNodesAgentNodeDispatcher(t *testing.T) {
+	t.Parallel()
+	a := newAgentDir(t)
+	node := startRequest{Node: "n", Workers: []string{"n.0"}, NodeWorkers: 3, GraceMS: 1500, SettleMS: 200}
+	code, resp, stderr := a.serve(t, node)
+	if code != 0 || resp.Error != "" || len(resp.Workers) != 1 {
+		t.Fatalf("serve = %d, %+v, %s", code, resp, stderr)
+	}
+	w := resp.Workers[0]
+	if w.ID != "n.0" || !w.Started || w.PID <= 0 || w.Supervisor != SupervisorPampa {
+		t.Fatalf("n.0: %+v", w)
+	}
+	cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(w.PID) + "/cmdline")
+	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	if len(args) < 6 || strings.Join(args[1:6], " ") != "node --node n --workers 3" || !hasArg(cmdline, "--grace") {
+		t.Errorf("n.0's command line: %q", args)
+	}
+	if rec, err := readRecord(os.ReadFile, a.dir, "n.0"); err != nil || rec.PID != w.PID || rec.Members != 3 || rec.GraceMS != 1500 {
+		t.Errorf("n.0's record: %+v, %v", rec, err)
+	}
+	if st := processState(os.ReadFile, a.dir, "n.0"); !st.Running {
+		t.Errorf("n.0: %+v", st)
+	}
+	if sup := a.supervisor(t, "n.0"); !sup.Alive || sup.WorkerPID != w.PID {
+		t.Errorf("n.0's supervisor: %+v", sup)
+	}
+	nodestest.WaitFor(t, 20*time.Second, "n.0 to log", func() bool {
+		data, _ := os.ReadFile(filepath.Join(a.dir, logsDir, "node.n.log"))
+		return bytes.Contains(data, []byte("node n.0 started, pid "+strconv.Itoa(w.PID)+", workers 3"))
+	})
+	if out, _ := os.ReadFile(filepath.Join(a.dir, logsDir, "node.n.out")); !strings.Contains(string(out), "pampa: starting node dispatcher n.0 (release r1)") {
+		t.Errorf("n.0's .out file lacks the start line: %q", out)
+	}
+
+	// Started again, it is left alone; its workers are refused, whoever
+	// asks, while it runs.
+	_, resp, _ = a.serve(t, node)
+	if len(resp.Workers) != 1 || !resp.Workers[0].AlreadyRunning || resp.Workers[0].PID != w.PID {
+		t.Errorf("starting a running node dispatcher: %+v", resp)
+	}
+	for _, protocol := range []int{minAgentProtocol, agentProtocol} {
+		code, resp, _ = a.serve(t, startRequest{Protocol: protocol, Workers: []string{"n.1", "n.2"}, SettleMS: 100})
+		want := "node n runs its node dispatcher n.0 (pid " + strconv.Itoa(w.PID) + ")"
+		if code != 0 || !strings.Contains(resp.Error, want) || !strings.Contains(resp.Error, "--node-dispatcher") || len(resp.Workers) != 0 {
+			t.Errorf("protocol %d: workers started beside the node dispatcher: %d, %+v; want the error %q", protocol, code, resp, want)
+		}
+	}
+	if _, err := os.Stat(LogPath(a.dir, "n.1")); err == nil {
+		t.Error("a worker refused beside the node dispatcher ran")
+	}
+
+	// The other way round: a node whose workers run as processes of their
+	// own gets no node dispatcher.
+	b := newAgentDir(t)
+	slow := RestartPolicy{Delay: time.Minute, MaxDelay: time.Minute, Limit: 3, Window: time.Minute}
+	_, resp, _ = b.serve(t, startRequest{Workers: []string{"b.1", "b.2"}, SettleMS: 100, Restart: slow})
+	pids := map[string]int{}
+	for _, w := range resp.Workers {
+		if !w.Started {
+			t.Fatalf("%s: %+v", w.ID, w)
+		}
+		pids[w.ID] = w.PID
+	}
+	_, resp, _ = b.serve(t, startRequest{Node: "b", Workers: []string{"b.0"}, NodeWorkers: 2, SettleMS: 100})
+	for _, want := range []string{"node b runs workers as processes of their own: ", fmt.Sprintf("b.1 (pid %d), b.2 (pid %d)", pids["b.1"], pids["b.2"]), "`nodes stop b`"} {
+		if !strings.Contains(resp.Error, want) || len(resp.Workers) != 0 {
+			t.Errorf("a node dispatcher beside running workers: %+v; want the error to say %q", resp, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(b.dir, logsDir, "node.b.log")); err == nil {
+		t.Error("a node dispatcher refused beside running workers ran")
+	}
+	// A worker whose supervisor waits to restart it counts as running too.
+	if err := syscall.Kill(pids["b.1"], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	nodestest.WaitFor(t, 20*time.Second, "b.1's supervisor to wait to restart it", func() bool {
+		return b.supervisor(t, "b.1").State == SuperRestarting
+	})
+	_, resp, _ = b.serve(t, startRequest{Node: "b", Workers: []string{"b.0"}, NodeWorkers: 2, SettleMS: 100})
+	if !strings.Contains(resp.Error, "b.1 (its supervisor is about to start it again), b.2 (pid ") {
+		t.Errorf("a node dispatcher beside a worker about to be restarted: %+v", resp)
 	}
 }
 

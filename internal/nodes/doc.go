@@ -33,10 +33,13 @@
 //	│   ├── n1.1.pid                 the worker's pid
 //	│   ├── n1.1.json                pid, start time, release, limits
 //	│   ├── n1.1.super.json          its supervisor: kind, state, restarts, last exit, gave up
-//	│   └── n1.1.lock                held while the worker is being started
+//	│   ├── n1.1.lock                held while the worker is being started
+//	│   ├── n1.0.pid, .json, ...     the node dispatcher's, when it serves the node instead
+//	│   └── n1.lock                  held through each start on the node
 //	└── logs/
 //	    ├── worker.n1.1.log          the worker's log, rotated by the worker
-//	    └── worker.n1.1.out          its standard output and error
+//	    ├── worker.n1.1.out          its standard output and error
+//	    └── node.n1.log, .out        the node dispatcher's, its workers' lines included
 //
 // # Deploying
 //
@@ -66,6 +69,15 @@
 //	agent ──▶ ~/.config/systemd/user/pampa-n1.1-<dir digest>.service, enable, start      (systemd)
 //	              ExecStart: launcher ─▶ nodes agent exec SPEC -- worker ...  (which writes the pid file)
 //
+// Asked for the node dispatcher (StartOptions.NodeDispatcher), the agent
+// starts one process instead, `<program> node --node n1 --workers N`, as
+// id n1.0, supervised and limited the same way (each limit times N), with
+// its files under run/n1.0.* and its log in logs/node.n1.log. A node is
+// served by its node dispatcher or by its workers' own processes, never
+// both: under run/n1.lock, held through each start on the node, the agent
+// refuses either while the other runs (or its supervisor would start it
+// again).
+//
 // systemd supervises where the node's manager outlives the SSH session
 // (root, or a user with lingering); elsewhere Pampa's own supervisor does,
 // one process per worker, in a session of its own so that it outlives the
@@ -79,7 +91,8 @@
 // restarted.
 //
 // A worker counts as running only when its pid is alive, not a zombie,
-// started at the recorded time and has "--id <id>" among its arguments:
+// started at the recorded time and has "--id <id>" among its arguments
+// (a node dispatcher, n1.0: "--node n1"):
 // a reused pid, or another worker's (n1.1 versus n1.10), never passes;
 // Pampa's own supervisor is checked likewise. Stop stops the supervisors
 // first, so that none starts its worker again: SIGTERM to Pampa's own, or

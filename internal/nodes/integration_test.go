@@ -438,6 +438,98 @@ func TestNodesRealLimits(t *testing.T) {
 	t.Logf("limits: %s", out)
 }
 
+// TestNodesRealNodeDispatcher starts a node's node dispatcher over SSH:
+// one supervised process, NODE.0, with the node's limits times its
+// workers, seen by status, stopped gracefully by a stop of the node.
+func TestNodesRealNodeDispatcher(t *testing.T) {
+	t.Parallel()
+	n := startRealNode(t, "127.0.0.4", 2)
+	ctx := context.Background()
+	if _, err := n.conn.Deploy(ctx, testSpec(t, "node")); err != nil {
+		t.Fatal(err)
+	}
+	n.t.Limits = Limits{RAMMB: 512}
+	if _, err := n.conn.Start(ctx, StartOptions{NodeDispatcher: true, Workers: []string{"n.1"}}); err == nil || !strings.Contains(err.Error(), "node n: workers n.1 with a node dispatcher") {
+		t.Errorf("a node dispatcher with a worker named: %v", err)
+	}
+	if _, err := n.conn.Start(ctx, StartOptions{Workers: []string{"n.0"}}); err == nil || !strings.Contains(err.Error(), "n.0 is node n's node dispatcher") {
+		t.Errorf("n.0 started as a worker: %v", err)
+	}
+	s, err := n.conn.Start(ctx, StartOptions{NodeDispatcher: true, Grace: 5 * time.Second, Settle: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.NodeWorkers != 2 || len(s.Workers) != 1 || s.Workers[0].ID != "n.0" || !s.Workers[0].Started {
+		t.Fatalf("start the node dispatcher: %+v", s)
+	}
+	w := s.Workers[0]
+	// The limits are the node's per-worker ones times its two workers.
+	if len(w.Limits) != 1 || !w.Limits[0].Applied || w.Limits[0].Want != "1024 MiB" {
+		t.Errorf("n.0's limits: %+v", w.Limits)
+	}
+	limits, _ := os.ReadFile("/proc/" + strconv.Itoa(w.PID) + "/limits")
+	if got, ok := parseLimits(limits, "Max data size"); !ok || got != 1024<<20 {
+		t.Errorf("n.0's Max data size is %d, want %d", got, 1024<<20)
+	}
+	st := n.state(t)
+	if len(st.Workers) != 3 || st.Workers[0].ID != "n.0" {
+		t.Fatalf("status lists %+v, want n.0 first, then n.1 and n.2", st.Workers)
+	}
+	if nd := st.Workers[0]; !nd.Running || nd.PID != w.PID || nd.Extra || nd.Record == nil || nd.Record.Members != 2 || nd.Supervisor == nil || !nd.Supervisor.Alive {
+		t.Errorf("n.0 in status: %+v", nd)
+	}
+	if ids, err := n.conn.Workers(ctx); err != nil || strings.Join(ids, " ") != "n.1 n.2" {
+		t.Errorf("the workers a restart of the workers stops: %v, %v", ids, err)
+	}
+	nodestest.WaitFor(t, 20*time.Second, "n.0 to log", func() bool {
+		data, _ := os.ReadFile(LogPath(st.Dir, "n.0"))
+		return bytes.Contains(data, []byte("node n.0 started, pid "+strconv.Itoa(w.PID)+", workers 2"))
+	})
+	// Its workers cannot be started beside it.
+	if _, err := n.conn.Start(ctx, StartOptions{Workers: []string{"n.2"}}); err == nil || !strings.Contains(err.Error(), "node n runs its node dispatcher n.0 (pid "+strconv.Itoa(w.PID)+")") {
+		t.Errorf("a worker started beside the node dispatcher: %v", err)
+	}
+
+	// A worker of it has no process of its own to stop.
+	stopped, err := n.conn.Stop(ctx, []string{"n.1"}, 0)
+	if err != nil || len(stopped) != 1 || stopped[0].WasRunning || !strings.Contains(stopped[0].Why, "it runs in the node dispatcher n.0 (pid "+strconv.Itoa(w.PID)+")") {
+		t.Errorf("stop n.1 of the node dispatcher: %+v, %v", stopped, err)
+	}
+	if nd := workerOf(n.state(t), "n.0"); !nd.Running || nd.PID != w.PID {
+		t.Errorf("n.0 after a stop of n.1: %+v", nd)
+	}
+
+	stopped, err = n.conn.Stop(ctx, nil, 0)
+	if err != nil || len(stopped) != 3 || stopped[0].ID != "n.0" {
+		t.Fatalf("stop: %+v, %v", stopped, err)
+	}
+	if s := stopped[0]; !s.WasRunning || s.Killed || s.PID != w.PID || s.SupervisorPID == 0 {
+		t.Errorf("stop n.0: %+v", s)
+	}
+	for _, s := range stopped[1:] {
+		if s.WasRunning || s.Why != "runs in the node dispatcher n.0, stopped with it" {
+			t.Errorf("stop %s with the node dispatcher: %+v", s.ID, s)
+		}
+	}
+	if data, _ := os.ReadFile(LogPath(st.Dir, "n.0")); !bytes.Contains(data, []byte("node n.0 stopping")) {
+		t.Errorf("n.0 did not stop gracefully:\n%s", tailLines(data, 3))
+	}
+	if procs := n.srv.ProcessesLeft(); len(procs) != 0 {
+		t.Errorf("processes left after stop: %v", procs)
+	}
+	// Stopped, it leaves its supervisor's record, and workers may start.
+	if nd := workerOf(n.state(t), "n.0"); nd.Running || nd.Supervisor == nil || nd.Supervisor.State != SuperStopped {
+		t.Errorf("n.0 after stop: %+v", nd)
+	}
+	s, err = n.conn.Start(ctx, StartOptions{Workers: []string{"n.1"}, Settle: 200 * time.Millisecond})
+	if err != nil || !s.Workers[0].Started {
+		t.Fatalf("start n.1 once the node dispatcher stopped: %+v, %v", s, err)
+	}
+	if _, err := n.conn.Stop(ctx, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestNodesRealRefusals(t *testing.T) {
 	t.Parallel()
 	n := startRealNode(t, "127.0.0.2", 1)

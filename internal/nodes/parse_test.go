@@ -111,6 +111,14 @@ func TestNodesCmdlineHasID(t *testing.T) {
 		{cmd("/p/prog", "worker", "--name", "local.1"), "local.1", false},
 		{cmd("/p/prog", "nodes", "agent", "exec", "{}", "--", "/p/prog", "worker", "--id", "n.2"), "n.2", true},
 		{cmd("vim", "local.1"), "local.1", false},
+		// A node dispatcher, `node --node n1`, is n1.0, and n1.0 alone.
+		{cmd("/p/prog", "node", "--node", "n1", "--workers", "4"), "n1.0", true},
+		{cmd("/p/prog", "node", "--node=n1"), "n1.0", true},
+		{cmd("/p/prog", "node", "--node", "n1"), "n1.1", false},
+		{cmd("/p/prog", "node", "--node", "n10"), "n1.0", false},
+		{cmd("/p/prog", "node", "--node", "n1"), "n10.0", false},
+		{cmd("/p/prog", "worker", "--node", "n1"), "n1.1", false},
+		{cmd("/p/prog", "nodes", "agent", "supervise", "--id", "n1.0", "{}"), "n1.0", true},
 	} {
 		if got := cmdlineHasID(tc.cmdline, tc.id); got != tc.want {
 			t.Errorf("cmdlineHasID(%q, %s) = %v, want %v", tc.cmdline, tc.id, got, tc.want)

@@ -19,8 +19,12 @@ import (
 //	<dir>/run/<worker>.pid      a running worker's pid
 //	<dir>/run/<worker>.json     what started it: pid, start time, release, limits
 //	<dir>/run/<worker>.super.json  its supervisor: kind, restarts, last exit, whether it gave up
+//	<dir>/run/<node>.0.*        the same of a node dispatcher, the one process of all the node's workers
+//	<dir>/run/<node>.lock       held through each start on the node
 //	<dir>/logs/worker.<id>.log  the worker's own log (rotated by the worker)
 //	<dir>/logs/worker.<id>.out  its standard output and error (start-up failures, panics)
+//	<dir>/logs/node.<node>.log  a node dispatcher's log (id <node>.0), its workers' lines included
+//	<dir>/logs/node.<node>.out  and its standard output and error
 const (
 	releasesDir  = "releases"
 	currentLink  = "current"
@@ -38,16 +42,37 @@ func pidPath(dir, id string) string  { return path.Join(dir, runDir, id+".pid") 
 func metaPath(dir, id string) string { return path.Join(dir, runDir, id+".json") }
 func lockPath(dir, id string) string { return path.Join(dir, runDir, id+".lock") }
 
+// nodeLockPath is held through each start on the node (node names hold
+// no dot, so it is no worker's lock).
+func nodeLockPath(dir, node string) string { return path.Join(dir, runDir, node+".lock") }
+
+// kindOf names what id is, for messages: a worker or a node dispatcher.
+func kindOf(id string) string {
+	if _, ok := dispatcherNode(id); ok {
+		return "node dispatcher"
+	}
+	return "worker"
+}
+
 // superPath is the record of the worker's supervisor.
 func superPath(dir, id string) string { return path.Join(dir, runDir, id+superExt) }
 
 const superExt = ".super.json"
 
-// LogPath is the worker's own log file on the node.
-func LogPath(dir, id string) string { return path.Join(dir, logsDir, "worker."+id+".log") }
+// LogPath is the worker's own log file on the node. A node dispatcher's
+// (id <node>.0) is node.<node>.log, the name `pampa node` gives its log:
+// its workers log there too.
+func LogPath(dir, id string) string { return path.Join(dir, logsDir, logBase(id)+".log") }
 
 // OutPath is the file holding the worker's standard output and error.
-func OutPath(dir, id string) string { return path.Join(dir, logsDir, "worker."+id+".out") }
+func OutPath(dir, id string) string { return path.Join(dir, logsDir, logBase(id)+".out") }
+
+func logBase(id string) string {
+	if node, ok := dispatcherNode(id); ok {
+		return "node." + node
+	}
+	return "worker." + id
+}
 
 // Release describes one deployed program. It is stored in the release's
 // RELEASE.json; `current` points at the one new workers start from.
@@ -73,6 +98,9 @@ type WorkerProcess struct {
 	StartedAt  time.Time     `json:"started_at"`
 	GraceMS    int64         `json:"grace_ms"` // the worker's --grace
 	Limits     []LimitReport `json:"limits,omitempty"`
+	// Members is, for a node dispatcher, how many workers run in its
+	// process: <node>.1 .. <node>.Members.
+	Members int `json:"members,omitempty"`
 }
 
 // procStat is what we read from /proc/<pid>/stat.
@@ -102,14 +130,20 @@ func parseProcStat(data []byte) (procStat, error) {
 
 // cmdlineHasID reports whether a NUL-separated command line holds the two
 // arguments "--id" and id in a row (or "--id=<id>"): exact arguments, so
-// that worker local.1 never matches local.10.
+// that worker local.1 never matches local.10. A node dispatcher's process,
+// `pampa node --node <node>`, has no --id: for id <node>.0, "--node
+// <node>" counts as well.
 func cmdlineHasID(cmdline []byte, id string) bool {
 	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	node, isNode := dispatcherNode(id)
 	for i, a := range args {
 		if (a == "--id" || a == "-id") && i+1 < len(args) && args[i+1] == id {
 			return true
 		}
 		if a == "--id="+id || a == "-id="+id {
+			return true
+		}
+		if isNode && ((a == "--node" || a == "-node") && i+1 < len(args) && args[i+1] == node || a == "--node="+node || a == "-node="+node) {
 			return true
 		}
 	}

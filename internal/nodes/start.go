@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"strings"
 	"time"
 )
 
@@ -14,6 +15,14 @@ import (
 type StartOptions struct {
 	// Workers are the ids to start. Default: all of the node's.
 	Workers []string
+	// NodeDispatcher starts, instead of a process per worker, the node's
+	// node dispatcher (id <node>.0): one process, `node --node NODE
+	// --workers N`, that runs all the node's workers (N = MaxWorkers).
+	// Workers must then be empty. Its limits are the node's per-worker
+	// limits times N, for the process as a whole. It is refused while a
+	// worker of the node runs as a process of its own, and starting those
+	// is refused while it runs.
+	NodeDispatcher bool
 	// WorkerArgs are extra flags for `worker` (--concurrency 4, ...).
 	WorkerArgs []string
 	// Grace is the worker's --grace: how long a stop lets running tasks
@@ -42,6 +51,9 @@ type Started struct {
 	// worker's Limits say what was read back from its process).
 	Limits  []LimitReport `json:"limits,omitempty"`
 	Workers []WorkerStart `json:"workers"`
+	// NodeWorkers is, when a node dispatcher was asked for, how many
+	// workers run in its process: <node>.1 .. <node>.NodeWorkers.
+	NodeWorkers int `json:"node_workers,omitempty"`
 }
 
 // ErrNotDeployed is returned when a node has no current release.
@@ -51,7 +63,16 @@ var ErrNotDeployed = errors.New("nothing deployed")
 // already running: starting a running worker is not an error. Each worker
 // runs detached from the SSH session, which may end at once.
 func (c *Conn) Start(ctx context.Context, o StartOptions) (*Started, error) {
-	if len(o.Workers) == 0 {
+	if err := c.checkStart(o); err != nil {
+		return nil, err
+	}
+	limits, members, protocol := c.t.Limits, 0, minAgentProtocol
+	switch {
+	case o.NodeDispatcher:
+		o.Workers = []string{c.t.NodeDispatcherID()}
+		members, protocol = c.t.MaxWorkers, agentProtocol
+		limits = limits.times(members)
+	case len(o.Workers) == 0:
 		o.Workers = c.t.WorkerIDs()
 	}
 	if o.Grace <= 0 {
@@ -59,9 +80,6 @@ func (c *Conn) Start(ctx context.Context, o StartOptions) (*Started, error) {
 	}
 	if o.Settle <= 0 {
 		o.Settle = 1500 * time.Millisecond
-	}
-	if err := c.checkStart(o); err != nil {
-		return nil, err
 	}
 	var rel *Release
 	var dir string
@@ -86,8 +104,8 @@ func (c *Conn) Start(ctx context.Context, o StartOptions) (*Started, error) {
 		return nil, err
 	}
 	req := startRequest{
-		Protocol: agentProtocol, Op: "start", Dir: dir, Release: rel.ID, Workers: o.Workers,
-		WorkerArgs: o.WorkerArgs, GraceMS: ms(o.Grace), Limits: c.t.Limits,
+		Protocol: protocol, Op: "start", Dir: dir, Release: rel.ID, Node: c.t.Name, Workers: o.Workers, NodeWorkers: members,
+		WorkerArgs: o.WorkerArgs, GraceMS: ms(o.Grace), Limits: limits,
 		StrictLimits: o.StrictLimits, SettleMS: ms(o.Settle), Supervisor: o.Supervisor, Restart: o.Restart,
 	}
 	body, _ := json.Marshal(req)
@@ -97,6 +115,9 @@ func (c *Conn) Start(ctx context.Context, o StartOptions) (*Started, error) {
 		var exit *ExitError
 		if errors.As(err, &exit) {
 			exit.Command = "agent (" + path.Join(relDir, rel.Program) + " nodes agent serve)"
+			if o.NodeDispatcher && strings.Contains(exit.Stderr, "unsupported request") {
+				return nil, fmt.Errorf("%w: release %s predates node dispatchers started by `nodes start`: deploy this version first", err, rel.ID)
+			}
 		}
 		return nil, err
 	}
@@ -107,7 +128,7 @@ func (c *Conn) Start(ctx context.Context, o StartOptions) (*Started, error) {
 	if resp.Error != "" {
 		return nil, errors.New(resp.Error)
 	}
-	return &Started{Release: rel.ID, Supervision: resp.Supervision, Limits: resp.Limits, Workers: resp.Workers}, nil
+	return &Started{Release: rel.ID, Supervision: resp.Supervision, Limits: resp.Limits, Workers: resp.Workers, NodeWorkers: members}, nil
 }
 
 // checkStart refuses start options that name an unknown supervisor or
@@ -118,7 +139,14 @@ func (c *Conn) checkStart(o StartOptions) error {
 	default:
 		return fmt.Errorf("supervisor %q: want %s or %s (or nothing: systemd where the node offers it)", o.Supervisor, SupervisorSystemd, SupervisorPampa)
 	}
+	if o.NodeDispatcher && len(o.Workers) > 0 {
+		return fmt.Errorf("node %s: workers %s with a node dispatcher: it runs all the node's workers in its one process, so none can be started alone",
+			c.t.Name, strings.Join(o.Workers, ", "))
+	}
 	for _, id := range o.Workers {
+		if id == c.t.NodeDispatcherID() {
+			return fmt.Errorf("%s is node %s's node dispatcher, not a worker: ask for the node dispatcher to start it", id, c.t.Name)
+		}
 		if !c.t.HasWorker(id) {
 			return fmt.Errorf("worker %s is not one of node %s's (max_workers %d)", id, c.t.Name, c.t.MaxWorkers)
 		}

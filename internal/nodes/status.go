@@ -69,7 +69,7 @@ func (c *Conn) State(ctx context.Context, sample time.Duration) (*NodeState, err
 		} else if !isNotExist(err) {
 			st.Errors = append(st.Errors, "release: "+err.Error())
 		}
-		defined := map[string]bool{}
+		defined := map[string]bool{c.t.NodeDispatcherID(): true}
 		for _, id := range c.t.WorkerIDs() {
 			defined[id] = true
 		}

@@ -38,7 +38,8 @@ type Stopped struct {
 // the process is confirmed to be that worker (see processState), and
 // SIGKILL if it is still there after timeout (0: its grace period plus
 // 10s). Stopping a stopped worker is not an error. ids default to all of
-// the node's workers and any other pid file found.
+// the node's workers, any other pid file found, and its node dispatcher
+// (<node>.0), which stops as a worker does, its workers with it.
 func (c *Conn) Stop(ctx context.Context, ids []string, timeout time.Duration) ([]Stopped, error) {
 	var sv supervisors
 	if err := c.bounded(ctx, "stop the supervisors", func(ctx context.Context) error { return c.stopSupervisors(ctx, &sv, ids) }); err != nil {
@@ -73,7 +74,36 @@ func (c *Conn) Stop(ctx context.Context, ids []string, timeout time.Duration) ([
 			return c.stop(ctx, &s)
 		})
 	}
-	return sv.merge(s.out), err
+	return c.withMembers(sv.merge(s.out), sv.nd), err
+}
+
+// withMembers explains the workers of a node dispatcher that was
+// running, which have no process of their own to stop.
+func (c *Conn) withMembers(out []Stopped, nd *WorkerProcess) []Stopped {
+	if nd == nil || nd.Members == 0 {
+		return out
+	}
+	stopped := false
+	for _, s := range out {
+		if s.ID == nd.ID && s.WasRunning && s.Error == "" {
+			stopped = true
+		}
+	}
+	for i, s := range out {
+		if s.WasRunning || s.Error != "" || !c.t.HasWorker(s.ID) {
+			continue
+		}
+		if k, _ := strconv.Atoi(strings.TrimPrefix(s.ID, c.t.Name+".")); k < 1 || k > nd.Members {
+			continue
+		}
+		if stopped {
+			out[i].Why = fmt.Sprintf("runs in the node dispatcher %s, stopped with it", nd.ID)
+		} else {
+			out[i].Why = fmt.Sprintf("has no process of its own: it runs in the node dispatcher %s (pid %d), which `nodes stop --worker %s` stops with all its workers (`drain %s` gives it no more tasks)",
+				nd.ID, nd.PID, nd.ID, s.ID)
+		}
+	}
+	return out
 }
 
 // supervisors are what a stop found and did of the workers' supervisors.
@@ -84,6 +114,7 @@ type supervisors struct {
 	units   map[string]*SupervisorState // systemd units, by worker
 	longest time.Duration               // the longest stop timeout of a unit
 	done    map[string]Stopped          // workers stopped with their unit
+	nd      *WorkerProcess              // the node dispatcher's record, while it runs
 }
 
 // merge lists every worker's outcome in the order of ids.
@@ -132,6 +163,9 @@ func (c *Conn) stopSupervisors(ctx context.Context, sv *supervisors, ids []strin
 	}
 	sv.dir, sv.ids = dir, ids
 	sv.pampa, sv.units, sv.done = map[string]int{}, map[string]*SupervisorState{}, map[string]Stopped{}
+	if st := processState(read, dir, c.t.NodeDispatcherID()); st.Running {
+		sv.nd = st.Record
+	}
 	var pids []string
 	for _, id := range ids {
 		st := supervisorState(read, dir, id)
@@ -340,8 +374,9 @@ func (c *Conn) removeRecord(dir, id string) {
 	}
 }
 
-// allWorkerIDs lists the node's workers, then the ids of any other pid
-// files (workers of an earlier, larger max_workers).
+// allWorkerIDs lists the node's node dispatcher, when it has a pid file
+// or a supervisor record, then the node's workers, then the ids of any
+// other pid files (workers of an earlier, larger max_workers).
 func (c *Conn) allWorkerIDs(dir string) []string {
 	ids := c.t.WorkerIDs()
 	sc, err := c.SFTP()
@@ -356,16 +391,46 @@ func (c *Conn) allWorkerIDs(dir string) []string {
 	for _, id := range ids {
 		seen[id] = true
 	}
+	nd := c.t.NodeDispatcherID()
 	for _, e := range entries {
 		name := e.Name()
+		if name == nd+superExt && !seen[nd] {
+			seen[nd] = true
+			ids = append([]string{nd}, ids...)
+		}
 		if path.Ext(name) != ".pid" {
 			continue
 		}
 		id := name[:len(name)-len(".pid")]
-		if !seen[id] {
+		switch {
+		case seen[id]:
+		case id == nd:
+			seen[id] = true
+			ids = append([]string{nd}, ids...)
+		default:
 			seen[id] = true
 			ids = append(ids, id)
 		}
 	}
 	return ids
+}
+
+// Workers lists the ids of the node's workers and of any other worker a
+// pid file names, leaving out its node dispatcher: what a restart of the
+// workers stops.
+func (c *Conn) Workers(ctx context.Context) ([]string, error) {
+	var ids []string
+	err := c.bounded(ctx, "list the workers", func(context.Context) error {
+		dir, _, err := c.Dir()
+		if err != nil {
+			return err
+		}
+		for _, id := range c.allWorkerIDs(dir) {
+			if id != c.t.NodeDispatcherID() {
+				ids = append(ids, id)
+			}
+		}
+		return nil
+	})
+	return ids, err
 }

@@ -155,7 +155,7 @@ func (s *supervisor) start() (*child, error) {
 		return nil, err
 	}
 	defer out.Close()
-	fmt.Fprintf(out, "--- %s pampa: starting worker %s (release %s)\n", time.Now().Format(time.RFC3339), sp.ID, sp.Release)
+	fmt.Fprintf(out, "--- %s pampa: starting %s %s (release %s)\n", time.Now().Format(time.RFC3339), kindOf(sp.ID), sp.ID, sp.Release)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = sp.Dir
 	cmd.Stdout, cmd.Stderr = out, out
@@ -164,7 +164,7 @@ func (s *supervisor) start() (*child, error) {
 	}
 	c := &child{cmd: cmd, pid: cmd.Process.Pid, started: time.Now(), done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(c.done) }()
-	rec := recordFor(sp.Dir, WorkerProcess{ID: sp.ID, Release: sp.Release, GraceMS: sp.GraceMS}, c.pid)
+	rec := recordFor(sp.Dir, WorkerProcess{ID: sp.ID, Release: sp.Release, GraceMS: sp.GraceMS, Members: sp.Members}, c.pid)
 	if err := writeRecord(sp.Dir, rec); err != nil {
 		_ = cmd.Process.Kill()
 		<-c.done

@@ -141,12 +141,12 @@ func askSystemd(st *SupervisorState) {
 // and for the pid file.
 func (s *starter) launchUnit(w *WorkerStart, spec execSpec) (supervised, error) {
 	req, m := s.req, s.sd
-	spec.Record, spec.Dir = &WorkerProcess{ID: w.ID, Release: req.Release, GraceMS: req.GraceMS}, req.Dir
+	spec.Record, spec.Dir = &WorkerProcess{ID: w.ID, Release: req.Release, GraceMS: req.GraceMS, Members: req.NodeWorkers}, req.Dir
 	unit := unitName(req.Dir, w.ID)
 	launch := []string{"/bin/sh", "-c", launcher, "pampa-launcher", path.Join(s.relDir, envName)}
 	bin := path.Join(s.relDir, s.rel.Program)
 	u := unitSpec{
-		Description: fmt.Sprintf("Pampa worker %s (release %s, in %s)", w.ID, req.Release, req.Dir),
+		Description: fmt.Sprintf("Pampa %s %s (release %s, in %s)", kindOf(w.ID), w.ID, req.Release, req.Dir),
 		Dir:         req.Dir, Env: s.plan.env, Out: OutPath(req.Dir, w.ID),
 		Command:     append(append([]string{}, launch...), s.workerCommand(w.ID, spec)...),
 		StopPost:    append(append([]string{}, launch...), bin, "nodes", "agent", "exited", "--id", w.ID, req.Dir),

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -64,7 +65,8 @@ type Target struct {
 	// MaxWorkers is how many workers the node runs: ids Name.1 ..
 	// Name.MaxWorkers.
 	MaxWorkers int
-	// Limits apply to each worker.
+	// Limits apply to each worker (to a node dispatcher, each limit times
+	// its workers).
 	Limits Limits
 }
 
@@ -87,6 +89,19 @@ func (t *Target) WorkerIDs() []string {
 		ids[i] = t.Name + "." + strconv.Itoa(i+1)
 	}
 	return ids
+}
+
+// NodeDispatcherID is the id of the node's node dispatcher, "<Name>.0":
+// the one process that runs all the node's workers when `start` is asked
+// for a node dispatcher.
+func (t *Target) NodeDispatcherID() string { return t.Name + ".0" }
+
+// dispatcherNode returns the node of a node dispatcher's id ("n1" for
+// "n1.0"), or false for a worker's. Node names hold no dot, so the
+// suffix alone tells them apart.
+func dispatcherNode(id string) (string, bool) {
+	node, ok := strings.CutSuffix(id, ".0")
+	return node, ok && node != "" && !strings.Contains(node, ".")
 }
 
 // HasWorker reports whether id is one of the node's workers.
@@ -122,6 +137,12 @@ type Limits struct {
 	DiskIOMbps int `json:"disk_io_mbps,omitempty"`
 	// NetIOMbps caps the worker's network traffic in megabits per second.
 	NetIOMbps int `json:"net_io_mbps,omitempty"`
+}
+
+// times is the limits of a process that runs n workers: each limit n
+// times over, what n worker processes would have had between them.
+func (l Limits) times(n int) Limits {
+	return Limits{RAMMB: l.RAMMB * n, CPUPercent: l.CPUPercent * n, DiskIOMbps: l.DiskIOMbps * n, NetIOMbps: l.NetIOMbps * n}
 }
 
 // Any reports whether some limit is set.
