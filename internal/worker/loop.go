@@ -31,7 +31,7 @@ type loop struct {
 	// may have started for us.
 	adopt bool
 	// arrivals measures how far apart tries come to this worker (see
-	// sparse).
+	// arrivalGauge).
 	arrivals  arrivalGauge
 	reconcile bool // a write failed: rows may be started that we do not hold
 	fatal     error
@@ -192,8 +192,9 @@ func (l *loop) produce(ctx context.Context) bool {
 		want = 0
 	}
 	// Record outcomes once the tasks taken ahead are used up (unless the
-	// queue ran dry: then with the next claim), or when the batch is due;
-	// claim in the same transaction.
+	// queue ran dry: then with the next claim, or at once when nothing
+	// runs and tries come sparse), or when the batch is due; claim in the
+	// same transaction.
 	flush := c.Len() > 0 && ((p.Buffered() == 0 && (l.look || l.inflight == 0 && l.arrivals.sparse())) || c.Due())
 	if !flush && !p.HasGiveBack() && (want == 0 || p.Buffered() > 0) {
 		return false
