@@ -134,7 +134,7 @@ func (s *starter) node() string {
 // (it may be about to start it again).
 func (s *starter) servedOtherwise() string {
 	node, dir := s.node(), s.req.Dir
-	ndID := node + ".0"
+	ndID := nodeDispatcherID(node)
 	if s.req.NodeWorkers == 0 {
 		pid, ok := s.running(ndID)
 		if !ok {

@@ -94,7 +94,10 @@ func (t *Target) WorkerIDs() []string {
 // NodeDispatcherID is the id of the node's node dispatcher, "<Name>.0":
 // the one process that runs all the node's workers when `start` is asked
 // for a node dispatcher.
-func (t *Target) NodeDispatcherID() string { return t.Name + ".0" }
+func (t *Target) NodeDispatcherID() string { return nodeDispatcherID(t.Name) }
+
+// nodeDispatcherID is the id of node's node dispatcher: "<node>.0".
+func nodeDispatcherID(node string) string { return node + ".0" }
 
 // dispatcherNode returns the node of a node dispatcher's id ("n1" for
 // "n1.0"), or false for a worker's. Node names hold no dot, so the
